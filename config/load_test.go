@@ -1,0 +1,225 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// minimal is the smallest valid native file.
+const minimal = `{
+  "version": 1,
+  "app": "web",
+  "targets": [{"name": "prod", "host": "app.example.com"}],
+  "backend": {"image": "ghcr.io/acme/web"}
+}`
+
+func TestParseMinimalAppliesDefaults(t *testing.T) {
+	l, err := Parse([]byte(minimal), ImportOptions{})
+	require.NoError(t, err)
+	c := l.Config
+	assert.Equal(t, FormatNative, l.Format)
+	assert.Equal(t, "production", c.Environment)
+	assert.Equal(t, 22, c.Targets[0].SSH.Port)
+	assert.Equal(t, "deploy", c.Targets[0].SSH.User)
+	assert.Equal(t, "/srv", c.Targets[0].Root)
+	assert.Equal(t, 8000, c.Backend.Port)
+	assert.Equal(t, "/api/v1/health", c.Backend.HealthPath)
+	assert.Equal(t, 3, c.Backend.HealthGate.ConsecutivePasses)
+	assert.Equal(t, time.Minute, c.Backend.HealthGate.Deadline.D())
+	assert.True(t, c.Rollback.Auto)
+	assert.Equal(t, 0.1, c.Rollback.ErrorRateThreshold)
+	assert.True(t, c.Snapshots.Enabled)
+	assert.Equal(t, "target", c.Snapshots.Store)
+	assert.True(t, c.Execution.Parallel)
+	assert.Equal(t, 3, c.Execution.MaxWorkers)
+	assert.Equal(t, []string{"health", "functional", "performance", "security"}, c.Verification.Categories)
+	assert.Nil(t, c.Database)
+	assert.Nil(t, c.Frontend)
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	l, err := LoadFile("../examples/local.deploy.json", ImportOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "sample", l.Config.App)
+	assert.Equal(t, 2222, l.Config.Targets[0].SSH.Port)
+}
+
+// TestParseProblems checks the exact message for each kind of bad input:
+// every problem at once, each with its path and line.
+func TestParseProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"empty", ``, []string{"file is empty; it must hold a JSON object"}},
+		{"not an object", `[1]`, []string{"the file must hold a JSON object, got an array (line 1)"}},
+		{"malformed", "{\n \"version\": 1,\n \"app\": }", []string{"malformed JSON at column 9: invalid character '}' looking for beginning of value (line 3)"}},
+		{"truncated", `{"version": 1`, []string{"malformed JSON: the file ends before the value is complete (line 1)"}},
+		{"trailing data", `{} {}`, []string{"unexpected data after the top-level JSON value (line 1)"}},
+		{"duplicate key", "{\"app\": \"a\",\n\"app\": \"b\"}", []string{`key "app" appears twice (first on line 1); JSON parsers disagree on which wins, so write it once (line 2)`}},
+		{"missing required", `{}`, []string{
+			"app: is required (line 1)", "backend: is required (line 1)", "targets: is required (line 1)", "version: is required (line 1)"}},
+		{"wrong types and ranges", `{
+  "version": 1,
+  "app": "web",
+  "targets": [{"name": "prod", "host": "h.example.com", "ssh": {"port": 70000, "user": 7}}],
+  "backend": {"image": "ghcr.io/acme/web", "port": "80"},
+  "execution": {"max_workers": 2.5, "parallel": "yes"}
+}`, []string{
+			`targets[0].ssh.port: must be 1-65535, got 70000 (line 4)`,
+			`targets[0].ssh.user: must be a string, got a number (line 4)`,
+			`backend.port: must be a whole number, got a string (line 5)`,
+			`execution.max_workers: must be a whole number, got 2.5 (line 6)`,
+			`execution.parallel: must be true or false, got a string (line 6)`,
+		}},
+		{"unknown keys", `{
+  "version": 1, "app": "web",
+  "targets": [{"name": "prod", "host": "h.example.com", "ssh": {"prot": 22}}],
+  "backend": {"image": "ghcr.io/acme/web"},
+  "colour": "blue"
+}`, []string{
+			`targets[0].ssh.prot: unknown key; did you mean "port"? (line 3)`,
+			`colour: unknown key; known keys: app, backend, database, domains, environment, execution, frontend, monitoring, notifications, redis, registry, rollback, snapshots, targets, tls, verification, version (line 5)`,
+		}},
+		{"hostile strings", `{
+  "version": 1,
+  "app": "; rm -rf /",
+  "targets": [{"name": "$(reboot)", "host": "h.example.com; curl evil", "ssh": {"user": "root\nx"}}],
+  "backend": {"image": "ghcr.io/acme/web", "health_path": "/health\r\nX-Evil: 1", "env": {"A B": "x"}}
+}`, []string{
+			`app: must be lowercase letters, digits and '-' (1-63 characters, no '-' at either end), got "; rm -rf /" (line 3)`,
+			`targets[0].name: must be lowercase letters, digits and '-' (1-63 characters, no '-' at either end), got "$(reboot)" (line 4)`,
+			`targets[0].host: must be a host name or an IP address, got "h.example.com; curl evil" (line 4)`,
+			`targets[0].ssh.user: must not contain control characters (newline, tab, NUL...), got "root\nx" (line 4)`,
+			`backend.env: key "A B" must be an environment variable name (letters, digits and '_', not starting with a digit) (line 5)`,
+			`backend.health_path: must not contain control characters (newline, tab, NUL...), got "/health\r\nX-Evil: 1" (line 5)`,
+		}},
+		{"secret given as a value", `{
+  "version": 1, "app": "web",
+  "targets": [{"name": "prod", "host": "h.example.com"}],
+  "backend": {"image": "ghcr.io/acme/web", "secret_env": {"API_KEY": "sk_live_hunter2"}},
+  "database": {"name": "app", "user": "app", "password": "hunter2"}
+}`, []string{
+			`backend.secret_env.API_KEY: must be a secret reference (env:NAME or file:PATH), not a value; put the secret in an environment variable or a file and reference it (line 4)`,
+			`database.password: must be a secret reference (env:NAME or file:PATH), not a value; put the secret in an environment variable or a file and reference it (line 5)`,
+		}},
+		{"future version", `{"version": 2, "app": "web", "targets": [{"name": "a", "host": "h.example.com"}], "backend": {"image": "ghcr.io/a/b"}}`,
+			[]string{"version: version 2 is not one this release reads (it reads 1); upgrade lawsker-deploy or convert the file (line 1)"}},
+		{"empty targets and null required", `{"version": 1, "app": "web", "targets": [], "backend": null}`,
+			[]string{"backend: is required and must not be null (line 1)", "targets: must list at least 1 item(s) (line 1)"}},
+		{"cross-field rules", `{
+  "version": 1, "app": "web",
+  "targets": [{"name": "a", "host": "h.example.com"}, {"name": "a", "host": "h.example.com"}],
+  "registry": {"host": "ghcr.io", "username": "bot"},
+  "backend": {"image": "docker.io/acme/web", "env": {"X": "1"}, "secret_env": {"X": "env:X"},
+              "health_gate": {"request_timeout": "2m", "deadline": "1m"}},
+  "domains": ["*.example.com", "EXAMPLE.com", "example.com"],
+  "tls": {"enabled": true},
+  "notifications": {"email": "ops@example.com"},
+  "database": {"name": "app", "user": "app", "password": "env:DB_PASSWORD", "bootstrap": true}
+}`, []string{
+			`targets[1].host: "h.example.com" port 22 is already targets[0]; list each host once (line 3)`,
+			`targets[1].name: "a" is already the name of targets[0]; target names must be unique (line 3)`,
+			`registry: username and password go together: set both or neither (line 4)`,
+			`backend.image: must be in registry.host "ghcr.io" (write ghcr.io/...) (line 5)`,
+			`backend.secret_env.X: is also set in backend.env; a variable comes from one place (line 5)`,
+			`backend.health_gate.request_timeout: must not exceed backend.health_gate.deadline (1m0s) (line 6)`,
+			`domains[0]: wildcard "*.example.com" needs tls.challenge "dns-01" (HTTP-01 cannot validate wildcards) (line 7)`,
+			`domains[2]: "example.com" is already domains[1] (line 7)`,
+			`notifications.email: needs notifications.smtp (the mail server to send through) (line 9)`,
+			`database.bootstrap: needs database.admin_user and database.admin_password (the role that creates the application role and database) (line 10)`,
+			`tls.email: is required when tls.enabled is true (the ACME account's contact)`,
+		}},
+		{"bad formats", `{
+  "version": 1, "app": "web",
+  "targets": [{"name": "a", "host": "h.example.com", "root": "/srv/../etc", "ssh": {"connect_timeout": "soon"}}],
+  "backend": {"image": "ghcr.io/acme/web:latest"},
+  "redis": {"url": "redis://:pw@cache:6379/0"},
+  "snapshots": {"store": "ftp://x"},
+  "tls": {"challenge": "tls-alpn-01", "email": "not-an-email"}
+}`, []string{
+			`targets[0].root: must be an absolute path of letters, digits and ._+@=,- (no spaces, no '..'), got "/srv/../etc" (line 3)`,
+			`targets[0].ssh.connect_timeout: must be a duration such as "30s", "10m" or "1h30m", got "soon" (line 3)`,
+			`backend.image: must be an image repository without tag or digest, such as ghcr.io/lawsker/backend, got "ghcr.io/acme/web:latest" (line 4)`,
+			`redis.url: must be a redis:// or rediss:// URL with a host (the password goes in redis.password, not in the URL), got "redis://:pw@cache:6379/0" (line 5)`,
+			`snapshots.store: must be "target" (on the target host over SFTP) or a s3://, gs://, azblob:// or file:// URL, got "ftp://x" (line 6)`,
+			`tls.challenge: must be one of "http-01", "dns-01", got "tls-alpn-01" (line 7)`,
+			`tls.email: must be an email address such as ops@example.com, got "not-an-email" (line 7)`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.in), ImportOptions{})
+			require.Error(t, err)
+			var ps Problems
+			require.ErrorAs(t, err, &ps)
+			got := make([]string, len(ps))
+			for i, p := range ps {
+				got[i] = p.String()
+			}
+			assert.ElementsMatch(t, tt.want, got)
+		})
+	}
+}
+
+func TestProblemsErrorListsAll(t *testing.T) {
+	_, err := Parse([]byte(`{}`), ImportOptions{})
+	require.Error(t, err)
+	assert.Equal(t, "config: 4 problems:\n  app: is required (line 1)\n  backend: is required (line 1)\n  targets: is required (line 1)\n  version: is required (line 1)", err.Error())
+}
+
+func TestSecretValueNeverEchoed(t *testing.T) {
+	in := strings.Replace(minimal, `"backend": {"image": "ghcr.io/acme/web"}`,
+		`"backend": {"image": "ghcr.io/acme/web", "secret_env": {"K": "s3cr3t-value-xyz"}}`, 1)
+	_, err := Parse([]byte(in), ImportOptions{})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cr3t-value-xyz")
+}
+
+func TestLoadFileErrors(t *testing.T) {
+	_, err := LoadFile("does-not-exist.json", ImportOptions{})
+	assert.EqualError(t, err, "config: stat does-not-exist.json: no such file or directory (pass --config with the path of your deploy.json)")
+	dir := t.TempDir()
+	_, err = LoadFile(dir, ImportOptions{})
+	assert.EqualError(t, err, "config: "+dir+" is a folder; pass --config with the path of a deploy.json file")
+	big := dir + "/big.json"
+	require.NoError(t, os.WriteFile(big, make([]byte, MaxFileSize+1), 0o600))
+	_, err = LoadFile(big, ImportOptions{})
+	assert.ErrorContains(t, err, "a configuration file is at most 1048576 bytes")
+}
+
+func TestDeepNestingRefused(t *testing.T) {
+	in := strings.Repeat("[", 10000) + strings.Repeat("]", 10000)
+	_, err := Parse([]byte(in), ImportOptions{})
+	assert.EqualError(t, err, "config: nesting deeper than 32 levels (line 1)")
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	l, err := LoadFile("../examples/local.deploy.json", ImportOptions{})
+	require.NoError(t, err)
+	data, err := Marshal(l.Config)
+	require.NoError(t, err)
+	again, err := Parse(data, ImportOptions{})
+	require.NoError(t, err, string(data))
+	assert.Equal(t, l.Config, again.Config)
+}
+
+func TestValidateBuiltInCode(t *testing.T) {
+	l, err := Parse([]byte(minimal), ImportOptions{})
+	require.NoError(t, err)
+	c := l.Config
+	c.Targets[0].SSH.Port = 0
+	c.Execution.MaxWorkers = 100
+	assert.EqualError(t, c.Validate(), "config: execution.max_workers: must be 1-64, got 100")
+	assert.Equal(t, 100, c.Execution.MaxWorkers, "unchanged on error")
+	c.Execution.MaxWorkers = 8
+	require.NoError(t, c.Validate())
+	assert.Equal(t, 22, c.Targets[0].SSH.Port, "zero takes the default")
+	assert.Equal(t, 8, c.Execution.MaxWorkers)
+}

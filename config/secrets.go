@@ -1,0 +1,155 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// maxSecretFile bounds a secret read from a file.
+const maxSecretFile = 64 << 10
+
+// Resolver turns secret references into values at run time.
+type Resolver struct {
+	// Provided values win over the environment and files, keyed by the
+	// reference ("env:DB_PASSWORD"). The Dagger layer fills it from
+	// *dagger.Secret arguments.
+	Provided map[string]string
+	// LookupEnv reads the environment; nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// Home expands a leading "~/" in file references; "" means os.UserHomeDir.
+	Home string
+	// OnResolve, when set, sees every value resolved (to register it with a
+	// redactor before it can reach any output).
+	OnResolve func(value string)
+}
+
+// ErrSecretMissing is wrapped by Resolve when a reference has no value.
+var ErrSecretMissing = errors.New("secret not available")
+
+// Resolve returns the value a reference points to. The error names the
+// reference, never the value.
+func (r *Resolver) Resolve(ref SecretRef) (string, error) {
+	if ref.IsZero() {
+		return "", fmt.Errorf("empty secret reference: %w", ErrSecretMissing)
+	}
+	v, err := r.resolve(ref)
+	if err != nil {
+		return "", err
+	}
+	if r.OnResolve != nil {
+		r.OnResolve(v)
+	}
+	return v, nil
+}
+
+func (r *Resolver) resolve(ref SecretRef) (string, error) {
+	if v, ok := r.Provided[string(ref)]; ok {
+		return v, nil
+	}
+	switch ref.Kind() {
+	case SecretFromEnv:
+		lookup := r.LookupEnv
+		if lookup == nil {
+			lookup = os.LookupEnv
+		}
+		v, ok := lookup(ref.Name())
+		if !ok || v == "" {
+			return "", fmt.Errorf("%s: environment variable %s is not set: %w", ref, ref.Name(), ErrSecretMissing)
+		}
+		return v, nil
+	case SecretFromFile:
+		path, err := r.expand(ref.Name())
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", ref, err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w: %w", ref, ErrSecretMissing, err)
+		}
+		defer f.Close()
+		buf := make([]byte, maxSecretFile+1)
+		n, _ := f.Read(buf)
+		if n > maxSecretFile {
+			return "", fmt.Errorf("%s: file is larger than %d bytes; is it the right file?", ref, maxSecretFile)
+		}
+		v := strings.TrimRight(string(buf[:n]), "\r\n")
+		if v == "" {
+			return "", fmt.Errorf("%s: file is empty: %w", ref, ErrSecretMissing)
+		}
+		return v, nil
+	}
+	return "", fmt.Errorf("%s: unknown secret reference kind %q", ref, ref.Kind())
+}
+
+func (r *Resolver) expand(p string) (string, error) {
+	if !strings.HasPrefix(p, "~/") {
+		return p, nil
+	}
+	home := r.Home
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("cannot expand ~: %w", err)
+		}
+		home = h
+	}
+	return filepath.Join(home, p[2:]), nil
+}
+
+// SecretUse is one secret reference in a configuration and where it is used.
+type SecretUse struct {
+	Path string    `json:"path"`
+	Ref  SecretRef `json:"ref"`
+}
+
+// SecretRefs lists every secret reference in the configuration, by path.
+func (c *Config) SecretRefs() []SecretUse {
+	var out []SecretUse
+	addRef := func(path string, r SecretRef) {
+		if !r.IsZero() {
+			out = append(out, SecretUse{Path: path, Ref: r})
+		}
+	}
+	for i, t := range c.Targets {
+		addRef(indexPath("targets", i)+".ssh.key", t.SSH.Key)
+	}
+	if c.Registry != nil {
+		addRef("registry.password", c.Registry.Password)
+	}
+	names := make([]string, 0, len(c.Backend.SecretEnv))
+	for k := range c.Backend.SecretEnv {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		addRef("backend.secret_env."+k, c.Backend.SecretEnv[k])
+	}
+	if c.Database != nil {
+		addRef("database.password", c.Database.Password)
+		addRef("database.admin_password", c.Database.AdminPassword)
+	}
+	if c.Redis != nil {
+		addRef("redis.password", c.Redis.Password)
+	}
+	addRef("monitoring.grafana_admin_password", c.Monitoring.GrafanaAdminPassword)
+	if c.Notifications.SMTP != nil {
+		addRef("notifications.smtp.password", c.Notifications.SMTP.Password)
+	}
+	return out
+}
+
+// CheckSecrets resolves every reference and returns one problem per
+// reference that has no value. Values are handed to r.OnResolve only.
+func (c *Config) CheckSecrets(r *Resolver) Problems {
+	var ps Problems
+	for _, u := range c.SecretRefs() {
+		if _, err := r.Resolve(u.Ref); err != nil {
+			ps = append(ps, Problem{Path: u.Path, Message: err.Error()})
+		}
+	}
+	return ps
+}

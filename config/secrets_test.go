@@ -1,0 +1,57 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestResolver(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "key"), []byte("file-secret\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "empty"), nil, 0o600))
+	var seen []string
+	r := &Resolver{
+		Provided:  map[string]string{"env:FROM_DAGGER": "dagger-secret"},
+		LookupEnv: func(k string) (string, bool) { return map[string]string{"SET": "env-secret", "BLANK": ""}[k], k == "SET" || k == "BLANK" },
+		Home:      dir,
+		OnResolve: func(v string) { seen = append(seen, v) },
+	}
+	for ref, want := range map[SecretRef]string{
+		"env:SET": "env-secret", "env:FROM_DAGGER": "dagger-secret", SecretRef("file:" + dir + "/key"): "file-secret", "file:~/key": "file-secret",
+	} {
+		got, err := r.Resolve(ref)
+		require.NoError(t, err, ref)
+		assert.Equal(t, want, got)
+	}
+	assert.Len(t, seen, 4)
+
+	for ref, want := range map[SecretRef]string{
+		"env:UNSET":   "env:UNSET: environment variable UNSET is not set: secret not available",
+		"env:BLANK":   "env:BLANK: environment variable BLANK is not set: secret not available",
+		"file:~/none": "file:~/none: secret not available: open " + dir + "/none: no such file or directory",
+		"file:~/empty": "file:~/empty: file is empty: secret not available",
+		"":            "empty secret reference: secret not available",
+	} {
+		_, err := r.Resolve(ref)
+		assert.EqualError(t, err, want)
+		assert.ErrorIs(t, err, ErrSecretMissing)
+	}
+}
+
+func TestSecretRefsAndCheck(t *testing.T) {
+	l, err := LoadFile("../examples/local.deploy.json", ImportOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []SecretUse{
+		{Path: "targets[0].ssh.key", Ref: "file:.cache/demo/ssh/id_ed25519"},
+		{Path: "backend.secret_env.SESSION_KEY", Ref: "env:SAMPLE_SESSION_KEY"},
+		{Path: "database.password", Ref: "env:SAMPLE_DB_PASSWORD"},
+	}, l.Config.SecretRefs())
+	r := &Resolver{LookupEnv: func(k string) (string, bool) { return "v", k == "SAMPLE_DB_PASSWORD" }, Provided: map[string]string{"file:.cache/demo/ssh/id_ed25519": "k"}}
+	ps := l.Config.CheckSecrets(r)
+	require.Len(t, ps, 1)
+	assert.Equal(t, "backend.secret_env.SESSION_KEY: env:SAMPLE_SESSION_KEY: environment variable SAMPLE_SESSION_KEY is not set: secret not available", ps[0].String())
+}

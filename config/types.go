@@ -1,0 +1,193 @@
+package config
+
+// CurrentVersion is the configuration format this release reads and writes.
+const CurrentVersion = 1
+
+// Field rules are struct tags read by the loader and the schema generator:
+//
+//	doc:"..."        description (JSON Schema "description", `config schema`)
+//	required:"true"  the key must be present
+//	default:"<json>" the value used when the key is absent
+//	min, max         inclusive bounds of a number
+//	minItems         fewest items of an array
+//	enum:"a|b"       allowed strings
+//	format:"name"    a named string rule (formats.go)
+//	items, keys      the format of []string items / map keys
+//
+// Optional sections are pointers: absent means "not used". Non-pointer
+// sections are always present and take their defaults.
+
+// Config is the native deployment configuration (deploy.json).
+type Config struct {
+	Schema        string        `json:"$schema,omitempty" doc:"JSON Schema of this file, for editors (ignored by lawsker-deploy)"`
+	Version       int           `json:"version" required:"true" min:"1" max:"1" doc:"configuration format version; this release reads 1"`
+	App           string        `json:"app" required:"true" format:"name" doc:"application name: used in paths, container names and image tags on the target"`
+	Environment   string        `json:"environment,omitempty" format:"name" default:"\"production\"" doc:"environment name, shown in reports and notifications"`
+	Targets       []Target      `json:"targets" required:"true" minItems:"1" doc:"hosts the release is deployed to"`
+	Registry      *Registry     `json:"registry,omitempty" doc:"container registry credentials; omit for a registry that needs none"`
+	Backend       Backend       `json:"backend" required:"true" doc:"the backend container"`
+	Frontend      *Frontend     `json:"frontend,omitempty" doc:"the static frontend; omit when there is none"`
+	Database      *Database     `json:"database,omitempty" doc:"the PostgreSQL database the backend uses; omit when there is none"`
+	Redis         *Redis        `json:"redis,omitempty" doc:"the Redis cache the backend uses; omit when there is none"`
+	Domains       []string      `json:"domains,omitempty" items:"domain" doc:"public domain names served by nginx on the target"`
+	TLS           TLS           `json:"tls" doc:"certificates from an ACME CA (Let's Encrypt)"`
+	Monitoring    Monitoring    `json:"monitoring" doc:"Prometheus and Grafana"`
+	Verification  Verification  `json:"verification" doc:"the verification suite run after every deploy and rollback"`
+	Rollback      Rollback      `json:"rollback" doc:"when a deploy rolls itself back"`
+	Snapshots     Snapshots     `json:"snapshots" doc:"pre- and post-deploy snapshots: images, database dump, frontend, configuration"`
+	Notifications Notifications `json:"notifications" doc:"where deploy and rollback events are sent"`
+	Execution     Execution     `json:"execution" doc:"how the deployment pipeline runs its steps"`
+}
+
+// Target is one host the release goes to.
+type Target struct {
+	Name string `json:"name" required:"true" format:"name" doc:"short name of the host, unique in the file"`
+	Host string `json:"host" required:"true" format:"host" doc:"host name or IP address reached over SSH"`
+	SSH  SSH    `json:"ssh" doc:"how to reach the host"`
+	Root string `json:"root,omitempty" format:"abspath" default:"\"/srv\"" doc:"folder under which <app>/releases, <app>/current and the state file live"`
+}
+
+// SSH says how to connect to a target.
+type SSH struct {
+	User            string    `json:"user,omitempty" format:"user" default:"\"deploy\"" doc:"remote user"`
+	Port            int       `json:"port,omitempty" min:"1" max:"65535" default:"22" doc:"SSH port"`
+	Key             SecretRef `json:"key,omitempty" doc:"private key (env:NAME or file:PATH); empty uses the SSH agent"`
+	KnownHosts      string    `json:"known_hosts,omitempty" format:"path" default:"\"~/.ssh/known_hosts\"" doc:"known_hosts file the host key is checked against"`
+	TrustOnFirstUse bool      `json:"trust_on_first_use,omitempty" doc:"accept and record an unknown host key on first connection (a changed key is always refused)"`
+	ConnectTimeout  Duration  `json:"connect_timeout,omitempty" default:"\"10s\"" doc:"bound of one connection attempt"`
+}
+
+// Registry holds the credentials of the container registry.
+type Registry struct {
+	Host     string    `json:"host" required:"true" format:"registry" doc:"registry host, e.g. ghcr.io or 127.0.0.1:5000"`
+	Username string    `json:"username,omitempty" doc:"registry user name"`
+	Password SecretRef `json:"password,omitempty" doc:"registry password or token"`
+}
+
+// Backend is the backend container and how it is started and gated.
+type Backend struct {
+	Image          string               `json:"image" required:"true" format:"image" doc:"image repository without tag; releases are tagged with the git sha and pinned by digest"`
+	Context        string               `json:"context,omitempty" format:"relpath" default:"\"backend\"" doc:"build context inside the source folder"`
+	Dockerfile     string               `json:"dockerfile,omitempty" format:"relpath" doc:"Dockerfile inside the context; empty uses the context's Dockerfile, or the Python preset when there is none"`
+	Port           int                  `json:"port,omitempty" min:"1" max:"65535" default:"8000" doc:"port the backend listens on inside its container"`
+	HealthPath     string               `json:"health_path,omitempty" format:"urlpath" default:"\"/api/v1/health\"" doc:"health endpoint used by the health gate"`
+	MigrateCommand []string             `json:"migrate_command,omitempty" doc:"argv run once in the new image before the switch, e.g. [\"alembic\", \"upgrade\", \"head\"]; empty: no migrations"`
+	Env            map[string]string    `json:"env,omitempty" keys:"envname" doc:"plain environment variables of the backend"`
+	SecretEnv      map[string]SecretRef `json:"secret_env,omitempty" keys:"envname" doc:"environment variables whose values are secrets (written to a 0600 env file on the target)"`
+	HealthGate     HealthGate           `json:"health_gate" doc:"how a new backend proves it is healthy before traffic moves to it"`
+	RollbackWindow Duration             `json:"rollback_window,omitempty" default:"\"10m\"" doc:"how long the previous backend stays running for an instant switch back"`
+	KeepReleases   int                  `json:"keep_releases,omitempty" min:"2" max:"100" default:"5" doc:"releases kept on the target; older ones are pruned (never the current or previous)"`
+}
+
+// HealthGate bounds the health check of a new backend.
+type HealthGate struct {
+	Interval          Duration `json:"interval,omitempty" default:"\"1s\"" doc:"time between checks"`
+	RequestTimeout    Duration `json:"request_timeout,omitempty" default:"\"5s\"" doc:"bound of one request"`
+	Deadline          Duration `json:"deadline,omitempty" default:"\"60s\"" doc:"the gate fails when the backend is not healthy by then"`
+	ConsecutivePasses int      `json:"consecutive_passes,omitempty" min:"1" max:"100" default:"3" doc:"passes in a row needed"`
+}
+
+// Frontend is the static frontend.
+type Frontend struct {
+	Source       string   `json:"source,omitempty" format:"relpath" default:"\"frontend\"" doc:"frontend folder inside the source folder"`
+	BuildCommand []string `json:"build_command,omitempty" default:"[\"npm\",\"run\",\"build\"]" doc:"argv run after npm ci when the folder has a package.json"`
+	Output       string   `json:"output,omitempty" format:"relpath" default:"\"dist\"" doc:"build output folder inside source; the files served"`
+}
+
+// Database is the application's PostgreSQL database.
+type Database struct {
+	Host           string    `json:"host,omitempty" format:"host" default:"\"localhost\"" doc:"PostgreSQL host as seen from the target"`
+	Port           int       `json:"port,omitempty" min:"1" max:"65535" default:"5432" doc:"PostgreSQL port"`
+	Name           string    `json:"name" required:"true" format:"pgident" doc:"database name"`
+	User           string    `json:"user" required:"true" format:"pgident" doc:"application role"`
+	Password       SecretRef `json:"password" required:"true" doc:"application role's password"`
+	SSLMode        string    `json:"sslmode,omitempty" enum:"disable|allow|prefer|require|verify-ca|verify-full" default:"\"prefer\"" doc:"libpq sslmode"`
+	Bootstrap      bool      `json:"bootstrap,omitempty" doc:"create the role and database when missing (needs admin_user and admin_password)"`
+	AdminUser      string    `json:"admin_user,omitempty" format:"pgident" doc:"role used for bootstrap"`
+	AdminPassword  SecretRef `json:"admin_password,omitempty" doc:"password of admin_user"`
+	PoolSizeEnv    string    `json:"pool_size_env,omitempty" format:"envname" default:"\"DB_POOL_SIZE\"" doc:"backend env variable that receives the pool size computed from the target's CPUs"`
+	MaxOverflowEnv string    `json:"max_overflow_env,omitempty" format:"envname" default:"\"DB_MAX_OVERFLOW\"" doc:"backend env variable that receives the pool overflow"`
+}
+
+// Redis is the application's Redis cache.
+type Redis struct {
+	URL      string    `json:"url" required:"true" format:"redisurl" doc:"redis://host:port/db as seen from the target"`
+	Password SecretRef `json:"password,omitempty" doc:"Redis password"`
+}
+
+// TLS configures certificates.
+type TLS struct {
+	Enabled       bool   `json:"enabled,omitempty" doc:"obtain and renew certificates for every domain"`
+	Email         string `json:"email,omitempty" format:"email" doc:"ACME account email (expiry notices)"`
+	Challenge     string `json:"challenge,omitempty" enum:"http-01|dns-01" default:"\"http-01\"" doc:"ACME challenge; wildcard domains need dns-01"`
+	DNSProvider   string `json:"dns_provider,omitempty" format:"name" doc:"lego DNS provider name for dns-01 (its credentials come from the environment)"`
+	ACMEDirectory string `json:"acme_directory,omitempty" format:"httpurl" default:"\"https://acme-v02.api.letsencrypt.org/directory\"" doc:"ACME directory URL"`
+}
+
+// Monitoring configures Prometheus and Grafana.
+type Monitoring struct {
+	Enabled              bool      `json:"enabled,omitempty" doc:"render and apply Prometheus and Grafana configuration"`
+	PrometheusURL        string    `json:"prometheus_url,omitempty" format:"httpurl" default:"\"http://127.0.0.1:9090\"" doc:"Prometheus as seen from where verification runs"`
+	GrafanaURL           string    `json:"grafana_url,omitempty" format:"httpurl" default:"\"http://127.0.0.1:3000\"" doc:"Grafana as seen from where verification runs"`
+	GrafanaAdminPassword SecretRef `json:"grafana_admin_password,omitempty" doc:"Grafana admin password"`
+}
+
+// Verification configures the verification suite.
+type Verification struct {
+	BaseURL    string     `json:"base_url,omitempty" format:"httpurl" doc:"URL the suite tests; default https://<first domain>, or the target host over http"`
+	SSLBaseURL string     `json:"ssl_base_url,omitempty" format:"httpurl" doc:"HTTPS URL for the TLS and header checks"`
+	Categories []string   `json:"categories,omitempty" enum:"health|functional|performance|security" default:"[\"health\",\"functional\",\"performance\",\"security\"]" doc:"categories run after a deploy"`
+	Thresholds Thresholds `json:"thresholds" doc:"limits the performance checks enforce"`
+}
+
+// Thresholds are the performance limits.
+type Thresholds struct {
+	ResponseTimeMS     int `json:"response_time_ms,omitempty" min:"1" max:"600000" default:"1000" doc:"p95 response time per endpoint"`
+	DatabaseQueryMS    int `json:"database_query_ms,omitempty" min:"1" max:"600000" default:"100" doc:"database query latency"`
+	MemoryUsagePercent int `json:"memory_usage_percent,omitempty" min:"1" max:"100" default:"80" doc:"memory in use on the target"`
+	CPUUsagePercent    int `json:"cpu_usage_percent,omitempty" min:"1" max:"100" default:"80" doc:"CPU in use on the target"`
+	DiskUsagePercent   int `json:"disk_usage_percent,omitempty" min:"1" max:"100" default:"90" doc:"disk in use on the target"`
+}
+
+// Rollback says when a deploy rolls itself back.
+type Rollback struct {
+	Auto                            bool     `json:"auto" default:"true" doc:"roll back automatically when a trigger fires"`
+	HealthCheckThreshold            int      `json:"health_check_threshold,omitempty" min:"1" max:"100" default:"3" doc:"consecutive failed health checks that trigger a rollback"`
+	ErrorRateThreshold              float64  `json:"error_rate_threshold" min:"0" max:"1" default:"0.1" doc:"error rate (0-1) that triggers a rollback"`
+	PerformanceDegradationThreshold float64  `json:"performance_degradation_threshold,omitempty" min:"1" max:"100" default:"2" doc:"ratio to the previous release's baseline that triggers a rollback"`
+	OnSecurityFailure               bool     `json:"on_security_failure,omitempty" doc:"a failed security check triggers a rollback"`
+	WatchWindow                     Duration `json:"watch_window,omitempty" default:"\"2m\"" doc:"how long health, error rate and latency are watched after the switch"`
+}
+
+// Snapshots configures snapshots.
+type Snapshots struct {
+	Enabled       bool   `json:"enabled" default:"true" doc:"take pre- and post-deploy snapshots"`
+	Store         string `json:"store,omitempty" format:"store" default:"\"target\"" doc:"where snapshots are kept: target (over SFTP) or a gocloud.dev/blob URL"`
+	RetentionDays int    `json:"retention_days,omitempty" min:"1" max:"3650" default:"30" doc:"snapshots younger than this are kept"`
+	KeepLast      int    `json:"keep_last,omitempty" min:"1" max:"1000" default:"10" doc:"the newest N snapshots are kept whatever their age"`
+	AgeRecipient  string `json:"age_recipient,omitempty" format:"agerecipient" doc:"encrypt dumps and TLS material to this age recipient"`
+}
+
+// Notifications says where events go.
+type Notifications struct {
+	Email      string `json:"email,omitempty" format:"email" doc:"address that receives deploy and rollback events (needs smtp)"`
+	WebhookURL string `json:"webhook_url,omitempty" format:"httpurl" doc:"URL that receives a JSON POST per event"`
+	SMTP       *SMTP  `json:"smtp,omitempty" doc:"mail server for email notifications"`
+}
+
+// SMTP is a mail server.
+type SMTP struct {
+	Host     string    `json:"host" required:"true" format:"host" doc:"SMTP server"`
+	Port     int       `json:"port,omitempty" min:"1" max:"65535" default:"587" doc:"SMTP port"`
+	Username string    `json:"username,omitempty" doc:"SMTP user"`
+	Password SecretRef `json:"password,omitempty" doc:"SMTP password"`
+	From     string    `json:"from" required:"true" format:"email" doc:"sender address"`
+}
+
+// Execution says how the pipeline runs.
+type Execution struct {
+	Parallel    bool     `json:"parallel" default:"true" doc:"run independent steps in parallel"`
+	MaxWorkers  int      `json:"max_workers,omitempty" min:"1" max:"64" default:"3" doc:"most steps running at once"`
+	StepTimeout Duration `json:"step_timeout,omitempty" default:"\"10m\"" doc:"default bound of one step attempt"`
+	Drain       Duration `json:"drain,omitempty" default:"\"30s\"" doc:"on cancellation, how long running steps may finish before they are aborted"`
+}

@@ -1,0 +1,93 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// validate applies the rules that involve more than one field. Field-level
+// rules (types, ranges, formats, required keys) were applied while decoding.
+// lines maps a path to its line for messages, when known.
+func (c *Config) validate(col *collector, lines map[string]int) {
+	add := func(path, format string, args ...any) {
+		col.add(path, lines[path], format, args...)
+	}
+	names := map[string]int{}
+	hosts := map[string]int{}
+	for i, t := range c.Targets {
+		p := indexPath("targets", i)
+		if t.Name != "" {
+			if j, dup := names[t.Name]; dup {
+				add(p+".name", "%s is already the name of targets[%d]; target names must be unique", quote(t.Name), j)
+			}
+			names[t.Name] = i
+		}
+		key := fmt.Sprintf("%s:%d", t.Host, t.SSH.Port)
+		if j, dup := hosts[key]; dup && t.Host != "" {
+			add(p+".host", "%s port %d is already targets[%d]; list each host once", quote(t.Host), t.SSH.Port, j)
+		}
+		hosts[key] = i
+	}
+	seenDomains := map[string]int{}
+	for i, d := range c.Domains {
+		p := indexPath("domains", i)
+		lower := strings.ToLower(d)
+		if j, dup := seenDomains[lower]; dup {
+			add(p, "%s is already domains[%d]", quote(d), j)
+		}
+		seenDomains[lower] = i
+		if c.TLS.Enabled && strings.HasPrefix(d, "*.") && c.TLS.Challenge == "http-01" {
+			add(p, `wildcard %s needs tls.challenge "dns-01" (HTTP-01 cannot validate wildcards)`, quote(d))
+		}
+	}
+	if c.TLS.Enabled {
+		if len(c.Domains) == 0 {
+			add("domains", "must list at least one domain when tls.enabled is true")
+		}
+		if c.TLS.Email == "" {
+			add("tls.email", "is required when tls.enabled is true (the ACME account's contact)")
+		}
+		if c.TLS.Challenge == "dns-01" && c.TLS.DNSProvider == "" {
+			add("tls.dns_provider", `is required when tls.challenge is "dns-01" (a lego provider name such as "cloudflare")`)
+		} else if c.TLS.Challenge == "http-01" && c.TLS.DNSProvider != "" {
+			add("tls.dns_provider", `is only used with tls.challenge "dns-01"; remove it or switch the challenge`)
+		}
+	}
+	for name := range c.Backend.SecretEnv {
+		if _, both := c.Backend.Env[name]; both {
+			add("backend.secret_env."+name, "is also set in backend.env; a variable comes from one place")
+		}
+	}
+	if db := c.Database; db != nil {
+		if db.Bootstrap && (db.AdminUser == "" || db.AdminPassword.IsZero()) {
+			add("database.bootstrap", "needs database.admin_user and database.admin_password (the role that creates the application role and database)")
+		}
+		if db.PoolSizeEnv == db.MaxOverflowEnv {
+			add("database.max_overflow_env", "must differ from database.pool_size_env")
+		}
+		for _, reserved := range []string{db.PoolSizeEnv, db.MaxOverflowEnv} {
+			if _, clash := c.Backend.Env[reserved]; clash {
+				add("backend.env."+reserved, "is set by lawsker-deploy from the target's CPU count (database.pool_size_env / max_overflow_env); remove it or rename those")
+			}
+		}
+	}
+	if c.Notifications.Email != "" && c.Notifications.SMTP == nil {
+		add("notifications.email", "needs notifications.smtp (the mail server to send through)")
+	}
+	if c.Registry != nil && (c.Registry.Username == "") != c.Registry.Password.IsZero() {
+		add("registry", "username and password go together: set both or neither")
+	}
+	if c.Registry != nil && c.Registry.Host != "" && !strings.HasPrefix(c.Backend.Image, c.Registry.Host+"/") && c.Backend.Image != "" {
+		add("backend.image", "must be in registry.host %s (write %s/...)", quote(c.Registry.Host), c.Registry.Host)
+	}
+	g := c.Backend.HealthGate
+	if g.RequestTimeout.D() > g.Deadline.D() {
+		add("backend.health_gate.request_timeout", "must not exceed backend.health_gate.deadline (%s)", g.Deadline)
+	}
+	if g.Interval.D() <= 0 {
+		add("backend.health_gate.interval", "must be more than 0s")
+	}
+	if c.Execution.StepTimeout.D() <= 0 {
+		add("execution.step_timeout", "must be more than 0s")
+	}
+}
