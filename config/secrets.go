@@ -12,6 +12,10 @@ import (
 // maxSecretFile bounds a secret read from a file.
 const maxSecretFile = 64 << 10
 
+// MinSecretLength is the shortest secret accepted: a shorter value is no
+// secret, and masking it in output would mangle ordinary text.
+const MinSecretLength = 6
+
 // Resolver turns secret references into values at run time.
 type Resolver struct {
 	// Provided values win over the environment and files, keyed by the
@@ -39,6 +43,9 @@ func (r *Resolver) Resolve(ref SecretRef) (string, error) {
 	v, err := r.resolve(ref)
 	if err != nil {
 		return "", err
+	}
+	if len(v) < MinSecretLength {
+		return "", fmt.Errorf("%s: the value is shorter than %d characters; use a real secret (short values cannot be kept out of output reliably)", ref, MinSecretLength)
 	}
 	if r.OnResolve != nil {
 		r.OnResolve(v)
@@ -142,13 +149,12 @@ func (c *Config) SecretRefs() []SecretUse {
 	return out
 }
 
-// CheckSecrets resolves every reference and returns one problem per
-// reference that has no value. Values are handed to r.OnResolve only.
+// CheckSecrets returns one problem per secret reference that has no value.
 func (c *Config) CheckSecrets(r *Resolver) Problems {
 	var ps Problems
-	for _, u := range c.SecretRefs() {
-		if _, err := r.Resolve(u.Ref); err != nil {
-			ps = append(ps, Problem{Path: u.Path, Message: err.Error()})
+	for _, s := range c.SecretStatuses(r) {
+		if !s.Available {
+			ps = append(ps, Problem{Path: s.Path, Message: s.Problem})
 		}
 	}
 	return ps

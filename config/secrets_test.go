@@ -15,8 +15,10 @@ func TestResolver(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "empty"), nil, 0o600))
 	var seen []string
 	r := &Resolver{
-		Provided:  map[string]string{"env:FROM_DAGGER": "dagger-secret"},
-		LookupEnv: func(k string) (string, bool) { return map[string]string{"SET": "env-secret", "BLANK": ""}[k], k == "SET" || k == "BLANK" },
+		Provided: map[string]string{"env:FROM_DAGGER": "dagger-secret"},
+		LookupEnv: func(k string) (string, bool) {
+			return map[string]string{"SET": "env-secret", "BLANK": ""}[k], k == "SET" || k == "BLANK"
+		},
 		Home:      dir,
 		OnResolve: func(v string) { seen = append(seen, v) },
 	}
@@ -30,11 +32,11 @@ func TestResolver(t *testing.T) {
 	assert.Len(t, seen, 4)
 
 	for ref, want := range map[SecretRef]string{
-		"env:UNSET":   "env:UNSET: environment variable UNSET is not set: secret not available",
-		"env:BLANK":   "env:BLANK: environment variable BLANK is not set: secret not available",
-		"file:~/none": "file:~/none: secret not available: open " + dir + "/none: no such file or directory",
+		"env:UNSET":    "env:UNSET: environment variable UNSET is not set: secret not available",
+		"env:BLANK":    "env:BLANK: environment variable BLANK is not set: secret not available",
+		"file:~/none":  "file:~/none: secret not available: open " + dir + "/none: no such file or directory",
 		"file:~/empty": "file:~/empty: file is empty: secret not available",
-		"":            "empty secret reference: secret not available",
+		"":             "empty secret reference: secret not available",
 	} {
 		_, err := r.Resolve(ref)
 		assert.EqualError(t, err, want)
@@ -50,7 +52,7 @@ func TestSecretRefsAndCheck(t *testing.T) {
 		{Path: "backend.secret_env.SESSION_KEY", Ref: "env:SAMPLE_SESSION_KEY"},
 		{Path: "database.password", Ref: "env:SAMPLE_DB_PASSWORD"},
 	}, l.Config.SecretRefs())
-	r := &Resolver{LookupEnv: func(k string) (string, bool) { return "v", k == "SAMPLE_DB_PASSWORD" }, Provided: map[string]string{"file:.cache/demo/ssh/id_ed25519": "k"}}
+	r := &Resolver{LookupEnv: func(k string) (string, bool) { return "db-password", k == "SAMPLE_DB_PASSWORD" }, Provided: map[string]string{"file:.cache/demo/ssh/id_ed25519": "ssh-private-key"}}
 	ps := l.Config.CheckSecrets(r)
 	require.Len(t, ps, 1)
 	assert.Equal(t, "backend.secret_env.SESSION_KEY: env:SAMPLE_SESSION_KEY: environment variable SAMPLE_SESSION_KEY is not set: secret not available", ps[0].String())

@@ -1,0 +1,450 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/deploy"
+	"github.com/lawsker/lawsker-deploy/internal/atomicfile"
+	"github.com/lawsker/lawsker-deploy/progress"
+	"github.com/lawsker/lawsker-deploy/redact"
+	"github.com/lawsker/lawsker-deploy/report"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+const usage = `lawsker-deploy: deploy, verify, snapshot and roll back a web application.
+
+Usage:
+  lawsker-deploy [global flags] <command> [flags]
+
+Commands:
+  validate        check a configuration: every problem at once, each with its path
+  plan            show the deployment DAG that deploy runs, stage by stage
+  config import   convert Lawsker's deployment_config.json into deploy.json
+  config schema   print the JSON Schema of deploy.json
+  version         print the version
+
+Global flags (also accepted after the command):
+  --config FILE       configuration file (default deploy.json; Lawsker's
+                      legacy deployment_config.json is read too)
+  --json              machine-readable output on stdout
+  --verbose           debug records in the log file and more detail on stderr
+  --reports-dir DIR   where reports/<verb>_<id>.json go (default reports)
+  --logs-dir DIR      where logs/<verb>_<id>.log go (default logs)
+
+Exit codes:
+  0  success
+  1  the run failed or was cancelled
+  2  usage or configuration error (nothing was changed)
+
+Secrets are never values in the configuration: secret fields hold references
+(env:NAME, file:PATH) resolved at run time, and no secret reaches the
+terminal, a log or a report.
+`
+
+type cli struct {
+	stdout, stderr io.Writer
+	lookupEnv      func(string) (string, bool)
+	abort          <-chan struct{}
+	interactive    bool
+	now            func() time.Time
+
+	// global flags
+	configPath string
+	jsonOut    bool
+	verbose    bool
+	reportsDir string
+	logsDir    string
+}
+
+func isTerminal() bool { return progress.IsTerminal(os.Stderr) }
+
+// usageError is a bad command line: exit 2 with the message and a hint.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func (c *cli) globalFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.configPath, "config", c.configPath, "configuration file")
+	fs.BoolVar(&c.jsonOut, "json", c.jsonOut, "machine-readable output")
+	fs.BoolVar(&c.verbose, "verbose", c.verbose, "more detail")
+	fs.StringVar(&c.reportsDir, "reports-dir", c.reportsDir, "reports folder")
+	fs.StringVar(&c.logsDir, "logs-dir", c.logsDir, "logs folder")
+}
+
+func (c *cli) newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.globalFlags(fs)
+	return fs
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.configPath, c.reportsDir, c.logsDir = "deploy.json", "reports", "logs"
+	global := c.newFlagSet("lawsker-deploy")
+	help := global.Bool("help", false, "")
+	global.BoolVar(help, "h", false, "")
+	if err := global.Parse(args); err != nil {
+		return c.usageFail(err)
+	}
+	rest := global.Args()
+	if *help || len(rest) == 0 || rest[0] == "help" {
+		fmt.Fprint(c.stdout, usage)
+		if len(rest) == 0 && !*help {
+			return exitUsage
+		}
+		return exitOK
+	}
+	var err error
+	switch verb, vargs := rest[0], rest[1:]; verb {
+	case "validate":
+		err = c.validate(ctx, vargs)
+	case "plan":
+		err = c.plan(ctx, vargs)
+	case "config":
+		err = c.configCmd(vargs)
+	case "version":
+		fmt.Fprintln(c.stdout, "lawsker-deploy", version)
+	default:
+		err = usageError{fmt.Sprintf("unknown command %q%s", verb, suggestVerb(verb))}
+	}
+	return c.exitCode(err)
+}
+
+func suggestVerb(v string) string {
+	for _, known := range []string{"validate", "plan", "config", "version", "help"} {
+		if strings.HasPrefix(known, v) || strings.HasPrefix(v, known) {
+			return fmt.Sprintf("; did you mean %q?", known)
+		}
+	}
+	return ""
+}
+
+// failure is a run that went wrong (exit 1), already reported.
+type failure struct{ err error }
+
+func (f failure) Error() string { return f.err.Error() }
+func (f failure) Unwrap() error { return f.err }
+
+func (c *cli) exitCode(err error) int {
+	var u usageError
+	var ps config.Problems
+	var f failure
+	var code failureCode
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &code):
+		return int(code)
+	case errors.As(err, &u):
+		return c.usageFail(err)
+	case errors.As(err, &f):
+		fmt.Fprintln(c.stderr, "error:", err)
+		return exitFailed
+	case errors.As(err, &ps):
+		fmt.Fprintln(c.stderr, err)
+		return exitUsage
+	default:
+		fmt.Fprintln(c.stderr, "error:", err)
+		return exitUsage
+	}
+}
+
+func (c *cli) usageFail(err error) int {
+	fmt.Fprintf(c.stderr, "lawsker-deploy: %v\nRun 'lawsker-deploy help' for usage.\n", err)
+	return exitUsage
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+// session is what every verb run has: an id, a redactor fed by the secret
+// resolver, a log file and a report, written whatever happens.
+type session struct {
+	c      *cli
+	id     string
+	red    *redact.Redactor
+	res    *config.Resolver
+	log    *report.Log
+	report *report.Report
+}
+
+func (c *cli) startSession(verb string) (*session, error) {
+	start := c.now()
+	s := &session{c: c, id: report.NewID(start), red: redact.New()}
+	s.res = &config.Resolver{LookupEnv: c.lookupEnv, OnResolve: func(v string) { s.red.Add(v) }}
+	level := slog.LevelInfo
+	if c.verbose {
+		level = slog.LevelDebug
+	}
+	lg, err := report.OpenLog(c.logsDir, verb, s.id, s.red, level)
+	if err != nil {
+		return nil, err
+	}
+	s.log = lg
+	s.report = report.New(verb, s.id, start)
+	s.report.ToolVersion, s.report.Config, s.report.LogFile = version, c.configPath, lg.Path
+	return s, nil
+}
+
+// end closes the log and writes the report; it returns the report's path.
+func (s *session) end(status string, runErr error, details any) string {
+	errText := ""
+	if runErr != nil {
+		errText = runErr.Error()
+		s.log.Logger.Error("run ended", "status", status, "error", errText)
+	} else {
+		s.log.Logger.Info("run ended", "status", status)
+	}
+	s.report.Details = details
+	s.report.Close(status, errText, s.c.now())
+	if err := s.log.Close(); err != nil {
+		fmt.Fprintln(s.c.stderr, "warning: log file:", err)
+	}
+	path, err := s.report.Write(s.c.reportsDir, s.red)
+	if err != nil {
+		fmt.Fprintln(s.c.stderr, "warning:", err)
+		return ""
+	}
+	return path
+}
+
+// out writes human output to stdout through the redactor.
+func (s *session) out(format string, args ...any) {
+	fmt.Fprint(s.c.stdout, s.red.String(fmt.Sprintf(format, args...)))
+}
+
+func (s *session) jsonOut(v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = s.c.stdout.Write(append(s.red.Bytes(data), '\n'))
+	return err
+}
+
+func (c *cli) load(s *session) (*config.Loaded, error) {
+	l, err := config.LoadFile(c.configPath, config.ImportOptions{})
+	if err != nil {
+		s.log.Logger.Error("configuration rejected", "config", c.configPath, "error", err.Error())
+		return nil, err
+	}
+	// Register every secret that resolves here with the redactor before
+	// anything is printed, whatever the verb does with it.
+	l.Config.SecretStatuses(s.res)
+	s.log.Logger.Info("configuration loaded", "config", c.configPath, "format", string(l.Format))
+	return l, nil
+}
+
+type validateResult struct {
+	Valid    bool                  `json:"valid"`
+	Config   string                `json:"config"`
+	Format   config.Format         `json:"format,omitempty"`
+	Problems config.Problems       `json:"problems,omitempty"`
+	Notes    []string              `json:"notes,omitempty"`
+	Secrets  []config.SecretStatus `json:"secrets,omitempty"`
+	Report   string                `json:"report,omitempty"`
+}
+
+func (c *cli) validate(_ context.Context, args []string) error {
+	fs := c.newFlagSet("validate")
+	requireSecrets := fs.Bool("require-secrets", false, "fail when a secret reference has no value")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	s, err := c.startSession("validate")
+	if err != nil {
+		return err
+	}
+	res := validateResult{Config: c.configPath}
+	l, err := c.load(s)
+	if err != nil {
+		var ps config.Problems
+		if !errors.As(err, &ps) {
+			ps = config.Problems{{Message: err.Error()}}
+		}
+		res.Problems = ps
+		res.Report = s.end(report.StatusInvalid, err, res)
+		if c.jsonOut {
+			_ = s.jsonOut(res)
+			return failureCode(exitUsage)
+		}
+		return err
+	}
+	res.Format, res.Notes = l.Format, l.Notes
+	res.Secrets = l.Config.SecretStatuses(s.res) // already registered by load; this records availability
+	var missing config.Problems
+	for _, st := range res.Secrets {
+		if !st.Available {
+			missing = append(missing, config.Problem{Path: st.Path, Message: st.Problem})
+		}
+	}
+	var runErr error
+	status := report.StatusSucceeded
+	if *requireSecrets && len(missing) > 0 {
+		res.Problems, runErr, status = missing, missing, report.StatusInvalid
+	}
+	res.Valid = runErr == nil
+	res.Report = s.end(status, runErr, res)
+	if c.jsonOut {
+		if err := s.jsonOut(res); err != nil {
+			return err
+		}
+		if runErr != nil {
+			return failureCode(exitUsage)
+		}
+		return nil
+	}
+	if runErr != nil {
+		return runErr
+	}
+	s.out("%s: valid (%s format)\n%s", c.configPath, l.Format, l.Config.Summary(res.Secrets))
+	for _, n := range l.Notes {
+		s.out("note: %s\n", n)
+	}
+	if len(missing) > 0 {
+		s.out("%d secret reference(s) have no value here; deploy will need them (--require-secrets makes this an error)\n", len(missing))
+	}
+	s.out("report: %s\n", res.Report)
+	return nil
+}
+
+// failureCode is an exit code whose message was already printed (JSON mode).
+type failureCode int
+
+func (f failureCode) Error() string { return fmt.Sprintf("exit %d", int(f)) }
+
+func (c *cli) plan(_ context.Context, args []string) error {
+	fs := c.newFlagSet("plan")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	s, err := c.startSession("plan")
+	if err != nil {
+		return err
+	}
+	l, err := c.load(s)
+	if err != nil {
+		s.end(report.StatusInvalid, err, nil)
+		return err
+	}
+	p, err := deploy.NewPlan(l.Config)
+	if err != nil {
+		s.end(report.StatusFailed, err, nil)
+		return failure{err}
+	}
+	path := s.end(report.StatusSucceeded, nil, p)
+	if c.jsonOut {
+		return s.jsonOut(struct {
+			*deploy.Plan
+			Report string `json:"report"`
+		}{p, path})
+	}
+	s.out("%s", p.Text())
+	for _, n := range l.Notes {
+		s.out("note: %s\n", n)
+	}
+	s.out("report: %s\n", path)
+	return nil
+}
+
+func (c *cli) configCmd(args []string) error {
+	if len(args) == 0 {
+		return usageError{"config needs a subcommand: import or schema"}
+	}
+	switch args[0] {
+	case "schema":
+		fs := c.newFlagSet("config schema")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		data, err := config.Schema()
+		if err != nil {
+			return failure{err}
+		}
+		_, err = c.stdout.Write(data)
+		return err
+	case "import":
+		return c.configImport(args[1:])
+	}
+	return usageError{fmt.Sprintf("unknown config subcommand %q (import or schema)", args[0])}
+}
+
+func (c *cli) configImport(args []string) error {
+	fs := c.newFlagSet("config import")
+	from := fs.String("from", "deployment_config.json", "Lawsker's legacy configuration file")
+	out := fs.String("out", "deploy.json", "native configuration to write (- for stdout)")
+	force := fs.Bool("force", false, "overwrite --out when it exists")
+	var opts config.ImportOptions
+	fs.StringVar(&opts.App, "app", "", "application name (default lawsker)")
+	fs.StringVar(&opts.Host, "host", "", "target host (default 127.0.0.1)")
+	fs.StringVar(&opts.User, "user", "", "SSH user on the target (default deploy)")
+	fs.StringVar(&opts.Image, "image", "", "backend image repository (default 127.0.0.1:5000/<app>/backend)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(*from)
+	if err != nil {
+		return fmt.Errorf("config import: %w (pass --from with the path of deployment_config.json)", err)
+	}
+	l, err := config.ParseLegacy(data, opts)
+	if err != nil {
+		return err
+	}
+	l.Config.Schema = config.SchemaURL
+	native, err := config.Marshal(l.Config)
+	if err != nil {
+		return failure{err}
+	}
+	for _, n := range l.Notes {
+		fmt.Fprintln(c.stderr, "note:", n)
+	}
+	if *out == "-" {
+		_, err = c.stdout.Write(native)
+		return err
+	}
+	if _, err := os.Stat(*out); err == nil && !*force {
+		return usageError{fmt.Sprintf("config import: %s exists; pass --force to overwrite it or --out to write elsewhere", *out)}
+	}
+	if err := atomicfile.Write(*out, native, 0o644); err != nil {
+		return failure{fmt.Errorf("config import: %w", err)}
+	}
+	fmt.Fprintf(c.stdout, "wrote %s (secrets stay references: %s)\n", *out, secretList(l.Config))
+	return nil
+}
+
+func secretList(cfg *config.Config) string {
+	var refs []string
+	for _, u := range cfg.SecretRefs() {
+		refs = append(refs, u.Path+" <- "+string(u.Ref))
+	}
+	if len(refs) == 0 {
+		return "none"
+	}
+	return strings.Join(refs, ", ")
+}

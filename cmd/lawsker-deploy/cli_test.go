@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+	dir            string
+}
+
+// runCLI runs the CLI in a temporary folder with the given environment.
+func runCLI(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	dir := t.TempDir()
+	return runIn(t, dir, env, args...)
+}
+
+func runIn(t *testing.T, dir string, env map[string]string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	c := &cli{stdout: &stdout, stderr: &stderr, lookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+	full := append([]string{"--reports-dir", filepath.Join(dir, "reports"), "--logs-dir", filepath.Join(dir, "logs")}, args...)
+	code := c.run(t.Context(), full)
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String(), dir: dir}
+}
+
+func abs(t *testing.T, rel string) string {
+	p, err := filepath.Abs(rel)
+	require.NoError(t, err)
+	return p
+}
+
+// allOutput is everything the run left: stdout, stderr, reports, logs.
+func allOutput(t *testing.T, r result) string {
+	var b strings.Builder
+	b.WriteString(r.stdout + r.stderr)
+	for _, sub := range []string{"reports", "logs"} {
+		entries, _ := os.ReadDir(filepath.Join(r.dir, sub))
+		for _, e := range entries {
+			data, err := os.ReadFile(filepath.Join(r.dir, sub, e.Name()))
+			require.NoError(t, err)
+			b.Write(data)
+		}
+	}
+	return b.String()
+}
+
+func TestValidateExample(t *testing.T) {
+	r := runCLI(t, map[string]string{"SAMPLE_DB_PASSWORD": "sample-db-pw"}, "validate", "--config", abs(t, "../../examples/local.deploy.json"))
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "valid (native format)")
+	assert.Contains(t, r.stdout, "sample (local)")
+	assert.Contains(t, r.stdout, "backend.secret_env.SESSION_KEY <- env:SAMPLE_SESSION_KEY (MISSING: ")
+	assert.Contains(t, r.stdout, "database.password <- env:SAMPLE_DB_PASSWORD (available)")
+	assert.Contains(t, r.stdout, "report: "+filepath.Join(r.dir, "reports", "validate_"))
+
+	strict := runCLI(t, nil, "validate", "--require-secrets", "--config", abs(t, "../../examples/local.deploy.json"))
+	assert.Equal(t, exitUsage, strict.code)
+	assert.Contains(t, strict.stderr, "database.password: env:SAMPLE_DB_PASSWORD: environment variable SAMPLE_DB_PASSWORD is not set")
+}
+
+func TestValidateBadFileExitsTwoWithEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "deploy.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"version": 1, "app": "web",
+ "targets": [{"name": "prod", "host": "h.example.com", "ssh": {"port": 70000}}],
+ "backend": {"image": "ghcr.io/a/b", "colour": 1}}`), 0o644))
+	r := runIn(t, dir, nil, "validate", "--config", bad)
+	assert.Equal(t, exitUsage, r.code)
+	assert.Equal(t, "config: 2 problems:\n  targets[0].ssh.port: must be 1-65535, got 70000 (line 2)\n  backend.colour: unknown key; known keys: context, dockerfile, env, health_gate, health_path, image, keep_releases, migrate_command, port, rollback_window, secret_env (line 3)\n", r.stderr)
+
+	j := runIn(t, dir, nil, "validate", "--json", "--config", bad)
+	assert.Equal(t, exitUsage, j.code)
+	var out validateResult
+	require.NoError(t, json.Unmarshal([]byte(j.stdout), &out))
+	assert.False(t, out.Valid)
+	assert.Len(t, out.Problems, 2)
+	assert.Equal(t, "targets[0].ssh.port", out.Problems[0].Path)
+	assert.Equal(t, 2, out.Problems[0].Line)
+	assert.FileExists(t, out.Report)
+}
+
+func TestLegacyFileReadDirectlyAndSecretsNeverOutput(t *testing.T) {
+	const secret = "Sup3r-s3cret-DB-pw"
+	legacy := abs(t, "../../config/testdata/lawsker_deployment_config.json")
+	env := map[string]string{"DB_PASSWORD": secret}
+	for _, args := range [][]string{
+		{"validate", "--config", legacy},
+		{"validate", "--json", "--config", legacy},
+		{"validate", "--verbose", "--config", legacy},
+		{"plan", "--config", legacy},
+		{"plan", "--json", "--config", legacy},
+	} {
+		r := runCLI(t, env, args...)
+		require.Equal(t, exitOK, r.code, "%v: %s", args, r.stderr)
+		all := allOutput(t, r)
+		assert.NotContains(t, all, secret, "%v", args)
+	}
+	r := runCLI(t, env, "validate", "--config", legacy)
+	assert.Contains(t, r.stdout, "valid (lawsker-legacy format)")
+	assert.Contains(t, r.stdout, "database.password <- env:DB_PASSWORD (available)")
+	assert.Contains(t, r.stdout, "postgresql lawsker_user@localhost:5432/lawsker_prod")
+	assert.Contains(t, r.stdout, "note: targets[0].host: the legacy file names no host")
+}
+
+// A secret that does appear in a value the tool prints (a configuration
+// mistake: the password pasted into a URL field) is masked everywhere once
+// it is known as a secret.
+func TestResolvedSecretIsMaskedEvenWhereItLeaksIntoValues(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "deploy.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{"version": 1, "app": "web",
+ "targets": [{"name": "prod", "host": "h.example.com"}],
+ "backend": {"image": "ghcr.io/a/b", "secret_env": {"TOKEN": "env:TOKEN"}, "health_path": "/leaked-tok3n-value"}}`), 0o644))
+	r := runIn(t, dir, map[string]string{"TOKEN": "leaked-tok3n-value"}, "plan", "--json", "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.NotContains(t, allOutput(t, r), "leaked-tok3n-value")
+	assert.Contains(t, r.stdout, "GET /[REDACTED] until", "the leaked value was in the plan, masked")
+	v := runIn(t, dir, map[string]string{"TOKEN": "leaked-tok3n-value"}, "validate", "--json", "--config", cfg)
+	require.Equal(t, exitOK, v.code, v.stderr)
+	assert.NotContains(t, allOutput(t, v), "leaked-tok3n-value")
+}
+
+func TestPlanText(t *testing.T) {
+	r := runCLI(t, nil, "plan", "--config", abs(t, "../../examples/local.deploy.json"))
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "Deploy plan for sample (local) to local: ")
+	assert.Contains(t, r.stdout, "stage 1  (3 in parallel)\n")
+	assert.Contains(t, r.stdout, "on failure: automatic rollback to the pre-deploy snapshot")
+	data, err := os.ReadDir(filepath.Join(r.dir, "reports"))
+	require.NoError(t, err)
+	require.Len(t, data, 1)
+	assert.True(t, strings.HasPrefix(data[0].Name(), "plan_"))
+}
+
+func TestConfigImport(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "deploy.json")
+	legacy := abs(t, "../../config/testdata/lawsker_deployment_config.json")
+	r := runIn(t, dir, map[string]string{"DB_PASSWORD": "never-written"}, "config", "import", "--from", legacy, "--out", out, "--host", "app.lawsker.com", "--image", "ghcr.io/lawsker/backend")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "database.password <- env:DB_PASSWORD")
+	data, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.NotContains(t, string(data), "never-written")
+	assert.Contains(t, string(data), `"host": "app.lawsker.com"`)
+
+	again := runIn(t, dir, nil, "config", "import", "--from", legacy, "--out", out)
+	assert.Equal(t, exitUsage, again.code)
+	assert.Contains(t, again.stderr, "exists; pass --force to overwrite it")
+
+	v := runIn(t, dir, nil, "validate", "--config", out)
+	assert.Equal(t, exitOK, v.code, v.stderr)
+	assert.Contains(t, v.stdout, "valid (native format)")
+
+	missing := runIn(t, dir, nil, "config", "import", "--from", filepath.Join(dir, "nope.json"))
+	assert.Equal(t, exitUsage, missing.code)
+	assert.Contains(t, missing.stderr, "pass --from with the path of deployment_config.json")
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, exitUsage, "Usage:"},
+		{[]string{"help"}, exitOK, "Exit codes:"},
+		{[]string{"deploi"}, exitUsage, `unknown command "deploi"`},
+		{[]string{"valid"}, exitUsage, `unknown command "valid"; did you mean "validate"?`},
+		{[]string{"validate", "--nope"}, exitUsage, "flag provided but not defined: -nope"},
+		{[]string{"validate", "extra"}, exitUsage, `validate: unexpected argument "extra"`},
+		{[]string{"config"}, exitUsage, "config needs a subcommand: import or schema"},
+		{[]string{"validate", "--config", "/does/not/exist.json"}, exitUsage, "pass --config with the path of your deploy.json"},
+		{[]string{"version"}, exitOK, "lawsker-deploy dev"},
+	}
+	for _, tt := range tests {
+		r := runCLI(t, nil, tt.args...)
+		assert.Equal(t, tt.code, r.code, "%v", tt.args)
+		assert.Contains(t, r.stdout+r.stderr, tt.want, "%v", tt.args)
+	}
+}
+
+func TestConfigSchemaMatchesPublished(t *testing.T) {
+	r := runCLI(t, nil, "config", "schema")
+	require.Equal(t, exitOK, r.code)
+	published, err := os.ReadFile("../../schema/deploy.schema.json")
+	require.NoError(t, err)
+	assert.Equal(t, string(published), r.stdout)
+}
