@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -263,4 +264,13 @@ func plural(items []string, noun string) string {
 func registryOf(image string) string {
 	host, _, _ := strings.Cut(image, "/")
 	return host
+}
+
+// JSON renders the plan as indented JSON.
+func (p *Plan) JSON() (string, error) {
+	data, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	return string(data) + "\n", nil
 }

@@ -83,6 +83,16 @@ var dag *dagger.Client
 
 func main() {}
 `, modPath)
+	// go vet enters each package's folder, so internal/dagger must exist on
+	// disk even though the overlay supplies its files. It is git-ignored;
+	// remove it afterwards only when this run created it.
+	bindingsDir := filepath.Join(root, "internal", "dagger")
+	if _, err := os.Stat(bindingsDir); os.IsNotExist(err) {
+		if err := os.MkdirAll(bindingsDir, 0o755); err != nil {
+			return err
+		}
+		defer os.Remove(bindingsDir)
+	}
 	overlay := map[string]string{}
 	for name, content := range map[string]string{
 		"internal/dagger/dagger.gen.go": bindings,

@@ -1,0 +1,197 @@
+// Lawsker-deploy: deploy, verify, snapshot and roll back a web application
+// whose database travels with the release.
+//
+// This file is the Dagger layer: thin functions that parse arguments, build
+// containers and call the plain packages (config, deploy, pipelines, ...),
+// which are tested with `go test` against real servers. Every function here
+// is also a `lawsker-deploy` subcommand of the static binary.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/deploy"
+	"github.com/lawsker/lawsker-deploy/internal/dagger"
+)
+
+// goImage is the toolchain image of the module's own checks; it matches the
+// go line of go.mod.
+const goImage = "golang:1.26-bookworm"
+
+// LawskerDeploy is the module.
+type LawskerDeploy struct{}
+
+// Validate checks a deployment configuration and prints a summary. Every
+// problem is reported at once, each with its path and line
+// (`targets[0].ssh.port: must be 1-65535, got 70000 (line 12)`); unknown keys
+// are rejected. Lawsker's legacy deployment_config.json is read too.
+// Secret references are listed, not resolved: the engine does not see the
+// host's environment (deploy takes secrets as arguments).
+func (m *LawskerDeploy) Validate(
+	ctx context.Context,
+	// the configuration file (deploy.json, or Lawsker's deployment_config.json)
+	config *dagger.File,
+) (string, error) {
+	l, err := loadConfig(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	var notes strings.Builder
+	for _, n := range l.Notes {
+		notes.WriteString("note: " + n + "\n")
+	}
+	return fmt.Sprintf("valid (%s format)\n%s%s", l.Format, l.Config.Summary(nil), notes.String()), nil
+}
+
+// Plan shows the deployment DAG that deploy runs for a configuration: stage
+// by stage, which steps run in parallel, their timeouts and retries, and
+// what happens on failure.
+func (m *LawskerDeploy) Plan(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// print the plan as JSON
+	// +optional
+	asJSON bool,
+) (string, error) {
+	l, err := loadConfig(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	p, err := deploy.NewPlan(l.Config)
+	if err != nil {
+		return "", err
+	}
+	if asJSON {
+		return p.JSON()
+	}
+	return p.Text(), nil
+}
+
+// ConfigImport converts Lawsker's legacy deployment_config.json into the
+// native deploy.json. `${VAR}` references become secret references
+// (env:VAR); a password written out in the legacy file is refused, never
+// copied.
+func (m *LawskerDeploy) ConfigImport(
+	ctx context.Context,
+	// Lawsker's deployment_config.json
+	legacy *dagger.File,
+	// application name
+	// +default="lawsker"
+	app string,
+	// target host reached over SSH
+	// +default="127.0.0.1"
+	host string,
+	// SSH user on the target
+	// +default="deploy"
+	user string,
+	// backend image repository (default 127.0.0.1:5000/<app>/backend)
+	// +optional
+	image string,
+) (*dagger.File, error) {
+	data, err := legacy.Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("config import: reading the legacy file: %w", err)
+	}
+	l, err := config.ParseLegacy([]byte(data), config.ImportOptions{App: app, Host: host, User: user, Image: image})
+	if err != nil {
+		return nil, err
+	}
+	l.Config.Schema = config.SchemaURL
+	out, err := config.Marshal(l.Config)
+	if err != nil {
+		return nil, err
+	}
+	return dag.Directory().WithNewFile("deploy.json", string(out)).File("deploy.json"), nil
+}
+
+// ConfigSchema returns the JSON Schema of deploy.json, for editors.
+func (m *LawskerDeploy) ConfigSchema() (*dagger.File, error) {
+	data, err := config.Schema()
+	if err != nil {
+		return nil, err
+	}
+	return dag.Directory().WithNewFile("deploy.schema.json", string(data)).File("deploy.schema.json"), nil
+}
+
+// Lint checks the module's own source: gofmt, go vet, and the type-check of
+// this Dagger layer against the pinned SDK.
+// +check
+func (m *LawskerDeploy) Lint(
+	ctx context.Context,
+	// the module's source
+	// +defaultPath="/"
+	// +ignore=[".cache", "reports", "logs", "bin", "dagger.gen.go", "internal/dagger", "internal/querybuilder", "internal/telemetry"]
+	source *dagger.Directory,
+) error {
+	script := `set -eu
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './internal/dagger/*'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
+go vet ./...
+go run ./hack/daggercheck`
+	_, err := goContainer(source).WithExec([]string{"bash", "-c", script}).Sync(ctx)
+	return execErr("lint", err)
+}
+
+// Test runs the whole test suite (.ci/run: unit and integration tests
+// against real PostgreSQL, Redis, Docker, sshd, nginx, registry, S3, ACME and
+// Prometheus servers on loopback) in a privileged Debian container, the way
+// CI runs it on a bare machine.
+// +check
+func (m *LawskerDeploy) Test(
+	ctx context.Context,
+	// the module's source
+	// +defaultPath="/"
+	// +ignore=[".cache", "reports", "logs", "bin", "dagger.gen.go", "internal/dagger", "internal/querybuilder", "internal/telemetry"]
+	source *dagger.Directory,
+) error {
+	_, err := goContainer(source).
+		WithMountedCache("/src/.cache/bin", dag.CacheVolume("lawsker-deploy-testenv-bin")).
+		WithEnvVariable("CI", "true").
+		WithExec([]string{"bash", ".ci/run"}, dagger.ContainerWithExecOpts{InsecureRootCapabilities: true}).
+		Sync(ctx)
+	return execErr("test", err)
+}
+
+// goContainer is the toolchain with the source mounted and Go caches.
+func goContainer(source *dagger.Directory) *dagger.Container {
+	return dag.Container().
+		From(goImage).
+		WithMountedCache("/go/pkg/mod", dag.CacheVolume("lawsker-deploy-gomod")).
+		WithMountedCache("/root/.cache/go-build", dag.CacheVolume("lawsker-deploy-gobuild")).
+		WithMountedDirectory("/src", source).
+		WithWorkdir("/src").
+		WithEnvVariable("GOTOOLCHAIN", "local")
+}
+
+// execErr keeps the tail of a failed command's output in the error.
+func execErr(what string, err error) error {
+	var e *dagger.ExecError
+	if errors.As(err, &e) {
+		return fmt.Errorf("%s: exit %d\n%s", what, e.ExitCode, tail(e.Stdout+"\n"+e.Stderr, 60))
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+func loadConfig(ctx context.Context, f *dagger.File) (*config.Loaded, error) {
+	data, err := f.Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("config: reading the file: %w", err)
+	}
+	return config.Parse([]byte(data), config.ImportOptions{})
+}

@@ -1,0 +1,112 @@
+package testenv
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Docker is the shared Docker engine started by scripts/setup-testenv.sh
+// (one per machine: a daemon per test would cost seconds each). Containers
+// run with --network host only.
+type Docker struct {
+	// Host is the DOCKER_HOST value of the engine.
+	Host string
+}
+
+// DockerEngine returns the running engine or fails the test.
+func DockerEngine(t testing.TB) *Docker {
+	t.Helper()
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		host = "unix://" + filepath.Join(RepoRoot(), ".cache", "docker", "docker.sock")
+	}
+	d := &Docker{Host: host}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if out, err := d.Run(ctx, "info", "--format", "{{.ServerVersion}}"); err != nil {
+		t.Fatalf("testenv: no Docker engine at %s (scripts/setup-testenv.sh starts one): %v\n%s", host, err, out)
+	}
+	return d
+}
+
+// Run runs the docker CLI against this engine.
+func (d *Docker) Run(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+d.Host)
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// MustRun is Run that fails the test.
+func (d *Docker) MustRun(t testing.TB, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	out, err := d.Run(ctx, args...)
+	if err != nil {
+		t.Fatalf("testenv: docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// ImportBinary makes an image whose only file is the static binary at
+// /app/<name>, with that as its command (nothing can be pulled here), and
+// removes it when the test ends.
+func (d *Docker) ImportBinary(t testing.TB, binary, ref string) {
+	t.Helper()
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	name := filepath.Base(binary)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Name: "app/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777},
+		{Name: "app/" + name, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data))},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			if _, err := tw.Write(data); err != nil {
+				t.Fatalf("testenv: %v", err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	tarPath := filepath.Join(t.TempDir(), "layer.tar")
+	if err := os.WriteFile(tarPath, buf.Bytes(), 0o644); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	d.MustRun(t, "import", "--change", `CMD ["/app/`+name+`"]`, tarPath, ref)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = d.Run(ctx, "image", "rm", "-f", ref)
+	})
+}
+
+// BuildStatic compiles a Go package of this module into a static binary
+// (CGO off) for images and remote hosts, and returns its path.
+func BuildStatic(t testing.TB, pkg, name string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testenv: go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}

@@ -1,0 +1,43 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Prometheus is a throwaway Prometheus server.
+type Prometheus struct {
+	URL  string
+	Conf string
+	proc *Process
+}
+
+// StartPrometheus starts Prometheus with the given prometheus.yml (a global
+// section with a 1 s scrape interval when empty) and lifecycle API on.
+func StartPrometheus(t testing.TB, config string) *Prometheus {
+	t.Helper()
+	if config == "" {
+		config = "global:\n  scrape_interval: 1s\n"
+	}
+	dir := TempDir(t, "prometheus")
+	port := FreePort(t)
+	p := &Prometheus{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Conf: filepath.Join(dir, "prometheus.yml")}
+	writeFile(t, p.Conf, config, 0o644)
+	p.proc = Start(t, "prometheus", exec.Command(Bin(t, "prometheus"), "--config.file="+p.Conf,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
+		"--web.enable-lifecycle"))
+	p.proc.WaitFor(t, 30*time.Second, "ready", func(ctx context.Context) error {
+		return httpStatus(ctx, http.DefaultClient, p.URL+"/-/ready", http.StatusOK)
+	})
+	return p
+}
+
+// Promtool runs promtool with args (check config/rules ...).
+func Promtool(ctx context.Context, t testing.TB, args ...string) (string, error) {
+	return Run(ctx, Bin(t, "promtool"), args...)
+}
