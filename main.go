@@ -128,12 +128,7 @@ func (m *LawskerDeploy) Lint(
 	// +ignore=[".cache", "reports", "logs", "bin", "dagger.gen.go", "internal/dagger", "internal/querybuilder", "internal/telemetry"]
 	source *dagger.Directory,
 ) error {
-	script := `set -eu
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './internal/dagger/*'))
-if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
-go vet ./...
-go run ./hack/daggercheck`
-	_, err := goContainer(source).WithExec([]string{"bash", "-c", script}).Sync(ctx)
+	_, err := goContainer(source).WithExec([]string{"bash", "scripts/lint.sh"}).Sync(ctx)
 	return execErr("lint", err)
 }
 

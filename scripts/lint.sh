@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# gofmt, go vet and the type-check of the Dagger layer against the pinned SDK.
+# The root package (main.go) imports code `dagger develop` generates; outside
+# an engine it is checked by hack/daggercheck, so vet skips it here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOTOOLCHAIN=local
+
+files=$(find . -name '*.go' -not -path './.cache/*' -not -path './internal/dagger/*' -not -name 'dagger.gen.go')
+unformatted=$(gofmt -l $files)
+if [ -n "$unformatted" ]; then
+  echo "lint: gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+module=$(go list -m)
+pkgs=$(go list -e ./... | grep -v -x "$module")
+go vet $pkgs
+go run ./hack/daggercheck
+echo "lint: gofmt, go vet and the Dagger type-check pass"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, integration tests included, on a bare Debian machine
+# with Go: installs and starts the real servers (scripts/setup-testenv.sh),
+# lints, runs every test, fuzzes the config loader for a bounded time, and
+# prints the orchestrator benchmark figures.
+#
+#   scripts/test.sh                  everything
+#   FUZZTIME=2m scripts/test.sh      a longer fuzz run (default 20s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOTOOLCHAIN=local
+
+scripts/setup-testenv.sh
+export DOCKER_HOST="unix://$PWD/.cache/docker/docker.sock"
+
+scripts/lint.sh
+
+module=$(go list -m)
+pkgs=$(go list -e ./... | grep -v -x "$module")
+echo "== go test (unit and integration, -race)"
+go test -race -count=1 -timeout 20m $pkgs
+
+echo "== fuzz: config loader (${FUZZTIME:-20s})"
+go test ./config -run '^$' -fuzz '^FuzzParse$' -fuzztime "${FUZZTIME:-20s}"
+
+echo "== benchmarks (figures, not pass/fail)"
+go test ./pipelines -run '^$' -bench . -benchtime 5x -count 3
