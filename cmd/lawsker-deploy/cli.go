@@ -15,6 +15,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/internal/atomicfile"
+	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/progress"
 	"github.com/lawsker/lawsker-deploy/redact"
 	"github.com/lawsker/lawsker-deploy/report"
@@ -35,6 +36,8 @@ Usage:
 Commands:
   validate        check a configuration: every problem at once, each with its path
   plan            show the deployment DAG that deploy runs, stage by stage
+  preflight       check from here that deploy can reach what it needs: secrets,
+                  SSH to every target (host key checked), the registry
   config import   convert Lawsker's deployment_config.json into deploy.json
   config schema   print the JSON Schema of deploy.json
   version         print the version
@@ -119,6 +122,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.validate(ctx, vargs)
 	case "plan":
 		err = c.plan(ctx, vargs)
+	case "preflight":
+		err = c.preflight(ctx, vargs)
 	case "config":
 		err = c.configCmd(vargs)
 	case "version":
@@ -130,7 +135,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 }
 
 func suggestVerb(v string) string {
-	for _, known := range []string{"validate", "plan", "config", "version", "help"} {
+	for _, known := range []string{"validate", "plan", "preflight", "config", "version", "help"} {
 		if strings.HasPrefix(known, v) || strings.HasPrefix(v, known) {
 			return fmt.Sprintf("; did you mean %q?", known)
 		}
@@ -212,24 +217,32 @@ func (c *cli) startSession(verb string) (*session, error) {
 	return s, nil
 }
 
-// end closes the log and writes the report; it returns the report's path.
+// end sets the report's outcome (for verbs that run no pipeline) and
+// writes it; it returns the report's path.
 func (s *session) end(status string, runErr error, details any) string {
 	errText := ""
 	if runErr != nil {
 		errText = runErr.Error()
-		s.log.Logger.Error("run ended", "status", status, "error", errText)
-	} else {
-		s.log.Logger.Info("run ended", "status", status)
 	}
 	s.report.Details = details
 	s.report.Close(status, errText, s.c.now())
+	return s.write(runErr)
+}
+
+// write logs the outcome, closes the log and writes the report (whose
+// status end or runGraph set); it returns the report's path.
+func (s *session) write(runErr error) string {
+	if runErr != nil {
+		s.log.Logger.Error("run ended", "status", s.report.Status, "error", runErr.Error())
+	} else {
+		s.log.Logger.Info("run ended", "status", s.report.Status)
+	}
 	if err := s.log.Close(); err != nil {
 		fmt.Fprintln(s.c.stderr, "warning: log file:", err)
 	}
 	path, err := s.report.Write(s.c.reportsDir, s.red)
 	if err != nil {
 		fmt.Fprintln(s.c.stderr, "warning:", err)
-		return ""
 	}
 	return path
 }
@@ -370,6 +383,71 @@ func (c *cli) plan(_ context.Context, args []string) error {
 		s.out("note: %s\n", n)
 	}
 	s.out("report: %s\n", path)
+	return nil
+}
+
+// runGraph runs a pipeline with progress on stderr (live on a terminal,
+// plain lines otherwise, nothing with --json), records it in the log and
+// the report, and returns its result.
+func (s *session) runGraph(ctx context.Context, g *pipelines.Graph, cfg *config.Config) *pipelines.Result {
+	var view pipelines.Observer
+	if !s.c.jsonOut {
+		out := s.red.NewWriter(s.c.stderr)
+		defer out.Flush()
+		if s.c.interactive {
+			live := progress.NewLive(out)
+			live.Start(200 * time.Millisecond)
+			defer live.Stop()
+			view = live
+		} else {
+			view = progress.NewPlain(out)
+		}
+	}
+	workers := cfg.Execution.MaxWorkers
+	res := pipelines.Run(ctx, g, pipelines.Options{
+		MaxWorkers: workers, Serial: !cfg.Execution.Parallel, ContinueOnFailure: true,
+		DefaultTimeout: cfg.Execution.StepTimeout.D(), Drain: cfg.Execution.Drain.D(), Abort: s.c.abort,
+		Observer: view, Logger: s.log.Logger,
+	})
+	s.report.Finish(res, s.c.now())
+	return res
+}
+
+func (c *cli) preflight(ctx context.Context, args []string) error {
+	fs := c.newFlagSet("preflight")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	s, err := c.startSession("preflight")
+	if err != nil {
+		return err
+	}
+	l, err := c.load(s)
+	if err != nil {
+		s.end(report.StatusInvalid, err, nil)
+		return err
+	}
+	g, err := deploy.Preflight(l.Config, s.res)
+	if err != nil {
+		s.end(report.StatusFailed, err, nil)
+		return failure{err}
+	}
+	res := s.runGraph(ctx, g, l.Config)
+	runErr := res.Err()
+	path := s.write(runErr)
+	if c.jsonOut {
+		if err := s.jsonOut(s.report); err != nil {
+			return err
+		}
+	} else {
+		s.out("report: %s\n", path)
+	}
+	if runErr != nil {
+		if c.jsonOut {
+			return failureCode(exitFailed)
+		}
+		return failure{s.red.Error(runErr)}
+	}
 	return nil
 }
 

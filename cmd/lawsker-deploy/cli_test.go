@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
 type result struct {
@@ -197,4 +200,45 @@ func TestConfigSchemaMatchesPublished(t *testing.T) {
 	published, err := os.ReadFile("../../schema/deploy.schema.json")
 	require.NoError(t, err)
 	assert.Equal(t, string(published), r.stdout)
+}
+
+func TestPreflightAgainstRealTarget(t *testing.T) {
+	s := testenv.StartSSHD(t)
+	reg := testenv.StartRegistry(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "deploy.json")
+	write := func(knownHosts, registry string) {
+		require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`{"version": 1, "app": "web",
+ "targets": [{"name": "local", "host": "127.0.0.1", "ssh": {"user": %q, "port": %d, "key": "env:SSH_KEY", "known_hosts": %q, "connect_timeout": "2s"}}],
+ "backend": {"image": "%s/web/backend"}}`, s.User, s.Port, knownHosts, registry)), 0o644))
+	}
+	key, err := os.ReadFile(s.KeyPath)
+	require.NoError(t, err)
+	env := map[string]string{"SSH_KEY": string(key)}
+
+	write(s.KnownHosts, reg.Addr)
+	r := runIn(t, dir, env, "preflight", "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "[ssh:local] ok in ")
+	assert.Contains(t, r.stderr, "[registry] ok in ")
+	assert.Contains(t, r.stdout, "report: "+filepath.Join(dir, "reports", "preflight_"))
+	assert.NotContains(t, allOutput(t, r), "PRIVATE KEY", "the key never reaches output")
+
+	write(s.KnownHosts, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
+	j := runIn(t, dir, env, "preflight", "--json", "--config", cfg)
+	assert.Equal(t, exitFailed, j.code)
+	var rep struct {
+		Status string `json:"status"`
+		Steps  []struct {
+			Name, Status string
+			Attempts     int
+		} `json:"steps"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(j.stdout), &rep), j.stdout)
+	assert.Equal(t, "failed", rep.Status)
+	require.Len(t, rep.Steps, 3)
+	assert.Equal(t, "registry", rep.Steps[2].Name)
+	assert.Equal(t, "failed", rep.Steps[2].Status)
+	assert.Equal(t, 3, rep.Steps[2].Attempts)
+	assert.NotContains(t, allOutput(t, j), "PRIVATE KEY")
 }

@@ -1,0 +1,119 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/target"
+)
+
+// Preflight returns read-only checks that what deploy needs can be reached
+// from here: every secret resolves, every target accepts our SSH key with
+// its host key matching known_hosts, and the registry answers. Nothing is
+// changed anywhere (an unknown host key is reported, not recorded).
+func Preflight(cfg *config.Config, res *config.Resolver) (*pipelines.Graph, error) {
+	network := pipelines.RetryPolicy{Attempts: 3, Initial: 500 * time.Millisecond, Max: 2 * time.Second}
+	steps := []pipelines.Step{{
+		Name: "secrets", Description: "every secret reference resolves", Timeout: 10 * time.Second,
+		Run: func(context.Context) error {
+			if ps := cfg.CheckSecrets(res); len(ps) > 0 {
+				return ps
+			}
+			return nil
+		},
+	}}
+	for i, t := range cfg.Targets {
+		steps = append(steps, pipelines.Step{
+			Name: "ssh:" + t.Name, Description: fmt.Sprintf("SSH to %s@%s:%d, host key checked", t.SSH.User, t.Host, t.SSH.Port),
+			Timeout: 3 * t.SSH.ConnectTimeout.D(), Retry: network,
+			Run: func(ctx context.Context) error { return checkSSH(ctx, fmt.Sprintf("targets[%d]", i), t, res) },
+		})
+	}
+	if host := registryOf(cfg.Backend.Image); host != "" {
+		steps = append(steps, pipelines.Step{
+			Name: "registry", Description: "registry " + host + " answers the OCI distribution API", Timeout: 15 * time.Second, Retry: network,
+			Run: func(ctx context.Context) error { return checkRegistry(ctx, host) },
+		})
+	}
+	return pipelines.New(steps...)
+}
+
+func checkSSH(ctx context.Context, path string, t config.Target, res *config.Resolver) error {
+	e := target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts, ConnectTimeout: t.SSH.ConnectTimeout.D()}
+	if !t.SSH.Key.IsZero() {
+		key, err := res.Resolve(t.SSH.Key)
+		if err != nil {
+			return fmt.Errorf("%s.ssh.key: %w", path, err)
+		}
+		e.PrivateKey = []byte(key)
+	}
+	// Preflight never records a host key; report an unknown one instead.
+	c, err := target.Dial(ctx, e)
+	var ne *target.NetError
+	switch {
+	case errors.Is(err, target.ErrHostKeyUnknown) && t.SSH.TrustOnFirstUse:
+		return pipelines.Skip("%v; deploy will record it (ssh.trust_on_first_use)", err)
+	case errors.As(err, &ne):
+		return pipelines.Retriable(err)
+	case err != nil:
+		return err
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		return fmt.Errorf("ssh %s: opening a session: %w", e.Addr(), err)
+	}
+	defer sess.Close()
+	if out, err := sess.CombinedOutput("true"); err != nil {
+		return fmt.Errorf("ssh %s: running `true` failed: %v %s", e.Addr(), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// checkRegistry GETs /v2/: 200 (open) or 401 (authentication required) both
+// mean a registry answers. Loopback registries speak plain HTTP, like Docker
+// assumes; others HTTPS.
+func checkRegistry(ctx context.Context, host string) error {
+	scheme := "https"
+	if h, _, err := net.SplitHostPort(host); (err == nil && isLoopback(h)) || isLoopback(host) {
+		scheme = "http"
+	}
+	url := scheme + "://" + host + "/v2/"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		return pipelines.Retriable(fmt.Errorf("registry %s: %w", url, err))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized:
+		if v := resp.Header.Get("Docker-Distribution-Api-Version"); v != "" && v != "registry/2.0" {
+			return fmt.Errorf("registry %s: unexpected API version %q", url, v)
+		}
+		return nil
+	case resp.StatusCode >= 500:
+		return pipelines.Retriable(fmt.Errorf("registry %s: status %d", url, resp.StatusCode))
+	}
+	return fmt.Errorf("registry %s: status %d; is %s an OCI registry?", url, resp.StatusCode, host)
+}
+
+func isLoopback(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
