@@ -79,12 +79,21 @@ func finishedLine(e pipelines.Event) string {
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " | ") }
 
-func round(d time.Duration) time.Duration {
-	if d < time.Second {
-		return d.Round(time.Millisecond)
+// duration is a rounded, readable duration ("<1ms", "12ms", "3.4s").
+type duration time.Duration
+
+func (d duration) String() string {
+	switch t := time.Duration(d); {
+	case t < time.Millisecond:
+		return "<1ms"
+	case t < time.Second:
+		return t.Round(time.Millisecond).String()
+	default:
+		return t.Round(100 * time.Millisecond).String()
 	}
-	return d.Round(100 * time.Millisecond)
 }
+
+func round(d time.Duration) duration { return duration(d) }
 
 // Live redraws a block of running steps in place on a terminal. Finished
 // steps are printed once above the block and stay. Call Start to begin the

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a local target on this machine
 # (examples/local.deploy.json). Today it does what the project can already
-# do: build the CLI, prepare the demo's secrets, validate the configuration
-# with every secret resolved, show the deployment plan, read Lawsker's
+# do: install the servers (scripts/setup-testenv.sh), start the local target
+# (sshd on 127.0.0.1:2222 and a registry on 127.0.0.1:5000), build the CLI,
+# validate the configuration with every secret resolved, show the deployment
+# plan, run the preflight checks against the local target, read Lawsker's
 # legacy deployment_config.json and convert it, and show the reports.
 # Deploying the sample app, verifying, snapshotting and rolling back join
 # this script as those verbs land.
@@ -14,13 +16,16 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 demo=.cache/demo
 mkdir -p "$demo/ssh" bin
 
+say "install the servers and start the local target"
+scripts/setup-testenv.sh
+scripts/local-target.sh
+
 say "build bin/lawsker-deploy"
 CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(git describe --always --dirty 2>/dev/null || echo dev)" \
   -o bin/lawsker-deploy ./cmd/lawsker-deploy
 bin/lawsker-deploy version
 
 say "demo secrets (generated once, kept in $demo, never printed)"
-[ -f "$demo/ssh/id_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C lawsker-demo -f "$demo/ssh/id_ed25519"
 [ -f "$demo/env" ] || {
   umask 077
   printf 'SAMPLE_DB_PASSWORD=%s\nSAMPLE_SESSION_KEY=%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" > "$demo/env"
@@ -33,6 +38,9 @@ bin/lawsker-deploy validate --require-secrets --config examples/local.deploy.jso
 
 say "plan: the DAG deploy runs for this configuration"
 bin/lawsker-deploy plan --config examples/local.deploy.json
+
+say "preflight: can this machine reach what deploy needs? (a pipeline run: live progress, log, report)"
+bin/lawsker-deploy preflight --config examples/local.deploy.json
 
 say "Lawsker's legacy deployment_config.json, read directly"
 legacy=config/testdata/lawsker_deployment_config.json

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The demo's local target on this machine, as examples/local.deploy.json
+# describes it: sshd on 127.0.0.1:2222 accepting the demo key for root (host
+# key recorded in .cache/demo/ssh/known_hosts), and an OCI registry on
+# 127.0.0.1:5000. Idempotent; everything lives under .cache/demo.
+#
+#   scripts/local-target.sh         start (or check) the local target
+#   scripts/local-target.sh stop    stop it
+set -euo pipefail
+cd "$(dirname "$0")/.."
+demo=$PWD/.cache/demo
+ssh_port=2222
+registry_addr=127.0.0.1:5000
+log() { printf 'local-target: %s\n' "$*" >&2; }
+
+stop_pid() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null || true; rm -f "$1"; }
+if [ "${1:-}" = "stop" ]; then
+  stop_pid "$demo/sshd/sshd.pid"; stop_pid "$demo/registry/registry.pid"
+  log "stopped"; exit 0
+fi
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+mkdir -p "$demo/ssh" "$demo/sshd" "$demo/registry"
+[ -f "$demo/ssh/id_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C lawsker-demo -f "$demo/ssh/id_ed25519"
+[ -f "$demo/sshd/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N "" -C lawsker-demo-host -f "$demo/sshd/ssh_host_ed25519_key"
+cp "$demo/ssh/id_ed25519.pub" "$demo/sshd/authorized_keys"
+printf '[127.0.0.1]:%s %s\n' "$ssh_port" "$(cut -d' ' -f1,2 "$demo/sshd/ssh_host_ed25519_key.pub")" > "$demo/ssh/known_hosts"
+
+if ! alive "$demo/sshd/sshd.pid"; then
+  if port_open "$ssh_port"; then log "port $ssh_port is taken by another program; free it or change targets[0].ssh.port"; exit 1; fi
+  cat > "$demo/sshd/sshd_config" <<CFG
+Port $ssh_port
+ListenAddress 127.0.0.1
+HostKey $demo/sshd/ssh_host_ed25519_key
+PidFile $demo/sshd/sshd.pid
+AuthorizedKeysFile $demo/sshd/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+Subsystem sftp internal-sftp
+CFG
+  mkdir -p /run/sshd
+  /usr/sbin/sshd -f "$demo/sshd/sshd_config" -E "$demo/sshd/sshd.log"
+  log "sshd on 127.0.0.1:$ssh_port"
+fi
+
+if ! alive "$demo/registry/registry.pid"; then
+  if port_open 5000; then log "port 5000 is taken by another program; free it or change registry.host"; exit 1; fi
+  cat > "$demo/registry/config.yml" <<CFG
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $demo/registry/data
+  delete:
+    enabled: true
+http:
+  addr: $registry_addr
+CFG
+  setsid .cache/bin/registry serve "$demo/registry/config.yml" > "$demo/registry/registry.log" 2>&1 < /dev/null &
+  echo $! > "$demo/registry/registry.pid"
+  log "registry on $registry_addr"
+fi
+
+for _ in $(seq 1 50); do port_open "$ssh_port" && port_open 5000 && break; sleep 0.2; done
+port_open "$ssh_port" || { log "sshd did not start:"; tail -n 20 "$demo/sshd/sshd.log" >&2; exit 1; }
+port_open 5000 || { log "registry did not start:"; tail -n 20 "$demo/registry/registry.log" >&2; exit 1; }
+log "ready: ssh root@127.0.0.1:$ssh_port (key $demo/ssh/id_ed25519), registry $registry_addr"
