@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/lawsker/lawsker-deploy/internal/textdist"
 )
 
 // decodeInto fills v (a pointer to a struct) from the tree, recording every
@@ -271,39 +273,10 @@ func suggest(key string, known map[string]int) string {
 		}
 	}
 	sort.Strings(names)
-	best, bestDist := "", 3
-	for _, k := range names {
-		if dist := editDistance(strings.ToLower(key), k); dist < bestDist {
-			best, bestDist = k, dist
-		}
-	}
-	if best != "" {
+	if best := textdist.Closest(strings.ToLower(key), names); best != "" {
 		return fmt.Sprintf("; did you mean %q?", best)
 	}
 	return "; known keys: " + strings.Join(names, ", ")
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 64
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func quoteAll(ss []string) []string {

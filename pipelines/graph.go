@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/lawsker/lawsker-deploy/internal/textdist"
 )
 
 // Graph is a validated DAG of steps.
@@ -188,34 +190,12 @@ func (g *Graph) Stages() [][]string {
 }
 
 func closest(name string, known map[string]int) string {
-	best, bestDist := "", 3
+	names := make([]string, 0, len(known))
 	for k := range known {
-		if d := levenshtein(name, k); d < bestDist || (d == bestDist && k < best) {
-			best, bestDist = k, d
-		}
+		names = append(names, k)
 	}
-	if best == "" {
-		return ""
+	if best := textdist.Closest(name, names); best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
 	}
-	return fmt.Sprintf("; did you mean %q?", best)
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return ""
 }

@@ -274,6 +274,25 @@ func (c *cli) load(s *session) (*config.Loaded, error) {
 	return l, nil
 }
 
+// begin parses a verb's flags, starts its session and loads the
+// configuration; a configuration that does not load ends the session as
+// invalid.
+func (c *cli) begin(verb string, fs *flag.FlagSet, args []string) (*session, *config.Loaded, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	s, err := c.startSession(verb)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := c.load(s)
+	if err != nil {
+		s.end(report.StatusInvalid, err, nil)
+		return nil, nil, err
+	}
+	return s, l, nil
+}
+
 type validateResult struct {
 	Valid    bool                  `json:"valid"`
 	Config   string                `json:"config"`
@@ -353,17 +372,8 @@ type failureCode int
 func (f failureCode) Error() string { return fmt.Sprintf("exit %d", int(f)) }
 
 func (c *cli) plan(_ context.Context, args []string) error {
-	fs := c.newFlagSet("plan")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	s, err := c.startSession("plan")
+	s, l, err := c.begin("plan", c.newFlagSet("plan"), args)
 	if err != nil {
-		return err
-	}
-	l, err := c.load(s)
-	if err != nil {
-		s.end(report.StatusInvalid, err, nil)
 		return err
 	}
 	p, err := deploy.NewPlan(l.Config)
@@ -414,17 +424,8 @@ func (s *session) runGraph(ctx context.Context, g *pipelines.Graph, cfg *config.
 }
 
 func (c *cli) preflight(ctx context.Context, args []string) error {
-	fs := c.newFlagSet("preflight")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	s, err := c.startSession("preflight")
+	s, l, err := c.begin("preflight", c.newFlagSet("preflight"), args)
 	if err != nil {
-		return err
-	}
-	l, err := c.load(s)
-	if err != nil {
-		s.end(report.StatusInvalid, err, nil)
 		return err
 	}
 	g, err := deploy.Preflight(l.Config, s.res)

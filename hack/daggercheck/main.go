@@ -27,6 +27,7 @@ import (
 	"go/token"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -77,12 +78,12 @@ func run(keep bool) error {
 
 package main
 
-import "%s/internal/dagger"
+import %q
 
 var dag *dagger.Client
 
 func main() {}
-`, modPath)
+`, path.Join(modPath, "internal", "dagger"))
 	// go vet enters each package's folder, so internal/dagger must exist on
 	// disk even though the overlay supplies its files. It is git-ignored;
 	// remove it afterwards only when this run created it.
