@@ -85,6 +85,9 @@ type runner struct {
 }
 
 func (r *runner) emit(e Event) {
+	if r.opts.Observer == nil && r.opts.Logger == nil {
+		return
+	}
 	e.Time = time.Now()
 	r.obsMu.Lock()
 	defer r.obsMu.Unlock()
@@ -191,8 +194,8 @@ func (r *runner) run(ctx context.Context) *Result {
 	return res
 }
 
-// stop marks that no new (non-Always) work starts, and finalises the steps
-// that were ready but not started.
+// stop marks that no new (non-Always) work starts; dispatch then finalises
+// ready steps as skipped or cancelled with the reason.
 func (r *runner) stop(why string) {
 	if r.stopWhy == "" {
 		r.stopWhy = why
