@@ -139,6 +139,7 @@ func (l *Legacy) convert(opts ImportOptions, c *collector, lines map[string]int)
 	cfg.Backend.Image = image
 	cfg.Backend.MigrateCommand = []string{"alembic", "upgrade", "head"}
 	cfg.Frontend = &Frontend{Source: "frontend", BuildCommand: []string{"npm", "run", "build"}, Output: "dist"}
+	note("backend, frontend: assumed Lawsker's layout (backend/ migrated with `alembic upgrade head`, frontend/ built with `npm run build` into dist/); edit the converted file if yours differs")
 	cfg.Domains = l.Domains
 
 	cfg.TLS.Enabled = l.SSLEnabled
@@ -171,9 +172,7 @@ func (l *Legacy) convert(opts ImportOptions, c *collector, lines map[string]int)
 			cfg.Backend.Port = p
 		}
 	}
-	cfg.Notifications.Email = l.Notification.Email
 	if l.Notification.Email != "" {
-		cfg.Notifications.Email = ""
 		note("notifications.email: the legacy file names no mail server; add notifications.smtp and notifications.email to get email (webhook notifications are kept)")
 	}
 

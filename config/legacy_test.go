@@ -39,7 +39,7 @@ func TestLegacyLawskerFileIsUnderstood(t *testing.T) {
 	assert.Equal(t, "http://localhost:8000/api/v1/alerts/webhook", c.Notifications.WebhookURL)
 	assert.Equal(t, []string{"alembic", "upgrade", "head"}, c.Backend.MigrateCommand)
 	assert.Equal(t, "127.0.0.1", c.Targets[0].Host)
-	assert.Len(t, l.Notes, 5, strings.Join(l.Notes, "\n"))
+	assert.Len(t, l.Notes, 6, strings.Join(l.Notes, "\n"))
 }
 
 // The password reference is resolved from the environment at run time and
