@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gofmt, go vet and the type-check of the Dagger layer against the pinned SDK.
+# gofmt, a tidy go.mod, go vet and the type-check of the Dagger layer against the pinned SDK.
 # The root package (main.go) imports code `dagger develop` generates; outside
 # an engine it is checked by hack/daggercheck, so vet skips it here.
 set -euo pipefail
@@ -13,8 +13,13 @@ if [ -n "$unformatted" ]; then
   echo "$unformatted" >&2
   exit 1
 fi
+# -e: the generated internal/dagger package exists only inside the engine.
+if ! go mod tidy -e -diff >/dev/null 2>&1; then
+  echo "lint: go.mod/go.sum are not tidy: run 'go mod tidy -e'" >&2
+  exit 1
+fi
 module=$(go list -m)
 pkgs=$(go list -e ./... | grep -v -x "$module")
 go vet $pkgs
 go run ./hack/daggercheck
-echo "lint: gofmt, go vet and the Dagger type-check pass"
+echo "lint: gofmt, go mod tidy, go vet and the Dagger type-check pass"
