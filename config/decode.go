@@ -91,6 +91,7 @@ func (d *decoder) value(path string, n *node, v reflect.Value, r fieldRules) {
 	switch v.Kind() {
 	case reflect.Pointer:
 		if n.kind == kindNull {
+			d.c.add(path, n.line, "is null; leave the key out when the section is not used")
 			return
 		}
 		p := reflect.New(v.Type().Elem())

@@ -38,5 +38,12 @@ func FuzzParse(f *testing.F) {
 		if err := l.Config.Validate(); err != nil {
 			t.Fatalf("loaded config fails Validate: %v", err)
 		}
+		// What the loader accepts as a native file, the published schema
+		// (what editors check) accepts too.
+		if l.Format == FormatNative {
+			if err := schemaAccepts(t, data); err != nil {
+				t.Fatalf("the loader accepts a file the schema refuses: %v\n%s", err, data)
+			}
+		}
 	})
 }

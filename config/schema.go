@@ -36,7 +36,7 @@ var (
 func typeSchema(t reflect.Type, r fieldRules) obj {
 	switch t {
 	case durationType:
-		return obj{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`, "examples": []string{"30s", "10m"}}
+		return obj{"type": "string", "pattern": DurationPattern, "examples": []string{"30s", "10m"}}
 	case secretRefType:
 		return obj{"type": "string", "pattern": SecretRefPattern, "examples": []string{"env:DB_PASSWORD", "file:/run/secrets/db_password"}}
 	}

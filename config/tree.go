@@ -81,10 +81,23 @@ func parseTree(data []byte) (*node, error) {
 type treeParser struct {
 	data []byte
 	dec  *json.Decoder
-	c    collector
+	// Line counting is incremental: offsets only grow, so each newline is
+	// counted once (not once per token, which is quadratic on big files).
+	countedTo int64
+	lines     int
 }
 
-func (p *treeParser) line() int { return lineAt(p.data, p.dec.InputOffset()) }
+func (p *treeParser) line() int { return p.lineAt(p.dec.InputOffset()) }
+
+func (p *treeParser) lineAt(offset int64) int {
+	offset = min(offset, int64(len(p.data)))
+	if offset < p.countedTo {
+		return lineAt(p.data, offset)
+	}
+	p.lines += bytes.Count(p.data[p.countedTo:offset], []byte{'\n'})
+	p.countedTo = offset
+	return p.lines + 1
+}
 
 func lineAt(data []byte, offset int64) int {
 	if offset > int64(len(data)) {
@@ -173,7 +186,7 @@ func (p *treeParser) nextLine() int {
 	for off < int64(len(p.data)) && isSeparator(p.data[off]) {
 		off++
 	}
-	return lineAt(p.data, off)
+	return p.lineAt(off)
 }
 
 func isSeparator(c byte) bool {

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -19,9 +20,15 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // MarshalJSON writes the duration as a string ("10m0s").
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
+// DurationPattern is the form of a duration in files (and the schema): "0"
+// or numbers with units, no sign.
+const DurationPattern = `^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+
+var durationRE = regexp.MustCompile(DurationPattern)
+
 func (d *Duration) decodeString(s string) error {
 	v, err := time.ParseDuration(s)
-	if err != nil || v < 0 {
+	if err != nil || v < 0 || !durationRE.MatchString(s) {
 		return fmt.Errorf(`must be a duration such as "30s", "10m" or "1h30m", got %s`, quote(s))
 	}
 	*d = Duration(v)
