@@ -11,11 +11,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
-	"github.com/lawsker/lawsker-deploy/config"
+	cfgpkg "github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/internal/dagger"
+	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/progress"
+	"github.com/lawsker/lawsker-deploy/redact"
 )
 
 // goImage is the toolchain image of the module's own checks; it matches the
@@ -72,6 +77,83 @@ func (m *LawskerDeploy) Plan(
 	return p.Text(), nil
 }
 
+// Preflight checks that deploy can reach what it needs from the engine:
+// every secret reference resolves, every target accepts the SSH key with its
+// host key matching known_hosts, and the registry answers. Read-only.
+// Secrets are passed as a list and matched to the configuration's
+// references by their source: env://NAME feeds env:NAME, file://PATH feeds
+// file:PATH.
+// +cache="never"
+func (m *LawskerDeploy) Preflight(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// secrets the configuration references, e.g.
+	// env://REGISTRY_PASSWORD,file://./.ssh/id_ed25519
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for every target (the configuration's known_hosts paths
+	// are on your machine, not in the engine)
+	// +optional
+	knownHosts *dagger.File,
+) (string, error) {
+	l, err := loadConfig(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	red := redact.New()
+	res := &cfgpkg.Resolver{Provided: map[string]string{}, OnResolve: func(v string) { red.Add(v) }}
+	for i, s := range secrets {
+		uri, err := s.URI(ctx)
+		if err != nil {
+			return "", fmt.Errorf("secrets[%d]: %w", i, err)
+		}
+		ref, err := cfgpkg.RefForURI(uri)
+		if err != nil {
+			return "", fmt.Errorf("secrets[%d]: %w", i, err)
+		}
+		value, err := s.Plaintext(ctx)
+		if err != nil {
+			return "", fmt.Errorf("secrets[%d] (%s): %w", i, ref, err)
+		}
+		red.Add(value)
+		res.Provided[string(ref)] = value
+	}
+	if knownHosts != nil {
+		contents, err := knownHosts.Contents(ctx)
+		if err != nil {
+			return "", fmt.Errorf("known-hosts: %w", err)
+		}
+		dir, err := os.MkdirTemp("", "lawsker-deploy-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(dir)
+		path := filepath.Join(dir, "known_hosts")
+		if err := os.WriteFile(path, []byte(contents), 0o600); err != nil {
+			return "", fmt.Errorf("known-hosts: %w", err)
+		}
+		for i := range l.Config.Targets {
+			l.Config.Targets[i].SSH.KnownHosts = path
+		}
+	}
+	g, err := deploy.Preflight(l.Config, res)
+	if err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	w := red.NewWriter(&out)
+	result := pipelines.Run(ctx, g, pipelines.Options{
+		MaxWorkers: l.Config.Execution.MaxWorkers, Serial: !l.Config.Execution.Parallel, ContinueOnFailure: true,
+		DefaultTimeout: l.Config.Execution.StepTimeout.D(), Observer: progress.NewPlain(w),
+	})
+	_ = w.Flush()
+	if err := result.Err(); err != nil {
+		return "", fmt.Errorf("preflight failed:\n%s%w", out.String(), red.Error(err))
+	}
+	return out.String(), nil
+}
+
 // ConfigImport converts Lawsker's legacy deployment_config.json into the
 // native deploy.json. `${VAR}` references become secret references
 // (env:VAR); a password written out in the legacy file is refused, never
@@ -97,12 +179,12 @@ func (m *LawskerDeploy) ConfigImport(
 	if err != nil {
 		return nil, fmt.Errorf("config import: reading the legacy file: %w", err)
 	}
-	l, err := config.ParseLegacy([]byte(data), config.ImportOptions{App: app, Host: host, User: user, Image: image})
+	l, err := cfgpkg.ParseLegacy([]byte(data), cfgpkg.ImportOptions{App: app, Host: host, User: user, Image: image})
 	if err != nil {
 		return nil, err
 	}
-	l.Config.Schema = config.SchemaURL
-	out, err := config.Marshal(l.Config)
+	l.Config.Schema = cfgpkg.SchemaURL
+	out, err := cfgpkg.Marshal(l.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +193,7 @@ func (m *LawskerDeploy) ConfigImport(
 
 // ConfigSchema returns the JSON Schema of deploy.json, for editors.
 func (m *LawskerDeploy) ConfigSchema() (*dagger.File, error) {
-	data, err := config.Schema()
+	data, err := cfgpkg.Schema()
 	if err != nil {
 		return nil, err
 	}
@@ -183,10 +265,10 @@ func tail(s string, lines int) string {
 	return strings.Join(parts, "\n")
 }
 
-func loadConfig(ctx context.Context, f *dagger.File) (*config.Loaded, error) {
+func loadConfig(ctx context.Context, f *dagger.File) (*cfgpkg.Loaded, error) {
 	data, err := f.Contents(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("config: reading the file: %w", err)
 	}
-	return config.Parse([]byte(data), config.ImportOptions{})
+	return cfgpkg.Parse([]byte(data), cfgpkg.ImportOptions{})
 }

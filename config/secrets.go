@@ -57,6 +57,16 @@ func (r *Resolver) resolve(ref SecretRef) (string, error) {
 	if v, ok := r.Provided[string(ref)]; ok {
 		return v, nil
 	}
+	if ref.Kind() == SecretFromFile {
+		// A provided file secret matches by its absolute path.
+		if p, err := r.expand(ref.Name()); err == nil {
+			if abs, err := filepath.Abs(p); err == nil {
+				if v, ok := r.Provided[SecretFromFile+":"+abs]; ok {
+					return v, nil
+				}
+			}
+		}
+	}
 	switch ref.Kind() {
 	case SecretFromEnv:
 		lookup := r.LookupEnv
@@ -90,6 +100,28 @@ func (r *Resolver) resolve(ref SecretRef) (string, error) {
 		return v, nil
 	}
 	return "", fmt.Errorf("%s: unknown secret reference kind %q", ref, ref.Kind())
+}
+
+// RefForURI maps the URI a Dagger secret was loaded from (env://NAME,
+// file:///path) to the reference it provides ("env:NAME", "file:/path"), so
+// `--secrets=env://DB_PASSWORD,file://./id_ed25519` feeds the references of a
+// configuration. Other providers (cmd://, op://, vault://) carry no name a
+// configuration can refer to and are refused with a hint.
+func RefForURI(uri string) (SecretRef, error) {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	switch {
+	case ok && scheme == SecretFromEnv && formats["envname"].ok(rest):
+		return SecretRef(SecretFromEnv + ":" + rest), nil
+	case ok && scheme == SecretFromFile && rest != "":
+		abs, err := filepath.Abs(rest)
+		if err != nil {
+			return "", fmt.Errorf("secret %s: %w", uri, err)
+		}
+		return SecretRef(SecretFromFile + ":" + abs), nil
+	case ok:
+		return "", fmt.Errorf("secret from %s:// cannot stand for a reference in the configuration: pass it as env://NAME or file://PATH (and reference env:NAME or file:PATH)", scheme)
+	}
+	return "", fmt.Errorf("secret URI %q is not of the form env://NAME or file://PATH", uri)
 }
 
 func (r *Resolver) expand(p string) (string, error) {

@@ -57,3 +57,23 @@ func TestSecretRefsAndCheck(t *testing.T) {
 	require.Len(t, ps, 1)
 	assert.Equal(t, "backend.secret_env.SESSION_KEY: env:SAMPLE_SESSION_KEY: environment variable SAMPLE_SESSION_KEY is not set: secret not available", ps[0].String())
 }
+
+func TestRefForURIAndProvidedFiles(t *testing.T) {
+	ref, err := RefForURI("env://DB_PASSWORD")
+	require.NoError(t, err)
+	assert.Equal(t, SecretRef("env:DB_PASSWORD"), ref)
+	ref, err = RefForURI("file:///run/secrets/ssh_key")
+	require.NoError(t, err)
+	assert.Equal(t, SecretRef("file:/run/secrets/ssh_key"), ref)
+	_, err = RefForURI("cmd://pass show db")
+	assert.EqualError(t, err, "secret from cmd:// cannot stand for a reference in the configuration: pass it as env://NAME or file://PATH (and reference env:NAME or file:PATH)")
+	_, err = RefForURI("hunter2-plain")
+	assert.EqualError(t, err, `secret URI "hunter2-plain" is not of the form env://NAME or file://PATH`)
+
+	// A file reference is matched by its absolute path, whatever its form.
+	home := t.TempDir()
+	r := &Resolver{Home: home, Provided: map[string]string{"file:" + home + "/.ssh/id_ed25519": "provided-key-material"}}
+	v, err := r.Resolve("file:~/.ssh/id_ed25519")
+	require.NoError(t, err)
+	assert.Equal(t, "provided-key-material", v)
+}
