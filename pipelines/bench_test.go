@@ -82,3 +82,31 @@ func BenchmarkSchedulingOverhead(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N*layers*width), "us/step")
 }
+
+// BenchmarkCriticalPathLatency isolates what the orchestrator adds to a
+// critical path, free of sleep jitter: 20 layers of 10 no-op steps, the time
+// per layer (from the last step of one layer finishing to the next layer
+// done), next to hand-written WaitGroup barriers over the same layers.
+func BenchmarkCriticalPathLatency(b *testing.B) {
+	const layers, width = 20, 10
+	g := layered(b, layers, width, ok)
+	var ours, barrier time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if res := Run(context.Background(), g, Options{MaxWorkers: width}); res.Err() != nil {
+			b.Fatal(res.Err())
+		}
+		ours += time.Since(start)
+		start = time.Now()
+		for range layers {
+			var wg sync.WaitGroup
+			for range width {
+				wg.Go(func() { _ = ok(context.Background()) })
+			}
+			wg.Wait()
+		}
+		barrier += time.Since(start)
+	}
+	b.ReportMetric(float64(ours.Microseconds())/float64(b.N*layers), "us/layer")
+	b.ReportMetric(float64(barrier.Microseconds())/float64(b.N*layers), "us/layer_waitgroup")
+}

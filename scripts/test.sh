@@ -24,4 +24,5 @@ echo "== fuzz: config loader (${FUZZTIME:-20s})"
 go test ./config -run '^$' -fuzz '^FuzzParse$' -fuzztime "${FUZZTIME:-20s}"
 
 echo "== benchmarks (figures, not pass/fail)"
-go test ./pipelines -run '^$' -bench . -benchtime 5x -count 3
+go test ./pipelines -run '^$' -bench 'CriticalPath$|SchedulingOverhead' -benchtime 5x -count 3
+go test ./pipelines -run '^$' -bench 'CriticalPathLatency' -benchtime 200x -count 3
