@@ -1,0 +1,273 @@
+package target
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// Host is one connection to a target, reused for every command and file
+// operation of a run (sessions are multiplexed over it).
+type Host struct {
+	Endpoint Endpoint
+	client   *ssh.Client
+	mu       sync.Mutex
+	sftp     *sftp.Client
+}
+
+// Connect dials with bounded retries: network failures (refused, timed out)
+// are retried up to attempts times with a growing pause; key and host key
+// failures are not.
+func Connect(ctx context.Context, e Endpoint, attempts int) (*Host, error) {
+	var last error
+	for i := 1; i <= max(attempts, 1); i++ {
+		c, err := Dial(ctx, e)
+		if err == nil {
+			return &Host{Endpoint: e, client: c}, nil
+		}
+		last = err
+		var ne *NetError
+		if !errors.As(err, &ne) || i == attempts {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+		case <-time.After(time.Duration(i) * 500 * time.Millisecond):
+		}
+	}
+	return nil, last
+}
+
+// Close ends the connection.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sftp != nil {
+		h.sftp.Close()
+	}
+	return h.client.Close()
+}
+
+// DialTCP opens a TCP connection from the target (an SSH tunnel): the
+// health gate and database checks reach 127.0.0.1 services on the target
+// this way, with nothing installed there.
+func (h *Host) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := h.client.Dial("tcp", addr)
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.c, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// RemoteError is a command that ran and failed on the target.
+type RemoteError struct {
+	Host     string
+	Command  string // quoted argv
+	ExitCode int    // -1 when the command did not report one
+	Stderr   string // last lines
+}
+
+func (e *RemoteError) Error() string {
+	msg := fmt.Sprintf("%s: `%s` exited %d", e.Host, e.Command, e.ExitCode)
+	if e.Stderr != "" {
+		msg += ": " + e.Stderr
+	}
+	return msg
+}
+
+// Run runs argv on the target (quoted with Quote: no value reaches a shell
+// unquoted) and returns its standard output. Secrets never go in argv: pass
+// them on standard input (RunInput) or in a 0600 file.
+func (h *Host) Run(ctx context.Context, argv ...string) (string, error) {
+	return h.RunInput(ctx, nil, argv...)
+}
+
+// RunInput is Run with standard input.
+func (h *Host) RunInput(ctx context.Context, stdin io.Reader, argv ...string) (string, error) {
+	sess, err := h.client.NewSession()
+	if err != nil {
+		return "", &NetError{Op: "ssh " + h.Endpoint.Addr(), Err: fmt.Errorf("opening a session: %w", err)}
+	}
+	defer sess.Close()
+	var stdout, stderr bytes.Buffer
+	sess.Stdout, sess.Stderr = &stdout, &limitedTail{max: 8 << 10, buf: &stderr}
+	if stdin != nil {
+		sess.Stdin = stdin
+	}
+	cmd := Quote(argv...)
+	if err := sess.Start(cmd); err != nil {
+		return "", fmt.Errorf("%s: starting `%s`: %w", h.Endpoint.Addr(), cmd, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// Best effort: sshd honours signals only for some sessions (not
+		// root's without privilege separation), so the remote command may
+		// run on; steps that start long-lived remote work undo it by name
+		// (docker rm -f). The output buffers are not read from here on.
+		_ = sess.Signal(ssh.SIGTERM)
+		sess.Close()
+		return "", fmt.Errorf("%s: `%s`: %w", h.Endpoint.Addr(), cmd, ctx.Err())
+	}
+	if err != nil {
+		re := &RemoteError{Host: h.Endpoint.Addr(), Command: cmd, ExitCode: -1, Stderr: lastLines(stderr.String(), 20)}
+		var ee *ssh.ExitError
+		if errors.As(err, &ee) {
+			re.ExitCode = ee.ExitStatus()
+		} else {
+			re.Stderr = strings.TrimSpace(re.Stderr + " " + err.Error())
+		}
+		return stdout.String(), re
+	}
+	return stdout.String(), nil
+}
+
+// limitedTail keeps only the last max bytes written.
+type limitedTail struct {
+	max int
+	buf *bytes.Buffer
+}
+
+func (l *limitedTail) Write(p []byte) (int, error) {
+	l.buf.Write(p)
+	if over := l.buf.Len() - l.max; over > 0 {
+		l.buf.Next(over)
+	}
+	return len(p), nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Files returns the SFTP client of this connection (opened once).
+func (h *Host) Files() (*sftp.Client, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sftp != nil {
+		return h.sftp, nil
+	}
+	c, err := sftp.NewClient(h.client)
+	if err != nil {
+		return nil, fmt.Errorf("%s: sftp: %w", h.Endpoint.Addr(), err)
+	}
+	h.sftp = c
+	return c, nil
+}
+
+// WriteFile replaces a remote file atomically (a temporary file in the same
+// folder, then a rename over it), creating parent folders.
+func (h *Host) WriteFile(p string, data []byte, mode os.FileMode) error {
+	fs, err := h.Files()
+	if err != nil {
+		return err
+	}
+	if err := fs.MkdirAll(path.Dir(p)); err != nil {
+		return fmt.Errorf("%s: mkdir %s: %w", h.Endpoint.Addr(), path.Dir(p), err)
+	}
+	tmp := fmt.Sprintf("%s.tmp-%d", p, time.Now().UnixNano())
+	f, err := fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return fmt.Errorf("%s: write %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		fs.Remove(tmp)
+		return fmt.Errorf("%s: chmod %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		fs.Remove(tmp)
+		return fmt.Errorf("%s: write %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	if err := f.Close(); err != nil {
+		fs.Remove(tmp)
+		return fmt.Errorf("%s: write %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	if err := fs.PosixRename(tmp, p); err != nil {
+		fs.Remove(tmp)
+		return fmt.Errorf("%s: rename %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	return nil
+}
+
+// ReadFile reads a remote file; a missing file wraps os.ErrNotExist.
+func (h *Host) ReadFile(p string) ([]byte, error) {
+	fs, err := h.Files()
+	if err != nil {
+		return nil, err
+	}
+	f, err := fs.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: read %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: read %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	return data, nil
+}
+
+// Symlink points link at target atomically: a new link beside it, then a
+// rename over the old one, so readers see the old target or the new.
+func (h *Host) Symlink(ctx context.Context, target, link string) error {
+	tmp := fmt.Sprintf("%s.tmp-%d", link, time.Now().UnixNano())
+	if _, err := h.Run(ctx, "ln", "-sfn", target, tmp); err != nil {
+		return err
+	}
+	if _, err := h.Run(ctx, "mv", "-Tf", tmp, link); err != nil {
+		_, _ = h.Run(ctx, "rm", "-f", tmp)
+		return err
+	}
+	return nil
+}
+
+// Readlink returns where a symlink points ("" when it does not exist).
+func (h *Host) Readlink(p string) (string, error) {
+	fs, err := h.Files()
+	if err != nil {
+		return "", err
+	}
+	t, err := fs.ReadLink(p)
+	if errors.Is(err, os.ErrNotExist) || (err != nil && strings.Contains(err.Error(), "not exist")) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: readlink %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	return t, nil
+}
