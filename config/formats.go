@@ -104,6 +104,19 @@ var formats = map[string]*format{
 			return s == "target" || validURL(s, "s3", "gs", "azblob") || (strings.HasPrefix(s, "file:///") && noDotDot(s[len("file://"):]))
 		},
 	},
+	"dockerhost": {
+		pattern: `^(unix://(/[A-Za-z0-9._+@=,-]+)+|tcp://[A-Za-z0-9.-]+:[0-9]{1,5})$`,
+		says:    "must be unix:///path/to/docker.sock or tcp://host:port",
+	},
+	"ip": {
+		pattern: `^[0-9A-Fa-f:.]+$`,
+		says:    "must be an IP address such as 127.0.0.1",
+		check:   func(s string) bool { return net.ParseIP(s) != nil },
+	},
+	"command": {
+		pattern: `^[A-Za-z0-9._+/-]+$`,
+		says:    "must be a command name or absolute path (letters, digits and ._+/-)",
+	},
 	"agerecipient": {
 		pattern: `^age1[02-9ac-hj-np-z]{58}$`,
 		says:    "must be an age X25519 recipient (age1...)",

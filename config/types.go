@@ -41,10 +41,27 @@ type Config struct {
 
 // Target is one host the release goes to.
 type Target struct {
-	Name string `json:"name" required:"true" format:"name" doc:"short name of the host, unique in the file"`
-	Host string `json:"host" required:"true" format:"host" doc:"host name or IP address reached over SSH"`
-	SSH  SSH    `json:"ssh" doc:"how to reach the host"`
-	Root string `json:"root,omitempty" format:"abspath" default:"\"/srv\"" doc:"folder under which <app>/releases, <app>/current and the state file live"`
+	Name   string `json:"name" required:"true" format:"name" doc:"short name of the host, unique in the file"`
+	Host   string `json:"host" required:"true" format:"host" doc:"host name or IP address reached over SSH"`
+	SSH    SSH    `json:"ssh" doc:"how to reach the host"`
+	Root   string `json:"root,omitempty" format:"abspath" default:"\"/srv\"" doc:"folder under which <app>/releases, <app>/current and the state file live"`
+	Docker Docker `json:"docker" doc:"the Docker engine on the host"`
+	Nginx  Nginx  `json:"nginx" doc:"the nginx on the host that serves the app"`
+}
+
+// Docker says how to reach the Docker engine on a target.
+type Docker struct {
+	Host string `json:"host,omitempty" format:"dockerhost" doc:"DOCKER_HOST on the target (unix:///path or tcp://host:port); empty uses the engine's default socket"`
+}
+
+// Nginx says how to run the nginx on a target.
+type Nginx struct {
+	Binary        string `json:"binary,omitempty" format:"command" default:"\"nginx\"" doc:"nginx command on the target"`
+	Config        string `json:"config,omitempty" format:"abspath" doc:"main configuration passed as -c; empty uses nginx's own default"`
+	Prefix        string `json:"prefix,omitempty" format:"abspath" doc:"prefix passed as -p; empty uses nginx's own default"`
+	SitePath      string `json:"site_path,omitempty" format:"abspath" doc:"the file the main configuration includes for this app (a symlink lawsker-deploy switches); default /etc/nginx/sites-enabled/<app>.conf"`
+	Listen        int    `json:"listen,omitempty" min:"1" max:"65535" default:"80" doc:"port the app's server block listens on (TLS adds 443)"`
+	ListenAddress string `json:"listen_address,omitempty" format:"ip" doc:"address the app's server block listens on; empty listens on every address"`
 }
 
 // SSH says how to connect to a target.
@@ -69,7 +86,11 @@ type Backend struct {
 	Image          string               `json:"image" required:"true" format:"image" doc:"image repository without tag; releases are tagged with the git sha and pinned by digest"`
 	Context        string               `json:"context,omitempty" format:"relpath" default:"\"backend\"" doc:"build context inside the source folder"`
 	Dockerfile     string               `json:"dockerfile,omitempty" format:"relpath" doc:"Dockerfile inside the context; empty uses the context's Dockerfile, or the Python preset when there is none"`
-	Port           int                  `json:"port,omitempty" min:"1" max:"65535" default:"8000" doc:"port the backend listens on inside its container"`
+	Port           int                  `json:"port,omitempty" min:"1" max:"65535" default:"8000" doc:"port the backend listens on inside its container (bridge network)"`
+	Network        string               `json:"network,omitempty" enum:"bridge|host" default:"\"bridge\"" doc:"bridge: publish 127.0.0.1:<host port> to the container's port; host: the container shares the host's network and is told its port in port_env"`
+	PortEnv        string               `json:"port_env,omitempty" format:"envname" default:"\"PORT\"" doc:"env variable that tells the backend which port to listen on (network host)"`
+	HostPortMin    int                  `json:"host_port_min,omitempty" min:"1024" max:"65535" default:"18000" doc:"lowest 127.0.0.1 port a new backend may get on the target"`
+	HostPortMax    int                  `json:"host_port_max,omitempty" min:"1024" max:"65535" default:"18999" doc:"highest 127.0.0.1 port a new backend may get on the target"`
 	HealthPath     string               `json:"health_path,omitempty" format:"urlpath" default:"\"/api/v1/health\"" doc:"health endpoint used by the health gate"`
 	MigrateCommand []string             `json:"migrate_command,omitempty" doc:"argv run once in the new image before the switch, e.g. [\"alembic\", \"upgrade\", \"head\"]; empty: no migrations"`
 	Env            map[string]string    `json:"env,omitempty" keys:"envname" doc:"plain environment variables of the backend"`

@@ -27,6 +27,9 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 			add(p+".host", "%s port %d is already targets[%d]; list each host once", quote(t.Host), t.SSH.Port, j)
 		}
 		hosts[key] = i
+		if p := t.Nginx.Listen; p >= c.Backend.HostPortMin && p <= c.Backend.HostPortMax {
+			add(indexPath("targets", i)+".nginx.listen", "%d is inside backend.host_port_min-max (%d-%d), where backends get their ports", p, c.Backend.HostPortMin, c.Backend.HostPortMax)
+		}
 	}
 	seenDomains := map[string]int{}
 	for i, d := range c.Domains {
@@ -79,6 +82,9 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 	}
 	if c.Registry != nil && c.Registry.Host != "" && !strings.HasPrefix(c.Backend.Image, c.Registry.Host+"/") && c.Backend.Image != "" {
 		add("backend.image", "must be in registry.host %s (write %s/...)", quote(c.Registry.Host), c.Registry.Host)
+	}
+	if c.Backend.HostPortMin > c.Backend.HostPortMax {
+		add("backend.host_port_min", "must not exceed backend.host_port_max (%d)", c.Backend.HostPortMax)
 	}
 	g := c.Backend.HealthGate
 	if g.RequestTimeout.D() > g.Deadline.D() {

@@ -40,50 +40,49 @@ func TestPlanOfTheLocalExample(t *testing.T) {
 	p, err := NewPlan(load(t, "../examples/local.deploy.json"))
 	require.NoError(t, err)
 	assert.Equal(t, [][]string{
-		{"lock", "build-backend", "build-frontend"},
-		{"snapshot-pre", "upload-frontend:local"},
-		{"rehearse-migrations"},
-		{"publish"},
-		{"pull:local"},
+		{"lock:local"},
+		{"prepare:local"},
+		{"pull:local", "upload-frontend:local"},
 		{"migrate"},
 		{"start-backend:local"},
 		{"health-gate:local"},
 		{"switch:local"},
-		{"verify"},
-		{"watch"},
-		{"snapshot-post"},
-		{"unlock"},
+		{"verify:local"},
+		{"prune:local"},
+		{"revert:local"},
+		{"unlock:local"},
 	}, stageNames(p))
 	assert.Equal(t, 4, p.MaxWorkers)
-	assert.Contains(t, p.OnFailure, "automatic rollback to the pre-deploy snapshot")
+	assert.Equal(t, []string{"snapshots.enabled: pre-deploy snapshots are not available yet; pass --no-snapshot (or set snapshots.enabled to false) to deploy without one"}, p.NotYet)
+	assert.Contains(t, p.Text(), "not available yet (deploy refuses to start until these are off)")
 }
 
 func TestPlanFollowsTheConfig(t *testing.T) {
-	const base = `{"version": 1, "app": "web", "backend": {"image": "ghcr.io/acme/web"%s},
-	  "targets": [{"name": "a", "host": "a.example.com"}, {"name": "b", "host": "b.example.com"}]%s}`
-	minimal := parse(t, strings.Replace(strings.Replace(base, "%s", "", 1), "%s", `, "snapshots": {"enabled": false}, "rollback": {"auto": false}, "execution": {"parallel": false}`, 1))
-	p, err := NewPlan(minimal)
+	cfg := parse(t, `{"version": 1, "app": "web", "backend": {"image": "ghcr.io/acme/web"},
+	  "targets": [{"name": "a", "host": "a.example.com"}, {"name": "b", "host": "b.example.com"}],
+	  "snapshots": {"enabled": false}, "execution": {"parallel": false}}`)
+	p, err := NewPlan(cfg)
 	require.NoError(t, err)
 	assert.Equal(t, [][]string{
-		{"lock", "build-backend"},
-		{"publish"},
+		{"lock:a", "lock:b"},
+		{"prepare:a", "prepare:b"},
 		{"pull:a", "pull:b"},
 		{"start-backend:a", "start-backend:b"},
 		{"health-gate:a", "health-gate:b"},
 		{"switch:a", "switch:b"},
-		{"verify"},
-		{"watch"},
-		{"unlock"},
-	}, stageNames(p))
+		{"verify:a", "verify:b"},
+		{"prune:a", "prune:b"},
+		{"revert:a", "revert:b"},
+		{"unlock:a", "unlock:b"},
+	}, stageNames(p), "no frontend, no migrations: those steps are absent")
 	assert.Equal(t, 1, p.MaxWorkers)
 	assert.Contains(t, p.Text(), "one step at a time (execution.parallel is false)")
-	assert.Contains(t, p.OnFailure, "roll back by hand")
+	assert.Empty(t, p.NotYet)
 
-	full := parse(t, strings.Replace(strings.Replace(base, "%s", `, "migrate_command": ["alembic", "upgrade", "head"]`, 1), "%s",
-		`, "domains": ["example.com"], "tls": {"enabled": true, "email": "ops@example.com"}, "monitoring": {"enabled": true},
-		 "notifications": {"webhook_url": "https://hooks.example.com/x"},
-		 "database": {"name": "app", "user": "app", "password": "env:DB", "bootstrap": true, "admin_user": "postgres", "admin_password": "env:PG"}`, 1))
-	p, err = NewPlan(full)
+	migrating := parse(t, strings.Replace(`{"version": 1, "app": "web", "backend": {"image": "ghcr.io/acme/web", "migrate_command": ["alembic", "upgrade", "head"]},
+	  "targets": [{"name": "a", "host": "a.example.com"}, {"name": "b", "host": "b.example.com"}], "frontend": {},
+	  "domains": ["example.com"], "tls": {"enabled": true, "email": "ops@example.com"}, "monitoring": {"enabled": true}}`, "\n", " ", -1))
+	p, err = NewPlan(migrating)
 	require.NoError(t, err)
 	steps := map[string]PlannedStep{}
 	for _, s := range p.Stages {
@@ -91,14 +90,13 @@ func TestPlanFollowsTheConfig(t *testing.T) {
 			steps[st.Name] = st
 		}
 	}
-	assert.Equal(t, []string{"pull:a", "snapshot-pre", "bootstrap-database"}, steps["migrate"].Needs, "migrations run once, on the first target, after the snapshot")
+	assert.Equal(t, []string{"pull:a", "prepare:a", "prepare:b"}, steps["migrate"].Needs, "migrations run once, on the first target")
 	assert.Equal(t, []string{"pull:b", "migrate"}, steps["start-backend:b"].Needs)
-	assert.Equal(t, []string{"health-gate:a", "certificates"}, steps["switch:a"].Needs)
-	assert.Equal(t, []string{"switch:a", "switch:b"}, steps["monitoring"].Needs)
-	assert.True(t, steps["notify"].Always)
-	assert.True(t, steps["unlock"].Always)
-	assert.Equal(t, 3, steps["publish"].Attempts)
-	assert.Equal(t, "1m30s", steps["health-gate:a"].Timeout)
+	assert.Equal(t, []string{"health-gate:a", "upload-frontend:a"}, steps["switch:a"].Needs)
+	assert.True(t, steps["revert:a"].Always)
+	assert.True(t, steps["unlock:b"].Always)
+	assert.Equal(t, 3, steps["lock:a"].Attempts)
+	assert.Len(t, p.NotYet, 3, "snapshots, tls and monitoring are not available yet")
 }
 
 func TestPlanJSON(t *testing.T) {
@@ -107,5 +105,25 @@ func TestPlanJSON(t *testing.T) {
 	js, err := p.JSON()
 	require.NoError(t, err)
 	assert.Contains(t, js, `"name": "health-gate:local"`)
-	assert.Contains(t, js, `"on_failure": "automatic rollback`)
+	assert.Contains(t, js, `"not_yet": [`)
+}
+
+func TestPrepareRefusesBadRequests(t *testing.T) {
+	cfg := load(t, "../examples/local.deploy.json")
+	good := "127.0.0.1:5000/sample/backend@sha256:" + strings.Repeat("a", 64)
+	for _, tc := range []struct {
+		req  Request
+		want string
+	}{
+		{Request{Image: "127.0.0.1:5000/sample/backend:latest", NoSnapshot: true}, `--backend-image "127.0.0.1:5000/sample/backend:latest" must be pinned by digest: 127.0.0.1:5000/sample/backend@sha256:<64 hex digits>`},
+		{Request{Image: "ghcr.io/evil/backend@sha256:" + strings.Repeat("a", 64), NoSnapshot: true}, "is from ghcr.io/evil/backend, but backend.image is 127.0.0.1:5000/sample/backend"},
+		{Request{Image: good}, "snapshots.enabled: pre-deploy snapshots are not available yet"},
+		{Request{Image: good, NoSnapshot: true}, "the configuration has a frontend: pass --frontend-dir with its built files"},
+		{Request{Image: good, NoSnapshot: true, FrontendDir: t.TempDir()}, "has no index.html; is it the build output?"},
+	} {
+		tc.req.Config = cfg
+		_, err := Prepare(tc.req)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), tc.want)
+	}
 }

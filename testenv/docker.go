@@ -20,6 +20,20 @@ type Docker struct {
 	Host string
 }
 
+// PushBinaryImage builds an image of a static binary, pushes it to the
+// registry and returns its reference by digest (repo@sha256:...).
+func (d *Docker) PushBinaryImage(t testing.TB, binary, repo, tag string) string {
+	t.Helper()
+	ref := repo + ":" + tag
+	d.ImportBinary(t, binary, ref)
+	d.MustRun(t, "push", "--quiet", ref)
+	digest := d.MustRun(t, "inspect", "--format", "{{index .RepoDigests 0}}", ref)
+	if !strings.HasPrefix(digest, repo+"@sha256:") {
+		t.Fatalf("testenv: %s has no digest for %s (got %q)", ref, repo, digest)
+	}
+	return digest
+}
+
 // DockerEngine returns the running engine or fails the test.
 func DockerEngine(t testing.TB) *Docker {
 	t.Helper()
@@ -98,11 +112,12 @@ func (d *Docker) ImportBinary(t testing.TB, binary, ref string) {
 }
 
 // BuildStatic compiles a Go package of this module into a static binary
-// (CGO off) for images and remote hosts, and returns its path.
-func BuildStatic(t testing.TB, pkg, name string) string {
+// (CGO off) for images and remote hosts, and returns its path. ldflags are
+// passed to -ldflags (e.g. "-X main.version=v2").
+func BuildStatic(t testing.TB, pkg, name string, ldflags ...string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), name)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", strings.Join(ldflags, " "), "-o", out, pkg)
 	cmd.Dir = RepoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -1,0 +1,224 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/target"
+)
+
+// Docker builds docker argv for one target: commands are data, tested as
+// data, and reach the host only through target.Quote.
+type Docker struct{ Host string }
+
+func (d Docker) cmd(args ...string) []string {
+	argv := []string{"docker"}
+	if d.Host != "" {
+		argv = append(argv, "-H", d.Host)
+	}
+	return append(argv, args...)
+}
+
+// Login reads the password on standard input (never in argv).
+func (d Docker) Login(registry, user string) []string {
+	return d.cmd("login", "--username", user, "--password-stdin", registry)
+}
+
+// Pull fetches an image by digest.
+func (d Docker) Pull(image string) []string { return d.cmd("pull", "--quiet", image) }
+
+// Run starts a container. network "host" shares the host's network (the
+// port is passed in portEnv); "bridge" publishes 127.0.0.1:hostPort to
+// containerPort.
+func (d Docker) Run(spec ContainerSpec) []string {
+	args := []string{"run"}
+	if spec.Detach {
+		args = append(args, "--detach", "--restart", "unless-stopped")
+	} else {
+		args = append(args, "--rm")
+	}
+	args = append(args, "--name", spec.Name, "--env-file", spec.EnvFile,
+		"--label", "lawsker.app="+spec.App, "--label", "lawsker.release="+spec.Release)
+	switch spec.Network {
+	case "host":
+		args = append(args, "--network", "host")
+		if spec.HostPort > 0 {
+			args = append(args, "--env", spec.PortEnv+"="+strconv.Itoa(spec.HostPort))
+		}
+	default:
+		if spec.HostPort > 0 {
+			args = append(args, "--publish", fmt.Sprintf("127.0.0.1:%d:%d", spec.HostPort, spec.ContainerPort))
+		}
+	}
+	args = append(args, spec.Image)
+	return d.cmd(append(args, spec.Command...)...)
+}
+
+// ContainerSpec is what Run starts.
+type ContainerSpec struct {
+	Name, App, Release, Image, EnvFile string
+	Network, PortEnv                   string
+	HostPort, ContainerPort            int
+	Command                            []string
+	Detach                             bool
+}
+
+// Remove stops and removes a container (absent is fine: `|| true` is the
+// caller's job; docker reports it as an error).
+func (d Docker) Remove(name string) []string { return d.cmd("rm", "--force", name) }
+
+// Stop stops a container, giving it timeout seconds.
+func (d Docker) Stop(name string, timeout int) []string {
+	return d.cmd("stop", "--time", strconv.Itoa(timeout), name)
+}
+
+// Start starts a stopped container.
+func (d Docker) Start(name string) []string { return d.cmd("start", name) }
+
+// Logs returns the tail of a container's output.
+func (d Docker) Logs(name string, lines int) []string {
+	return d.cmd("logs", "--tail", strconv.Itoa(lines), name)
+}
+
+// Running lists the names of running containers of an app.
+func (d Docker) Running(app string) []string {
+	return d.cmd("ps", "--filter", "label=lawsker.app="+app, "--format", "{{.Names}}")
+}
+
+// RemoveImage removes an image (used by pruning; in-use images are kept by docker).
+func (d Docker) RemoveImage(image string) []string { return d.cmd("image", "rm", image) }
+
+var digestRef = regexp.MustCompile(`^([a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+)@sha256:[0-9a-f]{64}$`)
+
+// CheckImage checks that image is pinned by digest and comes from the
+// configured repository.
+func CheckImage(cfg *config.Config, image string) error {
+	m := digestRef.FindStringSubmatch(image)
+	if m == nil {
+		return fmt.Errorf("--backend-image %q must be pinned by digest: %s@sha256:<64 hex digits>", image, cfg.Backend.Image)
+	}
+	if m[1] != cfg.Backend.Image {
+		return fmt.Errorf("--backend-image %q is from %s, but backend.image is %s", image, m[1], cfg.Backend.Image)
+	}
+	return nil
+}
+
+// EnvFile renders the backend's env file (docker --env-file format: one
+// KEY=value per line, no quoting, so values must not contain newlines).
+func EnvFile(vars map[string]string) ([]byte, error) {
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		if strings.ContainsAny(vars[k], "\r\n\x00") {
+			return nil, fmt.Errorf("env %s: the value contains a newline or NUL, which docker env files cannot carry", k)
+		}
+		b.WriteString(k + "=" + vars[k] + "\n")
+	}
+	return []byte(b.String()), nil
+}
+
+// PoolSize is the database pool computed from the target's CPU count: two
+// connections per CPU (at least 5), and half as many again as overflow.
+func PoolSize(cpus int) (size, overflow int) {
+	size = max(5, 2*cpus)
+	return size, max(2, size/2)
+}
+
+// FreePort finds a port in [lo, hi] on the target's loopback that nothing
+// listens on and no recorded release uses, probing through the SSH tunnel.
+func FreePort(ctx context.Context, h *target.Host, lo, hi int, used map[int]bool) (int, error) {
+	for p := lo; p <= hi; p++ {
+		if used[p] {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c, err := h.DialTCP(pctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		cancel()
+		if err == nil {
+			c.Close()
+			continue // something listens there
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free port in backend.host_port_min-max (%d-%d) on %s", lo, hi, h.Endpoint.Addr())
+}
+
+// HealthGate polls the backend through the SSH tunnel until it passes
+// `passes` checks in a row, or the deadline passes. It remembers the last
+// failure for the error.
+func HealthGate(ctx context.Context, h *target.Host, port int, healthPath, hostHeader string, g config.HealthGate) error {
+	client := tunnelClient(h, g.RequestTimeout.D())
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, g.Deadline.D())
+	defer cancel()
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, healthPath)
+	streak, tries := 0, 0
+	var last error
+	for {
+		tries++
+		err := checkHealth(ctx, client, url, hostHeader)
+		if err == nil {
+			if streak++; streak >= g.ConsecutivePasses {
+				return nil
+			}
+		} else {
+			streak, last = 0, err
+		}
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				last = errors.New("no failed check, but not enough passes in a row")
+			}
+			return fmt.Errorf("health gate: %s not healthy within %s (%d checks, %d passes in a row needed): last error: %w", url, g.Deadline, tries, g.ConsecutivePasses, last)
+		case <-time.After(g.Interval.D()):
+		}
+	}
+}
+
+func tunnelClient(h *target.Host, timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return h.DialTCP(ctx, addr) },
+			DisableKeepAlives: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func checkHealth(ctx context.Context, client *http.Client, url, hostHeader string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if hostHeader != "" {
+		req.Host = hostHeader
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return nil
+}

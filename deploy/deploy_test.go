@@ -1,0 +1,365 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/report"
+	"github.com/lawsker/lawsker-deploy/testenv"
+)
+
+// rig is a target host on this machine: sshd (as the host), the Docker
+// engine (containers on the host network), a registry, and an nginx whose
+// main configuration includes the app's site file.
+type rig struct {
+	sshd    *testenv.SSHD
+	docker  *testenv.Docker
+	reg     *testenv.Registry
+	nginx   *testenv.Nginx
+	root    string
+	repo    string
+	images  map[string]string // version -> repo@sha256:...
+	portLo  int
+	appPort int
+}
+
+const hostileEnv = `it's "quoted" $(not run) ` + "`x`" + ` ; rm -rf / #`
+
+func newRig(t *testing.T) *rig {
+	r := &rig{sshd: testenv.StartSSHD(t), docker: testenv.DockerEngine(t), reg: testenv.StartRegistry(t),
+		root: testenv.TempDir(t, "srv"), images: map[string]string{}}
+	// A status server for readiness; the app's site comes with the first deploy.
+	r.nginx = testenv.StartNginx(t, "  server { listen 127.0.0.1:{{PORT}}; return 204; }\n  include {{DIR}}/sites/*.conf;")
+	r.appPort = testenv.FreePort(t)
+	require.NoError(t, os.MkdirAll(filepath.Join(r.nginx.Dir, "sites"), 0o755))
+	r.repo = r.reg.Addr + "/sample/backend"
+	r.portLo = 20000 + int(time.Now().UnixNano()%20000)
+	t.Cleanup(func() {
+		// Remove every container a test left (app label), whatever happened.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, _ := r.docker.Run(ctx, "ps", "-aq", "--filter", "label=lawsker.app=sample")
+		for _, id := range strings.Fields(out) {
+			_, _ = r.docker.Run(ctx, "rm", "-f", id)
+		}
+	})
+	return r
+}
+
+func (r *rig) image(t *testing.T, version string, flags ...string) string {
+	if ref, ok := r.images[version]; ok {
+		return ref
+	}
+	bin := testenv.BuildStatic(t, "./examples/sample/backend", "backend", append([]string{"-X main.version=" + version}, flags...)...)
+	ref := r.docker.PushBinaryImage(t, bin, r.repo, version)
+	r.images[version] = ref
+	return ref
+}
+
+func (r *rig) config(t *testing.T, extra string) *config.Config {
+	js := fmt.Sprintf(`{"version": 1, "app": "sample",
+	  "targets": [{"name": "local", "host": "127.0.0.1",
+	    "ssh": {"user": %q, "port": %d, "key": "file:%s", "known_hosts": %q, "connect_timeout": "5s"},
+	    "root": %q, "docker": {"host": %q},
+	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
+	  "registry": {"host": %q},
+	  "backend": {"image": %q, "network": "host", "migrate_command": ["/app/backend", "migrate"],
+	    "env": {"SAMPLE_GREETING": %q}, "secret_env": {"SAMPLE_TOKEN": "env:SAMPLE_TOKEN"},
+	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2},
+	    "host_port_min": %d, "host_port_max": %d, "keep_releases": 3},
+	  "frontend": {},
+	  "snapshots": {"enabled": false},
+	  "execution": {"max_workers": 4}%s}`,
+		r.sshd.User, r.sshd.Port, r.sshd.KeyPath, r.sshd.KnownHosts, r.root, r.docker.Host,
+		r.nginx.Dir, r.nginx.Conf, filepath.Join(r.nginx.Dir, "sites", "sample.conf"), r.appPort,
+		r.reg.Addr, r.repo, hostileEnv, r.portLo, r.portLo+40, extra)
+	l, err := config.Parse([]byte(js), config.ImportOptions{})
+	require.NoError(t, err)
+	return l.Config
+}
+
+func frontend(t *testing.T, version string) string {
+	dir := t.TempDir()
+	files := map[string]string{
+		"index.html":                 "<!doctype html><title>sample</title><p>frontend " + version + "</p>",
+		"assets/app.3f9a1c2e.js":     "console.log('same in every version')",
+		"assets/" + version + ".css": "body{}",
+		`odd name 'q' "dq" $(x).txt`: "hostile file name",
+	}
+	for rel, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	}
+	return dir
+}
+
+type run struct {
+	d   *Deployment
+	res *pipelines.Result
+}
+
+func (r *rig) deploy(t *testing.T, cfg *config.Config, image, front string, tweak ...func(*Request)) run {
+	req := Request{Config: cfg, Image: image, FrontendDir: front, Who: "tester@ci", Message: `release "notes" $(x); rm -rf /`,
+		ID: report.NewID(time.Now()), Resolver: &config.Resolver{LookupEnv: func(k string) (string, bool) {
+			return map[string]string{"SAMPLE_TOKEN": "token-s3cret-value"}[k], k == "SAMPLE_TOKEN"
+		}}}
+	for _, f := range tweak {
+		f(&req)
+	}
+	d, err := Prepare(req)
+	require.NoError(t, err)
+	t.Cleanup(d.Close)
+	res := pipelines.Run(t.Context(), d.Graph(), pipelines.Options{MaxWorkers: 4})
+	return run{d, res}
+}
+
+func (r *rig) get(t *testing.T, path string) (int, string) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", r.appPort, path))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
+func (r *rig) serves(t *testing.T, version string) {
+	t.Helper()
+	code, body := r.get(t, "/api/v1/version")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, version, body, "backend through nginx")
+	_, index := r.get(t, "/")
+	assert.Contains(t, index, "frontend "+version, "frontend through nginx")
+}
+
+func (r *rig) state(t *testing.T) *State {
+	data, err := os.ReadFile(filepath.Join(r.root, "sample", "state.json"))
+	require.NoError(t, err)
+	var s State
+	require.NoError(t, jsonUnmarshal(data, &s))
+	return &s
+}
+
+func (r *rig) running(t *testing.T) []string {
+	out := r.docker.MustRun(t, "ps", "--filter", "label=lawsker.app=sample", "--format", "{{.Names}}")
+	names := strings.Fields(out)
+	return names
+}
+
+func (r *rig) unlocked(t *testing.T) {
+	t.Helper()
+	_, err := os.Stat(filepath.Join(r.root, "sample", ".lock"))
+	assert.True(t, os.IsNotExist(err), "the lock is released")
+}
+
+func stepErr(res *pipelines.Result, name string) error {
+	s, _ := res.Step(name)
+	return s.Err
+}
+
+func TestDeployLifecycle(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, "")
+	v1, v2 := r.image(t, "v1"), r.image(t, "v2")
+
+	var first run
+	t.Run("first deploy serves v1", func(t *testing.T) {
+		first = r.deploy(t, cfg, v1, frontend(t, "v1"))
+		require.NoError(t, first.res.Err())
+		r.serves(t, "v1")
+		_, greeting := r.get(t, "/api/v1/env?name=SAMPLE_GREETING")
+		assert.Equal(t, hostileEnv, greeting, "env values reach the backend verbatim")
+		_, token := r.get(t, "/api/v1/env?name=SAMPLE_TOKEN")
+		assert.Equal(t, "token-s3cret-value", token)
+		st := r.state(t)
+		cur, ok := st.Current()
+		require.True(t, ok)
+		assert.Equal(t, v1, cur.Image)
+		assert.Equal(t, `release "notes" $(x); rm -rf /`, cur.Message, "stored verbatim")
+		assert.Nil(t, st.InProgress)
+		env, err := os.Stat(filepath.Join(r.root, "sample", "releases", cur.ID, "backend.env"))
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), env.Mode().Perm())
+		odd, err := os.ReadFile(filepath.Join(r.root, "sample", "releases", cur.ID, "frontend", `odd name 'q' "dq" $(x).txt`))
+		require.NoError(t, err)
+		assert.Equal(t, "hostile file name", string(odd))
+		r.unlocked(t)
+	})
+
+	t.Run("second deploy switches to v2 and keeps v1 warm", func(t *testing.T) {
+		second := r.deploy(t, cfg, v2, frontend(t, "v2"))
+		require.NoError(t, second.res.Err())
+		r.serves(t, "v2")
+		st := r.state(t)
+		cur, _ := st.Current()
+		prev, ok := st.Previous()
+		require.True(t, ok)
+		assert.Equal(t, v2, cur.Image)
+		assert.Equal(t, v1, prev.Image)
+		assert.ElementsMatch(t, []string{cur.Container, prev.Container}, r.running(t), "the previous backend stays running")
+		o := second.d.Outcomes()[0]
+		assert.Equal(t, 2, o.Frontend.Uploaded, "index.html and the new css")
+		assert.Equal(t, 2, o.Frontend.Reused, "unchanged files are hard-linked, not uploaded")
+		assert.Equal(t, 1, o.Frontend.Removed, "v1's css is gone")
+		r.unlocked(t)
+	})
+
+	t.Run("the same deploy again is a no-op that says so", func(t *testing.T) {
+		again := r.deploy(t, cfg, v2, frontend(t, "v2"))
+		require.NoError(t, again.res.Err())
+		o := again.d.Outcomes()[0]
+		assert.Contains(t, o.NoOp, "already serves "+v2)
+		s, _ := again.res.Step("switch:local")
+		assert.Equal(t, pipelines.Skipped, s.State)
+		r.serves(t, "v2")
+		r.unlocked(t)
+	})
+
+	t.Run("a broken release fails its health gate and v2 keeps serving", func(t *testing.T) {
+		before := r.running(t)
+		v3 := r.image(t, "v3", "-X main.healthy=false")
+		bad := r.deploy(t, cfg, v3, frontend(t, "v3"))
+		require.Error(t, bad.res.Err())
+		err := stepErr(bad.res, "health-gate:local")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "health gate: http://127.0.0.1:")
+		assert.Contains(t, err.Error(), `status 500: {"error":"database unreachable"`)
+		assert.Contains(t, err.Error(), "--- last lines of sample-", "the container's log tail is shown")
+		assert.Contains(t, err.Error(), "sample backend v3 listening on")
+		r.serves(t, "v2")
+		assert.ElementsMatch(t, before, r.running(t), "the broken container is removed")
+		cur, _ := r.state(t).Current()
+		assert.Equal(t, v2, cur.Image)
+		assert.Nil(t, r.state(t).InProgress)
+		assert.Contains(t, bad.d.Outcomes()[0].Reverted, "removed the new release")
+		r.unlocked(t)
+	})
+
+	t.Run("a failing migration changes nothing", func(t *testing.T) {
+		v4 := r.image(t, "v4", "-X main.migrationFails=true")
+		bad := r.deploy(t, cfg, v4, frontend(t, "v4"))
+		err := stepErr(bad.res, "migrate")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "migration `/app/backend migrate` failed; nothing was switched")
+		assert.Contains(t, err.Error(), `relation "cases" already exists`)
+		r.serves(t, "v2")
+		r.unlocked(t)
+	})
+
+	t.Run("an image digest the registry does not have changes nothing", func(t *testing.T) {
+		missing := r.repo + "@sha256:" + strings.Repeat("ab", 32)
+		bad := r.deploy(t, cfg, missing, frontend(t, "v9"))
+		err := stepErr(bad.res, "pull:local")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "pulling the backend image (is "+missing+" in the registry?)")
+		r.serves(t, "v2")
+		r.unlocked(t)
+	})
+
+	t.Run("a second deploy fails at once while the lock is held, naming the holder", func(t *testing.T) {
+		h := connectRig(t, r)
+		l := NewLayout(cfg, cfg.Targets[0])
+		require.NoError(t, AcquireLock(t.Context(), h, l, LockInfo{ID: "other-deploy", Who: "alice@laptop", When: time.Now(), Message: "hotfix"}))
+		start := time.Now()
+		blocked := r.deploy(t, cfg, v1, frontend(t, "v1"))
+		err := stepErr(blocked.res, "lock:local")
+		require.ErrorIs(t, err, ErrLocked)
+		assert.Contains(t, err.Error(), "is locked by deploy other-deploy by alice@laptop since ")
+		assert.Contains(t, err.Error(), ": hotfix")
+		assert.Less(t, time.Since(start), 5*time.Second)
+		info, err := ReadLock(h, l)
+		require.NoError(t, err)
+		assert.Equal(t, "other-deploy", info.ID, "someone else's lock is not released")
+		require.Error(t, ReleaseLock(t.Context(), h, l, "not-the-holder", false))
+		require.NoError(t, ReleaseLock(t.Context(), h, l, "", true))
+		r.serves(t, "v2")
+	})
+
+	t.Run("an nginx configuration that fails nginx -t leaves the target unchanged", func(t *testing.T) {
+		clash := filepath.Join(r.nginx.Dir, "sites", "zz-clash.conf")
+		require.NoError(t, os.WriteFile(clash, []byte("upstream sample_backend { server 127.0.0.1:1; }\n"), 0o644))
+		defer os.Remove(clash)
+		site, err := os.Readlink(filepath.Join(r.nginx.Dir, "sites", "sample.conf"))
+		require.NoError(t, err)
+		bad := r.deploy(t, cfg, v1, frontend(t, "v1-again"))
+		err = stepErr(bad.res, "switch:local")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "nginx -t refused the new site configuration (nothing was reloaded)")
+		assert.Contains(t, err.Error(), `duplicate upstream "sample_backend"`)
+		now, err := os.Readlink(filepath.Join(r.nginx.Dir, "sites", "sample.conf"))
+		require.NoError(t, err)
+		assert.Equal(t, site, now, "the site link is back")
+		os.Remove(clash)
+		r.serves(t, "v2")
+		r.unlocked(t)
+	})
+
+	t.Run("a killed deploy is converged by the next one", func(t *testing.T) {
+		// Run a deploy's steps up to the middle of the switch, then stop as
+		// a killed process would: no revert, no unlock.
+		req := Request{Config: cfg, Image: v1, FrontendDir: frontend(t, "v1-killed"), Who: "killed@ci", ID: report.NewID(time.Now()),
+			Resolver: &config.Resolver{LookupEnv: func(k string) (string, bool) { return "token-s3cret-value", k == "SAMPLE_TOKEN" }}}
+		d, err := Prepare(req)
+		require.NoError(t, err)
+		defer d.Close()
+		tr := d.targets[0]
+		ctx := t.Context()
+		require.NoError(t, d.lock(ctx, tr))
+		require.NoError(t, d.prepare(ctx, tr))
+		require.NoError(t, d.pull(ctx, tr))
+		require.NoError(t, d.start(ctx, tr))
+		require.NoError(t, d.upload(ctx, tr))
+		tr.state.InProgress.Phase = PhaseSwitching
+		require.NoError(t, SaveState(tr.host, tr.layout, tr.state))
+		require.NoError(t, tr.host.Symlink(ctx, tr.layout.SiteConf(req.ID), tr.layout.SitePath)) // linked, not reloaded
+		r.serves(t, "v2")                                                                        // nginx still has the old config
+
+		h := connectRig(t, r)
+		require.NoError(t, ReleaseLock(ctx, h, tr.layout, "", true)) // the operator clears the dead deploy's lock
+		next := r.deploy(t, cfg, v1, frontend(t, "v1-after"))
+		require.NoError(t, next.res.Err())
+		r.serves(t, "v1-after"[:2]) // backend v1
+		_, index := r.get(t, "/")
+		assert.Contains(t, index, "frontend v1-after")
+		assert.NotContains(t, r.running(t), tr.container, "the killed deploy's container is gone")
+		_, err = os.Stat(filepath.Join(r.root, "sample", "releases", req.ID))
+		assert.True(t, os.IsNotExist(err), "its release folder is gone")
+		r.unlocked(t)
+	})
+
+	t.Run("a changed host key is refused and nothing changes", func(t *testing.T) {
+		bad := *cfg
+		bad.Targets = append([]config.Target(nil), cfg.Targets...)
+		kh := filepath.Join(t.TempDir(), "known_hosts")
+		require.NoError(t, os.WriteFile(kh, []byte(fmt.Sprintf("[127.0.0.1]:%d ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKr8lyOVJ/yAzeFEXUWgcS6Nqq6UnKLu4Hc9Y6zXF0Oc\n", r.sshd.Port)), 0o600))
+		bad.Targets[0].SSH.KnownHosts = kh
+		res := r.deploy(t, &bad, v2, frontend(t, "v2"))
+		err := stepErr(res.res, "lock:local")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "host key changed")
+		s, _ := res.res.Step("lock:local")
+		assert.Equal(t, 1, s.Attempts, "not retried")
+		_, index := r.get(t, "/")
+		assert.Contains(t, index, "frontend v1-after")
+	})
+}
+
+func connectRig(t *testing.T, r *rig) *targetHost {
+	key, err := os.ReadFile(r.sshd.KeyPath)
+	require.NoError(t, err)
+	h, err := connectTarget(t.Context(), r.sshd, key)
+	require.NoError(t, err)
+	t.Cleanup(func() { h.Close() })
+	return h
+}

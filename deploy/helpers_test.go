@@ -1,0 +1,18 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/testenv"
+)
+
+type targetHost = target.Host
+
+func connectTarget(ctx context.Context, s *testenv.SSHD, key []byte) (*target.Host, error) {
+	return target.Connect(ctx, target.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts, ConnectTimeout: 5 * time.Second}, 1)
+}
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }

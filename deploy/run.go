@@ -1,0 +1,794 @@
+package deploy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/target"
+)
+
+// Request is one deploy of prebuilt artifacts.
+type Request struct {
+	Config      *config.Config
+	Resolver    *config.Resolver
+	Image       string // <backend.image>@sha256:...
+	FrontendDir string // built files; "" when the app has no frontend
+	Message     string
+	Who         string // user@host, for the lock and the history
+	ID          string // deploy id; also the release id
+	NoSnapshot  bool   // deploy without a pre-deploy snapshot
+	Force       bool   // deploy even when the same release already serves
+	Logger      *slog.Logger
+}
+
+// Deployment is a prepared deploy: its DAG and, after the run, what
+// happened on each target.
+type Deployment struct {
+	req        Request
+	local      *Manifest
+	configHash string
+	targets    []*targetRun
+	graph      *pipelines.Graph
+	log        *slog.Logger
+}
+
+// targetRun is the state of the deploy on one target. Steps of one target
+// run one after another (their needs chain), so fields are written by one
+// step at a time; mu guards the few read across targets.
+type targetRun struct {
+	mu        sync.Mutex
+	cfg       config.Target
+	layout    Layout
+	docker    Docker
+	nginx     Nginx
+	host      *target.Host
+	state     *State
+	locked    bool
+	previous  *Release // serving before this deploy
+	prevMan   *Manifest
+	port      int
+	container string
+	cpus      int
+	noop      string // why nothing is to be done, when set
+	started   bool
+	linked    bool // site link points at the new release
+	switched  bool // nginx reloaded with the new release
+	completed bool
+	reverted  string
+	stats     UploadStats
+	before    []Release // state.json's history before the switch, for revert
+}
+
+// TargetOutcome is what a deploy did on one target.
+type TargetOutcome struct {
+	Target   string      `json:"target"`
+	Release  string      `json:"release"`
+	Previous string      `json:"previous,omitempty"`
+	Image    string      `json:"image"`
+	Port     int         `json:"port,omitempty"`
+	NoOp     string      `json:"no_op,omitempty"`
+	Frontend UploadStats `json:"frontend"`
+	Reverted string      `json:"reverted,omitempty"`
+}
+
+// Outcomes reports each target after the run.
+func (d *Deployment) Outcomes() []TargetOutcome {
+	var out []TargetOutcome
+	for _, tr := range d.targets {
+		tr.mu.Lock()
+		o := TargetOutcome{Target: tr.cfg.Name, Release: d.req.ID, Image: d.req.Image, Port: tr.port, NoOp: tr.noop, Frontend: tr.stats, Reverted: tr.reverted}
+		if tr.previous != nil {
+			o.Previous = tr.previous.ID
+		}
+		tr.mu.Unlock()
+		out = append(out, o)
+	}
+	return out
+}
+
+// Graph is the DAG to run.
+func (d *Deployment) Graph() *pipelines.Graph { return d.graph }
+
+// Close ends the SSH connections.
+func (d *Deployment) Close() {
+	for _, tr := range d.targets {
+		if tr.host != nil {
+			tr.host.Close()
+		}
+	}
+}
+
+// Unsupported lists what the configuration asks for that this version of
+// deploy cannot do yet; deploy refuses to start while any is on, rather than
+// pretend.
+func Unsupported(cfg *config.Config, noSnapshot bool) []string {
+	var out []string
+	if cfg.Snapshots.Enabled && !noSnapshot {
+		out = append(out, "snapshots.enabled: pre-deploy snapshots are not available yet; pass --no-snapshot (or set snapshots.enabled to false) to deploy without one")
+	}
+	if cfg.TLS.Enabled {
+		out = append(out, "tls.enabled: certificates are not issued by deploy yet; set tls.enabled to false and terminate TLS elsewhere for now")
+	}
+	if cfg.Monitoring.Enabled {
+		out = append(out, "monitoring.enabled: monitoring is not applied by deploy yet; set monitoring.enabled to false for now")
+	}
+	if cfg.Database != nil && cfg.Database.Bootstrap {
+		out = append(out, "database.bootstrap: creating the role and database is not available yet; create them by hand and set database.bootstrap to false")
+	}
+	return out
+}
+
+// Prepare checks the request and builds the DAG; nothing on any target is
+// touched until the graph runs.
+func Prepare(req Request) (*Deployment, error) {
+	cfg := req.Config
+	if err := CheckImage(cfg, req.Image); err != nil {
+		return nil, err
+	}
+	if u := Unsupported(cfg, req.NoSnapshot); len(u) > 0 {
+		return nil, fmt.Errorf("deploy cannot do everything this configuration asks:\n  %s", strings.Join(u, "\n  "))
+	}
+	d := &Deployment{req: req, log: req.Logger}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case cfg.Frontend != nil && req.FrontendDir == "":
+		return nil, errors.New("the configuration has a frontend: pass --frontend-dir with its built files")
+	case cfg.Frontend == nil && req.FrontendDir != "":
+		return nil, errors.New("--frontend-dir given, but the configuration has no frontend section")
+	case req.FrontendDir != "":
+		m, err := LocalManifest(req.FrontendDir)
+		if err != nil {
+			return nil, err
+		}
+		d.local = m
+	}
+	d.configHash = configHash(cfg)
+	for _, t := range cfg.Targets {
+		d.targets = append(d.targets, &targetRun{cfg: t, layout: NewLayout(cfg, t), docker: Docker{Host: t.Docker.Host}, nginx: Nginx{cfg: t.Nginx}})
+	}
+	g, err := pipelines.New(d.steps()...)
+	if err != nil {
+		return nil, fmt.Errorf("deploy plan: %w", err)
+	}
+	d.graph = g
+	return d, nil
+}
+
+// configHash identifies what of the configuration shapes a release (secret
+// references, not their values: rotating a secret needs --force).
+func configHash(cfg *config.Config) string {
+	data, _ := json.Marshal(struct {
+		B config.Backend
+		F *config.Frontend
+		D *config.Database
+		N []config.Nginx
+		X []string
+	}{cfg.Backend, cfg.Frontend, cfg.Database, nginxes(cfg), cfg.Domains})
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+func nginxes(cfg *config.Config) []config.Nginx {
+	var out []config.Nginx
+	for _, t := range cfg.Targets {
+		out = append(out, t.Nginx)
+	}
+	return out
+}
+
+// steps is the deploy DAG with its implementations.
+func (d *Deployment) steps() []pipelines.Step {
+	cfg := d.req.Config
+	def := cfg.Execution.StepTimeout.D()
+	var steps []pipelines.Step
+	add := func(s pipelines.Step) string {
+		if s.Timeout == 0 {
+			s.Timeout = def
+		}
+		steps = append(steps, s)
+		return s.Name
+	}
+	network := pipelines.RetryPolicy{Attempts: 3, Initial: time.Second, Max: 5 * time.Second}
+	migrations := len(cfg.Backend.MigrateCommand) > 0
+	var pulls, prepares []string
+	for _, tr := range d.targets {
+		n := tr.cfg.Name
+		lock := add(pipelines.Step{Name: StepLock + ":" + n, Timeout: 2 * time.Minute, Retry: network,
+			Description: fmt.Sprintf("connect to %s@%s:%d and take the deploy lock", tr.cfg.SSH.User, tr.cfg.Host, tr.cfg.SSH.Port),
+			Run:         func(ctx context.Context) error { return d.lock(ctx, tr) }})
+		prep := add(pipelines.Step{Name: StepPrepare + ":" + n, Needs: []string{lock},
+			Description: "converge an interrupted deploy, write the release folder and env file (0600), pick a port",
+			Run:         func(ctx context.Context) error { return d.prepare(ctx, tr) }})
+		prepares = append(prepares, prep)
+		pulls = append(pulls, add(pipelines.Step{Name: StepPull + ":" + n, Needs: []string{prep},
+			Description: "pull " + d.req.Image,
+			Run:         func(ctx context.Context) error { return d.pull(ctx, tr) }}))
+	}
+	var migrate string
+	if migrations {
+		migrate = add(pipelines.Step{Name: StepMigrate, Needs: append([]string{pulls[0]}, prepares...),
+			Description: "run `" + strings.Join(cfg.Backend.MigrateCommand, " ") + "` once, in the new image, on " + d.targets[0].cfg.Name,
+			Run:         func(ctx context.Context) error { return d.migrate(ctx, d.targets[0]) }})
+	}
+	for i, tr := range d.targets {
+		n := tr.cfg.Name
+		start := add(pipelines.Step{Name: StepStartBackend + ":" + n, Needs: nonEmpty(pulls[i], migrate),
+			Description: "start the new backend beside the old one",
+			Run:         func(ctx context.Context) error { return d.start(ctx, tr) }})
+		gate := cfg.Backend.HealthGate
+		health := add(pipelines.Step{Name: StepHealthGate + ":" + n, Needs: []string{start}, Timeout: gate.Deadline.D() + 30*time.Second,
+			Description: fmt.Sprintf("GET %s until %d passes in a row (every %s, deadline %s)", cfg.Backend.HealthPath, gate.ConsecutivePasses, gate.Interval, gate.Deadline),
+			Run:         func(ctx context.Context) error { return d.health(ctx, tr) }})
+		switchNeeds := []string{health}
+		if d.local != nil {
+			switchNeeds = append(switchNeeds, add(pipelines.Step{Name: StepUpload + ":" + n, Needs: []string{prepares[i]},
+				Description: "upload changed frontend files into the release folder",
+				Run:         func(ctx context.Context) error { return d.upload(ctx, tr) }}))
+		}
+		sw := add(pipelines.Step{Name: StepSwitch + ":" + n, Needs: switchNeeds, Timeout: 2 * time.Minute,
+			Description: "point nginx at the new release (nginx -t, reload): backend and frontend switch together",
+			Run:         func(ctx context.Context) error { return d.switchOver(ctx, tr) }})
+		verify := add(pipelines.Step{Name: StepVerify + ":" + n, Needs: []string{sw}, Timeout: time.Minute,
+			Description: "GET " + cfg.Backend.HealthPath + " through nginx",
+			Run:         func(ctx context.Context) error { return d.verify(ctx, tr) }})
+		prune := add(pipelines.Step{Name: StepPrune + ":" + n, Needs: []string{verify}, Timeout: 5 * time.Minute,
+			Description: fmt.Sprintf("keep %d releases; stop the previous backend after %s", cfg.Backend.KeepReleases, cfg.Backend.RollbackWindow),
+			Run:         func(ctx context.Context) error { return d.prune(ctx, tr) }})
+		revert := add(pipelines.Step{Name: StepRevert + ":" + n, Needs: []string{prune}, Always: true, Timeout: 3 * time.Minute,
+			Description: "on failure or Ctrl-C: put the previous release back and remove the new one",
+			Run:         func(ctx context.Context) error { return d.revert(ctx, tr) }})
+		add(pipelines.Step{Name: StepUnlock + ":" + n, Needs: []string{revert}, Always: true, Timeout: time.Minute,
+			Description: "release the deploy lock",
+			Run:         func(ctx context.Context) error { return d.unlock(ctx, tr) }})
+	}
+	return steps
+}
+
+// Per-target step names beyond plan.go's.
+const (
+	StepPrepare = "prepare"
+	StepPrune   = "prune"
+	StepRevert  = "revert"
+)
+
+func endpointOf(t config.Target, res *config.Resolver) (target.Endpoint, error) {
+	e := target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts,
+		TrustOnFirstUse: t.SSH.TrustOnFirstUse, ConnectTimeout: t.SSH.ConnectTimeout.D()}
+	if !t.SSH.Key.IsZero() {
+		key, err := res.Resolve(t.SSH.Key)
+		if err != nil {
+			return e, fmt.Errorf("ssh.key: %w", err)
+		}
+		e.PrivateKey = []byte(key)
+	}
+	return e, nil
+}
+
+func (d *Deployment) lock(ctx context.Context, tr *targetRun) error {
+	if tr.host == nil {
+		e, err := endpointOf(tr.cfg, d.req.Resolver)
+		if err != nil {
+			return err
+		}
+		h, err := target.Connect(ctx, e, 1)
+		var ne *target.NetError
+		if errors.As(err, &ne) {
+			return pipelines.Retriable(err)
+		}
+		if err != nil {
+			return err
+		}
+		tr.host = h
+	}
+	err := AcquireLock(ctx, tr.host, tr.layout, LockInfo{ID: d.req.ID, Who: d.req.Who, When: time.Now().UTC(), Version: d.req.Image, Message: d.req.Message})
+	if err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	tr.locked = true
+	tr.mu.Unlock()
+	return nil
+}
+
+func (d *Deployment) prepare(ctx context.Context, tr *targetRun) error {
+	h, l := tr.host, tr.layout
+	st, err := LoadState(h, l)
+	if err != nil {
+		return err
+	}
+	tr.state = st
+	if err := d.converge(ctx, tr); err != nil {
+		return fmt.Errorf("converging the interrupted deploy %s: %w", st.InProgress.ID, err)
+	}
+	if cur, ok := st.Current(); ok {
+		c := cur
+		tr.mu.Lock()
+		tr.previous = &c
+		tr.mu.Unlock()
+		if !d.req.Force && cur.Image == d.req.Image && cur.ConfigHash == d.configHash && (d.local == nil || cur.FrontendHash == d.local.Hash) {
+			tr.mu.Lock()
+			tr.noop = fmt.Sprintf("release %s already serves %s with this frontend and configuration (--force redeploys)", cur.ID, cur.Image)
+			tr.mu.Unlock()
+			return pipelines.Skip("%s", tr.noop)
+		}
+		if tr.prevMan, err = ReadManifest(h, l.Manifest(cur.ID)); err != nil {
+			return err
+		}
+	}
+	if _, err := h.Run(ctx, "mkdir", "-p", l.Release(d.req.ID)); err != nil {
+		return err
+	}
+	out, err := h.Run(ctx, "nproc")
+	if err != nil {
+		return fmt.Errorf("counting the target's CPUs: %w", err)
+	}
+	if tr.cpus, err = strconv.Atoi(strings.TrimSpace(out)); err != nil {
+		return fmt.Errorf("counting the target's CPUs: nproc printed %q", strings.TrimSpace(out))
+	}
+	used := map[int]bool{}
+	for _, r := range st.Releases {
+		if r.Status != StatusRetired {
+			used[r.Port] = true
+		}
+	}
+	port, err := FreePort(ctx, h, d.req.Config.Backend.HostPortMin, d.req.Config.Backend.HostPortMax, used)
+	if err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	tr.port, tr.container = port, l.Container(d.req.ID)
+	tr.mu.Unlock()
+	env, err := d.envFile(tr)
+	if err != nil {
+		return err
+	}
+	if err := h.WriteFile(l.EnvFile(d.req.ID), env, 0o600); err != nil {
+		return err
+	}
+	st.InProgress = &Journal{ID: d.req.ID, Phase: PhasePrepared, Container: tr.container, Port: port, Started: time.Now().UTC()}
+	return SaveState(h, l, st)
+}
+
+func (d *Deployment) envFile(tr *targetRun) ([]byte, error) {
+	b := d.req.Config.Backend
+	vars := map[string]string{}
+	for k, v := range b.Env {
+		vars[k] = v
+	}
+	for k, ref := range b.SecretEnv {
+		v, err := d.req.Resolver.Resolve(ref)
+		if err != nil {
+			return nil, fmt.Errorf("backend.secret_env.%s: %w", k, err)
+		}
+		vars[k] = v
+	}
+	if db := d.req.Config.Database; db != nil {
+		size, overflow := PoolSize(tr.cpus)
+		vars[db.PoolSizeEnv], vars[db.MaxOverflowEnv] = strconv.Itoa(size), strconv.Itoa(overflow)
+	}
+	if b.Network == "host" {
+		vars[b.PortEnv] = strconv.Itoa(tr.port)
+	}
+	return EnvFile(vars)
+}
+
+func (d *Deployment) pull(ctx context.Context, tr *targetRun) error {
+	if tr.noop != "" {
+		return pipelines.Skip("%s", tr.noop)
+	}
+	if reg := d.req.Config.Registry; reg != nil && reg.Username != "" {
+		pw, err := d.req.Resolver.Resolve(reg.Password)
+		if err != nil {
+			return fmt.Errorf("registry.password: %w", err)
+		}
+		if _, err := tr.host.RunInput(ctx, strings.NewReader(pw), tr.docker.Login(reg.Host, reg.Username)...); err != nil {
+			return fmt.Errorf("docker login to %s: %w", reg.Host, err)
+		}
+	}
+	if _, err := tr.host.Run(ctx, tr.docker.Pull(d.req.Image)...); err != nil {
+		return fmt.Errorf("pulling the backend image (is %s in the registry?): %w", d.req.Image, err)
+	}
+	return nil
+}
+
+func (d *Deployment) spec(tr *targetRun, name string, detach bool, command []string) ContainerSpec {
+	b := d.req.Config.Backend
+	return ContainerSpec{Name: name, App: tr.layout.App, Release: d.req.ID, Image: d.req.Image, EnvFile: tr.layout.EnvFile(d.req.ID),
+		Network: b.Network, PortEnv: b.PortEnv, HostPort: tr.port, ContainerPort: b.Port, Command: command, Detach: detach}
+}
+
+func (d *Deployment) migrate(ctx context.Context, tr *targetRun) error {
+	if tr.noop != "" {
+		return pipelines.Skip("%s", tr.noop)
+	}
+	name := tr.layout.Migration(d.req.ID)
+	spec := d.spec(tr, name, false, d.req.Config.Backend.MigrateCommand)
+	spec.HostPort = 0 // a one-off: no port
+	out, err := tr.host.Run(ctx, tr.docker.Run(spec)...)
+	if err != nil {
+		// Paired cleanup: a cancelled or failed one-off must not linger.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_, _ = tr.host.Run(cctx, tr.docker.Remove(name)...)
+		return fmt.Errorf("migration `%s` failed; nothing was switched: %w", strings.Join(d.req.Config.Backend.MigrateCommand, " "), err)
+	}
+	d.log.Info("migration done", "target", tr.cfg.Name, "output", lastLine(out))
+	return nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+func (d *Deployment) start(ctx context.Context, tr *targetRun) error {
+	if tr.noop != "" {
+		return pipelines.Skip("%s", tr.noop)
+	}
+	tr.mu.Lock()
+	tr.started = true // from here on, revert removes the container
+	tr.mu.Unlock()
+	if _, err := tr.host.Run(ctx, tr.docker.Run(d.spec(tr, tr.container, true, nil))...); err != nil {
+		return fmt.Errorf("starting the new backend: %w", err)
+	}
+	tr.state.InProgress.Phase = PhaseStarted
+	return SaveState(tr.host, tr.layout, tr.state)
+}
+
+func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
+	if tr.noop != "" {
+		return pipelines.Skip("%s", tr.noop)
+	}
+	b := d.req.Config.Backend
+	err := HealthGate(ctx, tr.host, tr.port, b.HealthPath, hostHeader(d.req.Config), b.HealthGate)
+	if err == nil {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	// The container's stdout and stderr both, in order.
+	logs, lerr := tr.host.Run(cctx, "sh", "-c", target.Quote(tr.docker.Logs(tr.container, 40)...)+" 2>&1")
+	if lerr != nil {
+		logs = "(its logs could not be read: " + lerr.Error() + ")"
+	}
+	return fmt.Errorf("%w\n--- last lines of %s ---\n%s", err, tr.container, strings.TrimSpace(logs))
+}
+
+func hostHeader(cfg *config.Config) string {
+	if len(cfg.Domains) > 0 && !strings.HasPrefix(cfg.Domains[0], "*.") {
+		return cfg.Domains[0]
+	}
+	return ""
+}
+
+func (d *Deployment) upload(ctx context.Context, tr *targetRun) error {
+	if tr.noop != "" {
+		return pipelines.Skip("%s", tr.noop)
+	}
+	l := tr.layout
+	prevDir := ""
+	if tr.previous != nil && tr.prevMan != nil {
+		prevDir = l.Frontend(tr.previous.ID)
+	}
+	st, err := UploadFrontend(ctx, tr.host, d.req.FrontendDir, l.Frontend(d.req.ID), d.local, tr.prevMan, prevDir)
+	tr.mu.Lock()
+	tr.stats = st
+	tr.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	data, _ := json.MarshalIndent(d.local, "", "  ")
+	return tr.host.WriteFile(l.Manifest(d.req.ID), data, 0o644)
+}
+
+func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
+	if tr.noop != "" {
+		return pipelines.Skip("%s", tr.noop)
+	}
+	h, l, cfg := tr.host, tr.layout, d.req.Config
+	listen := strconv.Itoa(tr.cfg.Nginx.Listen)
+	if a := tr.cfg.Nginx.ListenAddress; a != "" {
+		listen = net.JoinHostPort(a, listen)
+	}
+	data := SiteData{App: cfg.App, Release: d.req.ID, Listen: listen, ServerNames: ServerNames(cfg.Domains),
+		Upstream: fmt.Sprintf("127.0.0.1:%d", tr.port)}
+	if d.local != nil {
+		data.Frontend = l.Frontend(d.req.ID)
+	}
+	site, err := RenderSite(data)
+	if err != nil {
+		return err
+	}
+	if err := h.WriteFile(l.SiteConf(d.req.ID), site, 0o644); err != nil {
+		return err
+	}
+	tr.state.InProgress.Phase = PhaseSwitching
+	if err := SaveState(h, l, tr.state); err != nil {
+		return err
+	}
+	if _, err := h.Run(ctx, "mkdir", "-p", path.Dir(l.SitePath)); err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	tr.linked = true
+	tr.mu.Unlock()
+	if err := h.Symlink(ctx, l.SiteConf(d.req.ID), l.SitePath); err != nil {
+		return err
+	}
+	if _, err := h.Run(ctx, tr.nginx.Test()...); err != nil {
+		return fmt.Errorf("nginx -t refused the new site configuration (nothing was reloaded): %w", err)
+	}
+	if _, err := h.Run(ctx, tr.nginx.Reload()...); err != nil {
+		return fmt.Errorf("nginx reload: %w", err)
+	}
+	tr.mu.Lock()
+	tr.switched = true
+	tr.mu.Unlock()
+	if err := h.Symlink(ctx, l.Release(d.req.ID), l.Current()); err != nil {
+		return err
+	}
+	if err := h.WriteFile(l.CurrentContainer(), []byte(tr.container+"\n"), 0o644); err != nil {
+		return err
+	}
+	return d.recordCurrent(tr)
+}
+
+// recordCurrent makes the new release current in state.json: the old
+// current becomes previous (kept warm), an older previous is retired.
+func (d *Deployment) recordCurrent(tr *targetRun) error {
+	st := tr.state
+	tr.before = append([]Release(nil), st.Releases...)
+	for i := range st.Releases {
+		switch st.Releases[i].Status {
+		case StatusCurrent:
+			st.Releases[i].Status = StatusPrevious
+		case StatusPrevious:
+			st.Releases[i].Status = StatusRetired
+		}
+	}
+	fh := ""
+	if d.local != nil {
+		fh = d.local.Hash
+	}
+	st.Releases = append(st.Releases, Release{ID: d.req.ID, Image: d.req.Image, FrontendHash: fh, ConfigHash: d.configHash,
+		Container: tr.container, Port: tr.port, Who: d.req.Who, When: time.Now().UTC(), Message: d.req.Message, Status: StatusCurrent})
+	st.InProgress = nil
+	return SaveState(tr.host, tr.layout, st)
+}
+
+func (d *Deployment) verify(ctx context.Context, tr *targetRun) error {
+	if tr.noop != "" {
+		return pipelines.Skip("%s", tr.noop)
+	}
+	g := d.req.Config.Backend.HealthGate
+	g.ConsecutivePasses = 1
+	g.Deadline = config.Duration(20 * time.Second)
+	if err := HealthGate(ctx, tr.host, tr.cfg.Nginx.Listen, d.req.Config.Backend.HealthPath, hostHeader(d.req.Config), g); err != nil {
+		return fmt.Errorf("through nginx: %w", err)
+	}
+	return nil
+}
+
+func (d *Deployment) prune(ctx context.Context, tr *targetRun) error {
+	if tr.noop != "" {
+		tr.mu.Lock()
+		tr.completed = true
+		tr.mu.Unlock()
+		return pipelines.Skip("%s", tr.noop)
+	}
+	h, l, st := tr.host, tr.layout, tr.state
+	var problems []string
+	for _, r := range st.Releases {
+		if r.Status == StatusRetired {
+			if _, err := h.Run(ctx, tr.docker.Remove(r.Container)...); err != nil && !strings.Contains(err.Error(), "No such container") {
+				problems = append(problems, err.Error())
+			}
+		}
+	}
+	keep := d.req.Config.Backend.KeepReleases
+	var kept []Release
+	for i, r := range st.Releases {
+		if len(st.Releases)-i > keep && r.Status == StatusRetired {
+			if _, err := h.Run(ctx, "rm", "-rf", "--", l.Release(r.ID)); err != nil {
+				problems = append(problems, err.Error())
+				kept = append(kept, r)
+				continue
+			}
+			_, _ = h.Run(ctx, tr.docker.RemoveImage(r.Image)...) // still used by a kept release: docker refuses, fine
+			continue
+		}
+		kept = append(kept, r)
+	}
+	st.Releases = kept
+	if err := SaveState(h, l, st); err != nil {
+		return err
+	}
+	if prev, ok := st.Previous(); ok {
+		if err := scheduleStop(ctx, h, tr.docker, l, prev.Container, d.req.Config.Backend.RollbackWindow.D()); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	tr.mu.Lock()
+	tr.completed = true
+	tr.mu.Unlock()
+	if len(problems) > 0 {
+		// The release serves; leftovers are reported, not fatal.
+		d.log.Warn("prune left some things behind", "target", tr.cfg.Name, "problems", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// scheduleStop stops the previous backend after the rollback window,
+// unless by then it is serving again (a switch back made it current).
+func scheduleStop(ctx context.Context, h *target.Host, dk Docker, l Layout, container string, window time.Duration) error {
+	script := fmt.Sprintf(`sleep %d; if [ "$(cat %s 2>/dev/null)" != %s ]; then %s >/dev/null 2>&1; fi`,
+		int(window.Seconds()), target.Quote(l.CurrentContainer()), target.Quote(container), target.Quote(dk.Stop(container, 30)...))
+	_, err := h.Run(ctx, "sh", "-c", "setsid sh -c "+target.Quote(script)+" >/dev/null 2>&1 </dev/null &")
+	return err
+}
+
+// revert undoes a deploy that did not complete on this target, in reverse
+// order, and reports (never hides) a failed undo.
+func (d *Deployment) revert(ctx context.Context, tr *targetRun) error {
+	tr.mu.Lock()
+	done, locked := tr.completed, tr.locked
+	tr.mu.Unlock()
+	if done {
+		return pipelines.Skip("the deploy completed")
+	}
+	if !locked || tr.host == nil {
+		return pipelines.Skip("nothing was changed (the lock was never taken)")
+	}
+	var errs []error
+	h, l := tr.host, tr.layout
+	if tr.linked {
+		if err := d.restoreSite(ctx, tr); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if tr.started {
+		if _, err := h.Run(ctx, tr.docker.Remove(tr.container)...); err != nil && !strings.Contains(err.Error(), "No such container") {
+			errs = append(errs, err)
+		}
+	}
+	if tr.state != nil && (tr.state.InProgress != nil || tr.before != nil) {
+		if _, err := h.Run(ctx, "rm", "-rf", "--", l.Release(d.req.ID)); err != nil {
+			errs = append(errs, err)
+		}
+		if tr.before != nil {
+			tr.state.Releases = tr.before // the history as it was before the switch
+		}
+		tr.state.InProgress = nil
+		if err := SaveState(h, l, tr.state); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	what := "removed the new release; the previous one kept serving"
+	if tr.switched {
+		what = "switched back to the previous release and removed the new one"
+	}
+	if len(errs) > 0 {
+		tr.mu.Lock()
+		tr.reverted = "revert incomplete: " + errors.Join(errs...).Error()
+		tr.mu.Unlock()
+		return fmt.Errorf("revert: %w", errors.Join(errs...))
+	}
+	tr.mu.Lock()
+	tr.reverted = what
+	tr.mu.Unlock()
+	return nil
+}
+
+// restoreSite points the nginx site back at the previous release (or
+// removes it on a first deploy), checks and reloads, and restores the
+// `current` link and container file.
+func (d *Deployment) restoreSite(ctx context.Context, tr *targetRun) error {
+	h, l := tr.host, tr.layout
+	if tr.previous == nil {
+		if _, err := h.Run(ctx, "rm", "-f", l.SitePath); err != nil {
+			return err
+		}
+	} else if err := h.Symlink(ctx, l.SiteConf(tr.previous.ID), l.SitePath); err != nil {
+		return err
+	}
+	if _, err := h.Run(ctx, tr.nginx.Test()...); err != nil {
+		return fmt.Errorf("nginx -t after restoring the previous site: %w", err)
+	}
+	if tr.switched || tr.previous == nil {
+		if _, err := h.Run(ctx, tr.nginx.Reload()...); err != nil {
+			return fmt.Errorf("nginx reload after restoring the previous site: %w", err)
+		}
+	}
+	if tr.previous != nil {
+		if err := h.Symlink(ctx, l.Release(tr.previous.ID), l.Current()); err != nil {
+			return err
+		}
+		return h.WriteFile(l.CurrentContainer(), []byte(tr.previous.Container+"\n"), 0o644)
+	}
+	_, err := h.Run(ctx, "rm", "-f", l.Current(), l.CurrentContainer())
+	return err
+}
+
+// converge finishes what an interrupted deploy left, so the release
+// recorded as current is the one serving: the site link goes back to the
+// current release, the interrupted release's container and folder go.
+func (d *Deployment) converge(ctx context.Context, tr *targetRun) error {
+	st, h, l := tr.state, tr.host, tr.layout
+	j := st.InProgress
+	if j == nil {
+		return nil
+	}
+	d.log.Warn("converging an interrupted deploy", "target", tr.cfg.Name, "deploy", j.ID, "phase", j.Phase)
+	link, err := h.Readlink(l.SitePath)
+	if err != nil {
+		return err
+	}
+	if link == l.SiteConf(j.ID) {
+		cur, ok := st.Current()
+		if ok {
+			if err := h.Symlink(ctx, l.SiteConf(cur.ID), l.SitePath); err != nil {
+				return err
+			}
+		} else if _, err := h.Run(ctx, "rm", "-f", l.SitePath); err != nil {
+			return err
+		}
+		if _, err := h.Run(ctx, tr.nginx.Test()...); err != nil {
+			return err
+		}
+		if _, err := h.Run(ctx, tr.nginx.Reload()...); err != nil {
+			return err
+		}
+		if ok {
+			if err := h.Symlink(ctx, l.Release(cur.ID), l.Current()); err != nil {
+				return err
+			}
+			if err := h.WriteFile(l.CurrentContainer(), []byte(cur.Container+"\n"), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	if j.Container != "" {
+		if _, err := h.Run(ctx, tr.docker.Remove(j.Container)...); err != nil && !strings.Contains(err.Error(), "No such container") {
+			return err
+		}
+	}
+	if _, err := h.Run(ctx, "rm", "-rf", "--", l.Release(j.ID)); err != nil {
+		return err
+	}
+	st.InProgress = nil
+	return SaveState(h, l, st)
+}
+
+func (d *Deployment) unlock(ctx context.Context, tr *targetRun) error {
+	tr.mu.Lock()
+	locked := tr.locked
+	tr.mu.Unlock()
+	if !locked {
+		return pipelines.Skip("the lock was never taken")
+	}
+	if err := ReleaseLock(ctx, tr.host, tr.layout, d.req.ID, false); err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	tr.locked = false
+	tr.mu.Unlock()
+	return nil
+}

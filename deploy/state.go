@@ -1,0 +1,144 @@
+package deploy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/target"
+)
+
+// StateFormat is the version of state.json this release reads and writes.
+const StateFormat = 1
+
+// Layout is where an app lives on a target:
+//
+//	<root>/<app>/releases/<id>/   frontend/, nginx.conf, backend.env (0600), manifest.json
+//	<root>/<app>/current          symlink to the serving release
+//	<root>/<app>/state.json       release history and the journal of a deploy in progress
+//	<root>/<app>/.lock/           the deploy lock (lock.json inside)
+//	<root>/<app>/current.container the serving backend container's name
+type Layout struct {
+	App      string
+	Base     string // <root>/<app>
+	SitePath string // the file nginx includes (a symlink to a release's nginx.conf)
+}
+
+// NewLayout returns the layout of cfg's app on t.
+func NewLayout(cfg *config.Config, t config.Target) Layout {
+	site := t.Nginx.SitePath
+	if site == "" {
+		site = "/etc/nginx/sites-enabled/" + cfg.App + ".conf"
+	}
+	return Layout{App: cfg.App, Base: path.Join(t.Root, cfg.App), SitePath: site}
+}
+
+func (l Layout) Releases() string           { return path.Join(l.Base, "releases") }
+func (l Layout) Release(id string) string   { return path.Join(l.Base, "releases", id) }
+func (l Layout) Current() string            { return path.Join(l.Base, "current") }
+func (l Layout) StateFile() string          { return path.Join(l.Base, "state.json") }
+func (l Layout) LockDir() string            { return path.Join(l.Base, ".lock") }
+func (l Layout) CurrentContainer() string   { return path.Join(l.Base, "current.container") }
+func (l Layout) Container(id string) string { return l.App + "-" + id }
+func (l Layout) Migration(id string) string { return l.App + "-migrate-" + id }
+func (l Layout) SiteConf(id string) string  { return path.Join(l.Release(id), "nginx.conf") }
+func (l Layout) EnvFile(id string) string   { return path.Join(l.Release(id), "backend.env") }
+func (l Layout) Frontend(id string) string  { return path.Join(l.Release(id), "frontend") }
+func (l Layout) Manifest(id string) string  { return path.Join(l.Release(id), "manifest.json") }
+
+// Release is one deployed release as recorded in state.json.
+type Release struct {
+	ID           string    `json:"id"`
+	Image        string    `json:"image"` // repository@sha256:...
+	FrontendHash string    `json:"frontend_hash,omitempty"`
+	ConfigHash   string    `json:"config_hash"`
+	Container    string    `json:"container"`
+	Port         int       `json:"port"`
+	Who          string    `json:"who"`
+	When         time.Time `json:"when"`
+	Message      string    `json:"message,omitempty"`
+	// Status: current, previous (still warm), retired (container stopped).
+	Status string `json:"status"`
+}
+
+// Release statuses.
+const (
+	StatusCurrent  = "current"
+	StatusPrevious = "previous"
+	StatusRetired  = "retired"
+)
+
+// Journal records a deploy in progress, so a deploy killed at any point is
+// converged by the next one (journal.go).
+type Journal struct {
+	ID        string    `json:"id"`
+	Phase     string    `json:"phase"`
+	Container string    `json:"container,omitempty"`
+	Port      int       `json:"port,omitempty"`
+	Started   time.Time `json:"started"`
+}
+
+// Journal phases, in order.
+const (
+	PhasePrepared  = "prepared"  // release folder written
+	PhaseStarted   = "started"   // new container started (maybe unhealthy)
+	PhaseSwitching = "switching" // nginx site link may point at the new release
+)
+
+// State is state.json.
+type State struct {
+	Format     int       `json:"format"`
+	App        string    `json:"app"`
+	Releases   []Release `json:"releases"` // oldest first
+	InProgress *Journal  `json:"in_progress,omitempty"`
+}
+
+// Current returns the serving release, if any.
+func (s *State) Current() (Release, bool) { return s.find(StatusCurrent) }
+
+// Previous returns the warm previous release, if any.
+func (s *State) Previous() (Release, bool) { return s.find(StatusPrevious) }
+
+func (s *State) find(status string) (Release, bool) {
+	for i := len(s.Releases) - 1; i >= 0; i-- {
+		if s.Releases[i].Status == status {
+			return s.Releases[i], true
+		}
+	}
+	return Release{}, false
+}
+
+// LoadState reads state.json ("no releases yet" when it does not exist).
+func LoadState(h *target.Host, l Layout) (*State, error) {
+	data, err := h.ReadFile(l.StateFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return &State{Format: StateFormat, App: l.App}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("%s: %s is not valid JSON (%v); fix or move it aside, then deploy again", h.Endpoint.Addr(), l.StateFile(), err)
+	}
+	if s.Format > StateFormat {
+		return nil, fmt.Errorf("%s: %s has format %d, newer than this lawsker-deploy reads (%d); upgrade lawsker-deploy", h.Endpoint.Addr(), l.StateFile(), s.Format, StateFormat)
+	}
+	if s.App != l.App {
+		return nil, fmt.Errorf("%s: %s belongs to app %q, not %q; is targets[].root shared between apps?", h.Endpoint.Addr(), l.StateFile(), s.App, l.App)
+	}
+	return &s, nil
+}
+
+// SaveState writes state.json atomically.
+func SaveState(h *target.Host, l Layout, s *State) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return h.WriteFile(l.StateFile(), append(data, '\n'), 0o644)
+}
