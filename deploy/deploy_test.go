@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,52 +19,29 @@ import (
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
-// rig is a target host on this machine: sshd (as the host), the Docker
-// engine (containers on the host network), a registry, and an nginx whose
-// main configuration includes the app's site file.
+// rig is a target host on this machine (testenv.TargetHost) with the
+// sample app's images.
 type rig struct {
-	sshd    *testenv.SSHD
-	docker  *testenv.Docker
-	reg     *testenv.Registry
-	nginx   *testenv.Nginx
-	root    string
-	repo    string
-	images  map[string]string // version -> repo@sha256:...
-	portLo  int
-	appPort int
+	*testenv.TargetHost
+	sshd   *testenv.SSHD
+	docker *testenv.Docker
+	reg    *testenv.Registry
+	nginx  *testenv.Nginx
+	root   string
+	repo   string
+	portLo int
 }
 
 const hostileEnv = `it's "quoted" $(not run) ` + "`x`" + ` ; rm -rf / #`
 
 func newRig(t *testing.T) *rig {
-	r := &rig{sshd: testenv.StartSSHD(t), docker: testenv.DockerEngine(t), reg: testenv.StartRegistry(t),
-		root: testenv.TempDir(t, "srv"), images: map[string]string{}}
-	// A status server for readiness; the app's site comes with the first deploy.
-	r.nginx = testenv.StartNginx(t, "  server { listen 127.0.0.1:{{PORT}}; return 204; }\n  include {{DIR}}/sites/*.conf;")
-	r.appPort = testenv.FreePort(t)
-	require.NoError(t, os.MkdirAll(filepath.Join(r.nginx.Dir, "sites"), 0o755))
-	r.repo = r.reg.Addr + "/sample/backend"
-	r.portLo = 20000 + int(time.Now().UnixNano()%20000)
-	t.Cleanup(func() {
-		// Remove every container a test left (app label), whatever happened.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		out, _ := r.docker.Run(ctx, "ps", "-aq", "--filter", "label=lawsker.app=sample")
-		for _, id := range strings.Fields(out) {
-			_, _ = r.docker.Run(ctx, "rm", "-f", id)
-		}
-	})
-	return r
+	h := testenv.StartTargetHost(t, "sample")
+	return &rig{TargetHost: h, sshd: h.SSHD, docker: h.Docker, reg: h.Registry, nginx: h.Nginx, root: h.Root,
+		repo: h.Registry.Addr + "/sample/backend", portLo: 20000 + int(time.Now().UnixNano()%20000)}
 }
 
 func (r *rig) image(t *testing.T, version string, flags ...string) string {
-	if ref, ok := r.images[version]; ok {
-		return ref
-	}
-	bin := testenv.BuildStatic(t, "./examples/sample/backend", "backend", append([]string{"-X main.version=" + version}, flags...)...)
-	ref := r.docker.PushBinaryImage(t, bin, r.repo, version)
-	r.images[version] = ref
-	return ref
+	return r.Image(t, "./examples/sample/backend", "sample/backend", version, flags...)
 }
 
 func (r *rig) config(t *testing.T, extra string) *config.Config {
@@ -83,7 +59,7 @@ func (r *rig) config(t *testing.T, extra string) *config.Config {
 	  "snapshots": {"enabled": false},
 	  "execution": {"max_workers": 4}%s}`,
 		r.sshd.User, r.sshd.Port, r.sshd.KeyPath, r.sshd.KnownHosts, r.root, r.docker.Host,
-		r.nginx.Dir, r.nginx.Conf, filepath.Join(r.nginx.Dir, "sites", "sample.conf"), r.appPort,
+		r.nginx.Dir, r.nginx.Conf, r.SitePath("sample"), r.AppPort,
 		r.reg.Addr, r.repo, hostileEnv, r.portLo, r.portLo+40, extra)
 	l, err := config.Parse([]byte(js), config.ImportOptions{})
 	require.NoError(t, err)
@@ -127,7 +103,7 @@ func (r *rig) deploy(t *testing.T, cfg *config.Config, image, front string, twea
 }
 
 func (r *rig) get(t *testing.T, path string) (int, string) {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", r.appPort, path))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", r.AppPort, path))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -362,4 +338,40 @@ func connectRig(t *testing.T, r *rig) *targetHost {
 	require.NoError(t, err)
 	t.Cleanup(func() { h.Close() })
 	return h
+}
+
+func TestSwitchBackToTheWarmPreviousRelease(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, "")
+	v1, v2 := r.image(t, "v1"), r.image(t, "v2")
+	require.NoError(t, r.deploy(t, cfg, v1, frontend(t, "v1")).res.Err())
+	require.NoError(t, r.deploy(t, cfg, v2, frontend(t, "v2")).res.Err())
+	r.serves(t, "v2")
+
+	back := func() *pipelines.Result {
+		d, err := PrepareSwitchBack(Request{Config: cfg, Who: "tester@ci", ID: report.NewID(time.Now()),
+			Resolver: &config.Resolver{LookupEnv: func(string) (string, bool) { return "", false }}})
+		require.NoError(t, err)
+		defer d.Close()
+		return pipelines.Run(t.Context(), d.Graph(), pipelines.Options{MaxWorkers: 2})
+	}
+	require.NoError(t, back().Err())
+	r.serves(t, "v1")
+	st := r.state(t)
+	cur, _ := st.Current()
+	prev, _ := st.Previous()
+	assert.Equal(t, v1, cur.Image)
+	assert.Equal(t, v2, prev.Image)
+	r.unlocked(t)
+
+	// And forth again: the two warm releases swap.
+	require.NoError(t, back().Err())
+	r.serves(t, "v2")
+
+	// A previous release whose container was stopped (rollback window over)
+	// is started again and health-gated before it serves.
+	prev, _ = r.state(t).Previous()
+	r.docker.MustRun(t, "stop", prev.Container)
+	require.NoError(t, back().Err())
+	r.serves(t, "v1")
 }

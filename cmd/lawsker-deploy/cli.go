@@ -38,6 +38,11 @@ Commands:
   plan            show the deployment DAG that deploy runs, stage by stage
   preflight       check from here that deploy can reach what it needs: secrets,
                   SSH to every target (host key checked), the registry
+  deploy          put a release on every target: --backend-image REPO@sha256:...
+                  [--frontend-dir DIR] [--message M] [--no-snapshot] [--force]
+  rollback        --previous: switch back to the warm previous release
+  releases        list the releases on every target (current, previous, ...)
+  lock            status | release [--force]: the deploy lock on every target
   config import   convert Lawsker's deployment_config.json into deploy.json
   config schema   print the JSON Schema of deploy.json
   version         print the version
@@ -124,6 +129,14 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.plan(ctx, vargs)
 	case "preflight":
 		err = c.preflight(ctx, vargs)
+	case "deploy":
+		err = c.deploy(ctx, vargs)
+	case "rollback":
+		err = c.rollback(ctx, vargs)
+	case "releases":
+		err = c.releases(ctx, vargs)
+	case "lock":
+		err = c.lockCmd(ctx, vargs)
 	case "config":
 		err = c.configCmd(vargs)
 	case "version":
@@ -135,7 +148,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 }
 
 func suggestVerb(v string) string {
-	for _, known := range []string{"validate", "plan", "preflight", "config", "version", "help"} {
+	for _, known := range []string{"validate", "plan", "preflight", "deploy", "rollback", "releases", "lock", "config", "version", "help"} {
 		if strings.HasPrefix(known, v) || strings.HasPrefix(v, known) {
 			return fmt.Sprintf("; did you mean %q?", known)
 		}

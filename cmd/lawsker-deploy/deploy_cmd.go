@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/deploy"
+	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/report"
+	"github.com/lawsker/lawsker-deploy/target"
+)
+
+// who names the person and machine behind a deploy (lock, history).
+func who() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	if ci := os.Getenv("GITHUB_ACTOR"); ci != "" {
+		name = ci + " (GitHub Actions)"
+	}
+	return name + "@" + host
+}
+
+type deployResult struct {
+	ID       string                 `json:"id"`
+	Status   string                 `json:"status"`
+	Targets  []deploy.TargetOutcome `json:"targets"`
+	Report   string                 `json:"report"`
+	LogFile  string                 `json:"log_file"`
+	Duration string                 `json:"duration"`
+}
+
+func (c *cli) deploy(ctx context.Context, args []string) error {
+	fs := c.newFlagSet("deploy")
+	image := fs.String("backend-image", "", "backend image pinned by digest: REGISTRY/REPO@sha256:...")
+	front := fs.String("frontend-dir", "", "folder with the built frontend files")
+	message := fs.String("message", "", "what this release is, for the history and the lock")
+	noSnapshot := fs.Bool("no-snapshot", false, "deploy without a pre-deploy snapshot")
+	force := fs.Bool("force", false, "deploy even when the same release already serves")
+	s, l, err := c.begin("deploy", fs, args)
+	if err != nil {
+		return err
+	}
+	if *image == "" {
+		s.end(report.StatusInvalid, errors.New("--backend-image is required"), nil)
+		return usageError{"deploy: --backend-image is required (REGISTRY/REPO@sha256:...)"}
+	}
+	d, err := deploy.Prepare(deploy.Request{Config: l.Config, Resolver: s.res, Image: *image, FrontendDir: *front, Message: *message,
+		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, Logger: s.log.Logger})
+	if err != nil {
+		s.end(report.StatusInvalid, err, nil)
+		return err
+	}
+	defer d.Close()
+	res := s.runGraph(ctx, d.Graph(), l.Config)
+	return c.finishTargets(s, res, d.Outcomes(), "deployed")
+}
+
+func (c *cli) rollback(ctx context.Context, args []string) error {
+	fs := c.newFlagSet("rollback")
+	previous := fs.Bool("previous", false, "switch back to the warm previous release")
+	s, l, err := c.begin("rollback", fs, args)
+	if err != nil {
+		return err
+	}
+	if !*previous {
+		s.end(report.StatusInvalid, errors.New("nothing to roll back to"), nil)
+		return usageError{"rollback: pass --previous to switch back to the warm previous release (rollback to a snapshot comes with snapshots)"}
+	}
+	d, err := deploy.PrepareSwitchBack(deploy.Request{Config: l.Config, Resolver: s.res, Who: who(), ID: s.id, Logger: s.log.Logger})
+	if err != nil {
+		s.end(report.StatusFailed, err, nil)
+		return failure{err}
+	}
+	defer d.Close()
+	res := s.runGraph(ctx, d.Graph(), l.Config)
+	return c.finishTargets(s, res, d.Outcomes(), "switched back")
+}
+
+func (c *cli) finishTargets(s *session, res *pipelines.Result, outcomes []deploy.TargetOutcome, verb string) error {
+	s.report.Details = outcomes
+	runErr := res.Err()
+	path := s.write(runErr)
+	out := deployResult{ID: s.id, Status: s.report.Status, Targets: outcomes, Report: path, LogFile: s.log.Path, Duration: res.Duration().Round(time.Millisecond).String()}
+	if c.jsonOut {
+		if err := s.jsonOut(out); err != nil {
+			return err
+		}
+	} else {
+		for _, o := range outcomes {
+			switch {
+			case o.NoOp != "":
+				s.out("%s: nothing to do: %s\n", o.Target, o.NoOp)
+			case o.Reverted != "":
+				s.out("%s: %s\n", o.Target, o.Reverted)
+			case runErr == nil:
+				line := fmt.Sprintf("%s: %s %s (release %s, port %d", o.Target, verb, o.Image, o.Release, o.Port)
+				if o.Previous != "" {
+					line += ", previous " + o.Previous + " kept warm"
+				}
+				if o.Frontend.Uploaded+o.Frontend.Reused > 0 {
+					line += fmt.Sprintf(", frontend: %d files uploaded (%d bytes), %d reused, %d removed", o.Frontend.Uploaded, o.Frontend.Bytes, o.Frontend.Reused, o.Frontend.Removed)
+				}
+				s.out("%s)\n", line)
+			}
+		}
+		s.out("%s in %s; report: %s\n", s.report.Status, out.Duration, path)
+	}
+	if runErr != nil {
+		if c.jsonOut {
+			return failureCode(exitFailed)
+		}
+		return failure{s.red.Error(runErr)}
+	}
+	return nil
+}
+
+// targetInfo is what `releases` and `lock status` show for one target.
+type targetInfo struct {
+	Target     string           `json:"target"`
+	Releases   []deploy.Release `json:"releases"`
+	InProgress *deploy.Journal  `json:"in_progress,omitempty"`
+	Lock       *deploy.LockInfo `json:"lock,omitempty"`
+	Error      string           `json:"error,omitempty"`
+}
+
+// eachTarget connects to every target in turn and calls fn.
+func (c *cli) eachTarget(ctx context.Context, s *session, cfg *config.Config, fn func(*target.Host, deploy.Layout, *targetInfo) error) ([]targetInfo, error) {
+	var infos []targetInfo
+	var errs []error
+	for _, t := range cfg.Targets {
+		info := targetInfo{Target: t.Name}
+		err := func() error {
+			e := target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts, ConnectTimeout: t.SSH.ConnectTimeout.D()}
+			if !t.SSH.Key.IsZero() {
+				key, err := s.res.Resolve(t.SSH.Key)
+				if err != nil {
+					return fmt.Errorf("ssh.key: %w", err)
+				}
+				e.PrivateKey = []byte(key)
+			}
+			h, err := target.Connect(ctx, e, 3)
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			return fn(h, deploy.NewLayout(cfg, t), &info)
+		}()
+		if err != nil {
+			info.Error = s.red.String(err.Error())
+			errs = append(errs, fmt.Errorf("%s: %w", t.Name, err))
+		}
+		infos = append(infos, info)
+	}
+	return infos, errors.Join(errs...)
+}
+
+func readLock(h *target.Host, l deploy.Layout, info *targetInfo) error {
+	li, err := deploy.ReadLock(h, l)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	info.Lock = &li
+	return nil
+}
+
+func (c *cli) releases(ctx context.Context, args []string) error {
+	s, l, err := c.begin("releases", c.newFlagSet("releases"), args)
+	if err != nil {
+		return err
+	}
+	infos, runErr := c.eachTarget(ctx, s, l.Config, func(h *target.Host, lay deploy.Layout, info *targetInfo) error {
+		st, err := deploy.LoadState(h, lay)
+		if err != nil {
+			return err
+		}
+		info.Releases, info.InProgress = st.Releases, st.InProgress
+		return readLock(h, lay, info)
+	})
+	return c.showTargets(s, infos, runErr, true)
+}
+
+func (c *cli) lockCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 || (args[0] != "status" && args[0] != "release") {
+		return usageError{"lock needs a subcommand: status or release [--force]"}
+	}
+	sub := args[0]
+	fs := c.newFlagSet("lock " + sub)
+	force := fs.Bool("force", false, "remove the lock whoever holds it (for a deploy that died)")
+	s, l, err := c.begin("lock", fs, args[1:])
+	if err != nil {
+		return err
+	}
+	infos, runErr := c.eachTarget(ctx, s, l.Config, func(h *target.Host, lay deploy.Layout, info *targetInfo) error {
+		if err := readLock(h, lay, info); err != nil && !*force {
+			return err
+		}
+		if sub == "release" && info.Lock != nil {
+			if !*force {
+				return fmt.Errorf("held by %s; pass --force to remove it (only when that deploy is dead: a running deploy would lose its lock)", info.Lock)
+			}
+			if err := deploy.ReleaseLock(ctx, h, lay, "", true); err != nil {
+				return err
+			}
+			s.log.Logger.Warn("lock removed by force", "target", info.Target, "holder", info.Lock.String())
+			info.Lock = nil
+		}
+		return nil
+	})
+	return c.showTargets(s, infos, runErr, false)
+}
+
+func (c *cli) showTargets(s *session, infos []targetInfo, runErr error, withReleases bool) error {
+	s.report.Details = infos
+	status := report.StatusSucceeded
+	if runErr != nil {
+		status = report.StatusFailed
+	}
+	path := s.end(status, runErr, infos)
+	if c.jsonOut {
+		data, _ := json.MarshalIndent(infos, "", "  ")
+		s.out("%s\n", data)
+	} else {
+		for _, info := range infos {
+			s.out("%s:\n", info.Target)
+			if info.Error != "" {
+				s.out("  error: %s\n", info.Error)
+				continue
+			}
+			if info.Lock != nil {
+				s.out("  locked: %s\n", info.Lock)
+			} else {
+				s.out("  not locked\n")
+			}
+			if info.InProgress != nil {
+				s.out("  interrupted deploy %s (phase %s): the next deploy converges it\n", info.InProgress.ID, info.InProgress.Phase)
+			}
+			if !withReleases {
+				continue
+			}
+			if len(info.Releases) == 0 {
+				s.out("  no releases yet\n")
+				continue
+			}
+			var b strings.Builder
+			tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "  RELEASE\tSTATUS\tIMAGE\tWHO\tWHEN\tMESSAGE")
+			for i := len(info.Releases) - 1; i >= 0; i-- {
+				r := info.Releases[i]
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%q\n", r.ID, r.Status, shortImage(r.Image), r.Who, r.When.Local().Format("2006-01-02 15:04"), r.Message)
+			}
+			tw.Flush()
+			s.out("%s", b.String())
+		}
+		s.out("report: %s\n", path)
+	}
+	if runErr != nil {
+		if c.jsonOut {
+			return failureCode(exitFailed)
+		}
+		return failure{s.red.Error(runErr)}
+	}
+	return nil
+}
+
+// shortImage keeps the repository's last part and 12 digest characters.
+func shortImage(ref string) string {
+	repo, digest, ok := strings.Cut(ref, "@sha256:")
+	if !ok {
+		return ref
+	}
+	if i := strings.LastIndexByte(repo, '/'); i >= 0 {
+		repo = repo[i+1:]
+	}
+	return repo + "@" + digest[:min(12, len(digest))]
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lawsker/lawsker-deploy/testenv"
+)
+
+func TestDeployReleasesLockRollbackCommands(t *testing.T) {
+	h := testenv.StartTargetHost(t, "sample")
+	v1 := h.Image(t, "./examples/sample/backend", "sample/backend", "v1")
+	v2 := h.Image(t, "./examples/sample/backend", "sample/backend", "v2")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "deploy.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`{"version": 1, "app": "sample",
+	  "targets": [{"name": "local", "host": "127.0.0.1",
+	    "ssh": {"user": %q, "port": %d, "key": "file:%s", "known_hosts": %q},
+	    "root": %q, "docker": {"host": %q},
+	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
+	  "backend": {"image": "%s/sample/backend", "network": "host", "secret_env": {"SAMPLE_TOKEN": "env:SAMPLE_TOKEN"},
+	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2}, "host_port_min": 30100, "host_port_max": 30200},
+	  "snapshots": {"enabled": false}}`,
+		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
+		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr)), 0o644))
+	const token = "sample-token-never-printed"
+	env := map[string]string{"SAMPLE_TOKEN": token}
+	version := func() string {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/version", h.AppPort))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b))
+	}
+
+	r := runIn(t, dir, env, "deploy", "--config", cfg, "--backend-image", v1, "--message", "first")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "local: deployed "+v1+" (release ")
+	assert.Contains(t, r.stderr, "[switch:local] ok in ")
+	assert.Equal(t, "v1", version())
+
+	r = runIn(t, dir, env, "deploy", "--json", "--config", cfg, "--backend-image", v2, "--message", "second")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	var out deployResult
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+	assert.Equal(t, "succeeded", out.Status)
+	require.Len(t, out.Targets, 1)
+	assert.NotEmpty(t, out.Targets[0].Previous)
+	assert.Equal(t, "v2", version())
+
+	r = runIn(t, dir, env, "deploy", "--config", cfg, "--backend-image", v2, "--message", "second")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "local: nothing to do: release ")
+
+	r = runIn(t, dir, env, "releases", "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "local:\n  not locked\n  RELEASE")
+	lines := strings.Split(r.stdout, "\n")
+	require.GreaterOrEqual(t, len(lines), 5)
+	assert.Contains(t, lines[3], "current")
+	assert.Contains(t, lines[3], `"second"`)
+	assert.Contains(t, lines[4], "previous")
+
+	r = runIn(t, dir, env, "rollback", "--config", cfg, "--previous")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "local: switched back")
+	assert.Equal(t, "v1", version())
+
+	r = runIn(t, dir, env, "lock", "status", "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "local:\n  not locked")
+	require.NoError(t, os.MkdirAll(filepath.Join(h.Root, "sample", ".lock"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(h.Root, "sample", ".lock", "lock.json"), []byte(`{"id":"dead","who":"bob@ci","when":"2026-11-26T00:00:00Z"}`), 0o644))
+	r = runIn(t, dir, env, "deploy", "--config", cfg, "--backend-image", v2)
+	assert.Equal(t, exitFailed, r.code)
+	assert.Contains(t, r.stderr, "is locked by deploy dead by bob@ci since 2026-11-26T00:00:00Z")
+	r = runIn(t, dir, env, "lock", "release", "--config", cfg)
+	assert.Equal(t, exitFailed, r.code)
+	assert.Contains(t, r.stdout, "held by deploy dead by bob@ci")
+	assert.Contains(t, r.stdout, "pass --force to remove it")
+	r = runIn(t, dir, env, "lock", "release", "--force", "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "local:\n  not locked")
+
+	r = runIn(t, dir, env, "deploy", "--config", cfg, "--backend-image", h.Registry.Addr+"/sample/backend:latest")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "must be pinned by digest")
+
+	r = runIn(t, dir, env, "rollback", "--config", cfg)
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "pass --previous")
+
+	assert.NotContains(t, allOutput(t, r), token)
+	for _, name := range []string{"reports", "logs"} {
+		entries, err := os.ReadDir(filepath.Join(dir, name))
+		require.NoError(t, err)
+		for _, e := range entries {
+			data, err := os.ReadFile(filepath.Join(dir, name, e.Name()))
+			require.NoError(t, err)
+			assert.NotContains(t, string(data), token, e.Name())
+		}
+	}
+}
