@@ -164,11 +164,15 @@ func FreePort(ctx context.Context, h *target.Host, lo, hi int, used map[int]bool
 // `passes` checks in a row, or the deadline passes. It remembers the last
 // failure for the error.
 func HealthGate(ctx context.Context, h *target.Host, port int, healthPath, hostHeader string, g config.HealthGate) error {
+	return healthThrough(ctx, h, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), healthPath, hostHeader, g)
+}
+
+func healthThrough(ctx context.Context, h *target.Host, addr, healthPath, hostHeader string, g config.HealthGate) error {
 	client := tunnelClient(h, g.RequestTimeout.D())
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, g.Deadline.D())
 	defer cancel()
-	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, healthPath)
+	url := "http://" + addr + healthPath
 	streak, tries := 0, 0
 	var last error
 	for {
@@ -221,4 +225,45 @@ func checkHealth(ctx context.Context, client *http.Client, url, hostHeader strin
 		return fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	return nil
+}
+
+// ReleaseHeader names the release that answered, on every response of an
+// app's nginx site.
+const ReleaseHeader = "X-Lawsker-Release"
+
+// WaitServing polls nginx on the target (through the SSH tunnel) until the
+// responses come from release id: `nginx -s reload` returns before the new
+// workers take over, so a switch is confirmed, not assumed.
+func WaitServing(ctx context.Context, h *target.Host, addr, path, hostHeader, id string, timeout time.Duration) error {
+	client := tunnelClient(h, 5*time.Second)
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+		if err != nil {
+			return err
+		}
+		if hostHeader != "" {
+			req.Host = hostHeader
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			got := resp.Header.Get(ReleaseHeader)
+			if got == id {
+				return nil
+			}
+			last = fmt.Sprintf("%s: %q", ReleaseHeader, got)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nginx at %s did not serve release %s within %s after the reload (last: %s)", addr, id, timeout, last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

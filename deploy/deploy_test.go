@@ -34,17 +34,17 @@ type rig struct {
 
 const hostileEnv = `it's "quoted" $(not run) ` + "`x`" + ` ; rm -rf / #`
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	h := testenv.StartTargetHost(t, "sample")
 	return &rig{TargetHost: h, sshd: h.SSHD, docker: h.Docker, reg: h.Registry, nginx: h.Nginx, root: h.Root,
 		repo: h.Registry.Addr + "/sample/backend", portLo: 20000 + int(time.Now().UnixNano()%20000)}
 }
 
-func (r *rig) image(t *testing.T, version string, flags ...string) string {
+func (r *rig) image(t testing.TB, version string, flags ...string) string {
 	return r.Image(t, "./examples/sample/backend", "sample/backend", version, flags...)
 }
 
-func (r *rig) config(t *testing.T, extra string) *config.Config {
+func (r *rig) config(t testing.TB, extra string) *config.Config {
 	js := fmt.Sprintf(`{"version": 1, "app": "sample",
 	  "targets": [{"name": "local", "host": "127.0.0.1",
 	    "ssh": {"user": %q, "port": %d, "key": "file:%s", "known_hosts": %q, "connect_timeout": "5s"},
@@ -66,7 +66,7 @@ func (r *rig) config(t *testing.T, extra string) *config.Config {
 	return l.Config
 }
 
-func frontend(t *testing.T, version string) string {
+func frontend(t testing.TB, version string) string {
 	dir := t.TempDir()
 	files := map[string]string{
 		"index.html":                 "<!doctype html><title>sample</title><p>frontend " + version + "</p>",
@@ -103,7 +103,10 @@ func (r *rig) deploy(t *testing.T, cfg *config.Config, image, front string, twea
 }
 
 func (r *rig) get(t *testing.T, path string) (int, string) {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", r.AppPort, path))
+	// A fresh connection each time: a kept-alive one may still reach an old
+	// nginx worker just after a reload.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d%s", r.AppPort, path))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -374,4 +377,24 @@ func TestSwitchBackToTheWarmPreviousRelease(t *testing.T) {
 	r.docker.MustRun(t, "stop", prev.Container)
 	require.NoError(t, back().Err())
 	r.serves(t, "v1")
+}
+
+func (r *rig) imageB(b *testing.B, version string) string { return r.image(b, version) }
+
+func frontendB(b *testing.B, version string) string { return frontend(b, version) }
+
+// deployB deploys for a benchmark and fails it on error.
+func (r *rig) deployB(b *testing.B, cfg *config.Config, image, front string, force bool) *pipelines.Result {
+	req := Request{Config: cfg, Image: image, FrontendDir: front, Who: "bench@ci", ID: report.NewID(time.Now()), Force: force,
+		Resolver: &config.Resolver{LookupEnv: func(k string) (string, bool) { return "token-s3cret-value", k == "SAMPLE_TOKEN" }}}
+	d, err := Prepare(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	res := pipelines.Run(b.Context(), d.Graph(), pipelines.Options{MaxWorkers: 4})
+	if res.Err() != nil {
+		b.Fatal(res.Err())
+	}
+	return res
 }

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,26 +40,25 @@ var ErrLocked = errors.New("deploy lock held")
 // only), then records who holds it. A held lock fails at once, naming the
 // holder.
 func AcquireLock(ctx context.Context, h *target.Host, l Layout, info LockInfo) error {
-	if _, err := h.Run(ctx, "mkdir", "-p", l.Base); err != nil {
-		return fmt.Errorf("lock: %w", err)
-	}
-	if _, err := h.Run(ctx, "mkdir", l.LockDir()); err != nil {
-		var re *target.RemoteError
-		if errors.As(err, &re) {
-			holder, herr := ReadLock(h, l)
-			if herr != nil {
-				return fmt.Errorf("lock: %s is locked (%s exists) and its holder cannot be read (%v): %w; if no deploy is running, `lawsker-deploy lock release --force`", h.Endpoint.Addr(), l.LockDir(), herr, ErrLocked)
-			}
-			return fmt.Errorf("lock: %s is locked by %s: %w; if that deploy is dead, `lawsker-deploy lock release --force`", h.Endpoint.Addr(), holder, ErrLocked)
-		}
-		return fmt.Errorf("lock: %w", err)
-	}
 	data, _ := json.MarshalIndent(info, "", "  ")
-	if err := h.WriteFile(path.Join(l.LockDir(), "lock.json"), data, 0o644); err != nil {
-		_, _ = h.Run(ctx, "rm", "-rf", l.LockDir())
+	// One round trip: create the app folder, take the lock (mkdir is atomic:
+	// it fails when the folder exists; exit 75 says so whatever the remote
+	// locale), record the holder from stdin. The script is a constant; the
+	// paths arrive as arguments.
+	const script = `mkdir -p "$1" && { mkdir "$2" 2>/dev/null || exit 75; } && cat > "$2/lock.json"`
+	_, err := h.RunInput(ctx, bytes.NewReader(data), "sh", "-c", script, "sh", l.Base, l.LockDir())
+	if err == nil {
+		return nil
+	}
+	var re *target.RemoteError
+	if !errors.As(err, &re) || re.ExitCode != 75 {
 		return fmt.Errorf("lock: %w", err)
 	}
-	return nil
+	holder, herr := ReadLock(h, l)
+	if herr != nil {
+		return fmt.Errorf("lock: %s is locked (%s exists) and its holder cannot be read (%v): %w; if no deploy is running, `lawsker-deploy lock release --force`", h.Endpoint.Addr(), l.LockDir(), herr, ErrLocked)
+	}
+	return fmt.Errorf("lock: %s is locked by %s: %w; if that deploy is dead, `lawsker-deploy lock release --force`", h.Endpoint.Addr(), holder, ErrLocked)
 }
 
 // ReadLock returns the holder; a missing lock wraps os.ErrNotExist.
@@ -93,8 +93,12 @@ func ReleaseLock(ctx context.Context, h *target.Host, l Layout, id string, force
 	case err == nil && info.ID != id && !force:
 		return fmt.Errorf("unlock: %s is held by %s, not by deploy %s; not released", h.Endpoint.Addr(), info, id)
 	}
-	if _, err := h.Run(ctx, "rm", "-rf", l.LockDir()); err != nil {
+	// Over SFTP: no shell session needed.
+	if err := h.Remove(path.Join(l.LockDir(), "lock.json")); err != nil {
 		return fmt.Errorf("unlock: %w", err)
+	}
+	if err := h.Remove(l.LockDir()); err != nil {
+		return fmt.Errorf("unlock: %w (remove %s by hand if it holds stray files)", err, l.LockDir())
 	}
 	return nil
 }

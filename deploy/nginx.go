@@ -47,7 +47,8 @@ type SiteData struct {
 // frontend folder as root (not `current`: the nginx config and the files it
 // serves switch together, in one reload), /api to the backend, security
 // headers, gzip, a year of caching for hashed assets, no caching for
-// index.html.
+// index.html, and X-Lawsker-Release on every response so a switch can
+// confirm nginx serves the new release.
 var siteTemplate = template.Must(template.New("site").Parse(`# lawsker-deploy: {{.App}} release {{.Release}} (generated; edits are replaced by the next deploy)
 upstream {{.App}}_backend {
     server {{.Upstream}} max_fails=0;
@@ -61,6 +62,7 @@ server {
     add_header X-Content-Type-Options "nosniff" always;
     add_header X-Frame-Options "DENY" always;
     add_header Referrer-Policy "strict-origin-when-cross-origin" always;
+    add_header X-Lawsker-Release "{{.Release}}" always;
 
     gzip on;
     gzip_comp_level 5;
@@ -86,6 +88,7 @@ server {
         expires 1y;
         add_header Cache-Control "public, immutable" always;
         add_header X-Content-Type-Options "nosniff" always;
+        add_header X-Lawsker-Release "{{.Release}}" always;
         try_files $uri =404;
     }
 
@@ -94,6 +97,7 @@ server {
         add_header X-Content-Type-Options "nosniff" always;
         add_header X-Frame-Options "DENY" always;
         add_header Referrer-Policy "strict-origin-when-cross-origin" always;
+        add_header X-Lawsker-Release "{{.Release}}" always;
     }
 
     location / {

@@ -330,15 +330,11 @@ func (d *Deployment) prepare(ctx context.Context, tr *targetRun) error {
 			return err
 		}
 	}
-	if _, err := h.Run(ctx, "mkdir", "-p", l.Release(d.req.ID)); err != nil {
+	if err := h.MkdirAll(l.Release(d.req.ID)); err != nil {
 		return err
 	}
-	out, err := h.Run(ctx, "nproc")
-	if err != nil {
-		return fmt.Errorf("counting the target's CPUs: %w", err)
-	}
-	if tr.cpus, err = strconv.Atoi(strings.TrimSpace(out)); err != nil {
-		return fmt.Errorf("counting the target's CPUs: nproc printed %q", strings.TrimSpace(out))
+	if tr.cpus, err = countCPUs(ctx, h); err != nil {
+		return err
 	}
 	used := map[int]bool{}
 	for _, r := range st.Releases {
@@ -362,6 +358,48 @@ func (d *Deployment) prepare(ctx context.Context, tr *targetRun) error {
 	}
 	st.InProgress = &Journal{ID: d.req.ID, Phase: PhasePrepared, Container: tr.container, Port: port, Started: time.Now().UTC()}
 	return SaveState(h, l, st)
+}
+
+// countCPUs reads the target's online CPUs from /sys over SFTP (no shell
+// session); nproc is the fallback.
+func countCPUs(ctx context.Context, h *target.Host) (int, error) {
+	if data, err := h.ReadFile("/sys/devices/system/cpu/online"); err == nil {
+		if n, ok := parseCPUList(strings.TrimSpace(string(data))); ok {
+			return n, nil
+		}
+	}
+	out, err := h.Run(ctx, "nproc")
+	if err != nil {
+		return 0, fmt.Errorf("counting the target's CPUs: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("counting the target's CPUs: nproc printed %q", strings.TrimSpace(out))
+	}
+	return n, nil
+}
+
+// parseCPUList counts a Linux CPU list such as "0-3,6,8-9".
+func parseCPUList(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	n := 0
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return 0, false
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return 0, false
+			}
+		}
+		n += b - a + 1
+	}
+	return n, true
 }
 
 func (d *Deployment) envFile(tr *targetRun) ([]byte, error) {
@@ -400,7 +438,10 @@ func (d *Deployment) pull(ctx context.Context, tr *targetRun) error {
 			return fmt.Errorf("docker login to %s: %w", reg.Host, err)
 		}
 	}
-	if _, err := tr.host.Run(ctx, tr.docker.Pull(d.req.Image)...); err != nil {
+	// A digest names its content: when the host has it, there is nothing
+	// to pull (and no registry round trip).
+	have := target.Quote(tr.docker.cmd("image", "inspect", "--format", "{{.Id}}", d.req.Image)...)
+	if _, err := tr.host.Run(ctx, "sh", "-c", have+" >/dev/null 2>&1 || "+target.Quote(tr.docker.Pull(d.req.Image)...)); err != nil {
 		return fmt.Errorf("pulling the backend image (is %s in the registry?): %w", d.req.Image, err)
 	}
 	return nil
@@ -472,6 +513,15 @@ func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 	return fmt.Errorf("%w\n--- last lines of %s ---\n%s", err, tr.container, strings.TrimSpace(logs))
 }
 
+// nginxAddr is where the app's site listens, as reached on the target.
+func nginxAddr(n config.Nginx) string {
+	a := n.ListenAddress
+	if a == "" || a == "0.0.0.0" || a == "::" {
+		a = "127.0.0.1"
+	}
+	return net.JoinHostPort(a, strconv.Itoa(n.Listen))
+}
+
 func hostHeader(cfg *config.Config) string {
 	if len(cfg.Domains) > 0 && !strings.HasPrefix(cfg.Domains[0], "*.") {
 		return cfg.Domains[0]
@@ -524,7 +574,7 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 	if err := SaveState(h, l, tr.state); err != nil {
 		return err
 	}
-	if _, err := h.Run(ctx, "mkdir", "-p", path.Dir(l.SitePath)); err != nil {
+	if err := h.MkdirAll(path.Dir(l.SitePath)); err != nil {
 		return err
 	}
 	tr.mu.Lock()
@@ -536,13 +586,15 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 	if _, err := h.Run(ctx, tr.nginx.Test()...); err != nil {
 		return fmt.Errorf("nginx -t refused the new site configuration (nothing was reloaded): %w", err)
 	}
-	if _, err := h.Run(ctx, tr.nginx.Reload()...); err != nil {
-		return fmt.Errorf("nginx reload: %w", err)
-	}
+	// From here the reload may have happened whatever the result says, so
+	// a failure counts as switched (revert then reloads the old site back).
 	tr.mu.Lock()
 	tr.switched = true
 	tr.mu.Unlock()
-	if err := h.Symlink(ctx, l.Release(d.req.ID), l.Current()); err != nil {
+	if _, err := h.RunScript(ctx, nil, append([][]string{tr.nginx.Reload()}, target.SymlinkCmds(l.Release(d.req.ID), l.Current())...)...); err != nil {
+		return fmt.Errorf("nginx reload: %w", err)
+	}
+	if err := WaitServing(ctx, h, nginxAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, hostHeader(cfg), d.req.ID, 15*time.Second); err != nil {
 		return err
 	}
 	if err := h.WriteFile(l.CurrentContainer(), []byte(tr.container+"\n"), 0o644); err != nil {
@@ -581,7 +633,7 @@ func (d *Deployment) verify(ctx context.Context, tr *targetRun) error {
 	g := d.req.Config.Backend.HealthGate
 	g.ConsecutivePasses = 1
 	g.Deadline = config.Duration(20 * time.Second)
-	if err := HealthGate(ctx, tr.host, tr.cfg.Nginx.Listen, d.req.Config.Backend.HealthPath, hostHeader(d.req.Config), g); err != nil {
+	if err := healthThrough(ctx, tr.host, nginxAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, hostHeader(d.req.Config), g); err != nil {
 		return fmt.Errorf("through nginx: %w", err)
 	}
 	return nil
@@ -595,52 +647,65 @@ func (d *Deployment) prune(ctx context.Context, tr *targetRun) error {
 		return pipelines.Skip("%s", tr.noop)
 	}
 	h, l, st := tr.host, tr.layout, tr.state
-	var problems []string
-	for _, r := range st.Releases {
-		if r.Status == StatusRetired {
-			if _, err := h.Run(ctx, tr.docker.Remove(r.Container)...); err != nil && !strings.Contains(err.Error(), "No such container") {
-				problems = append(problems, err.Error())
-			}
-		}
-	}
 	keep := d.req.Config.Backend.KeepReleases
 	var kept []Release
+	var dirs []string
+	var later [][]string // slow cleanups, done on the target in the background
 	for i, r := range st.Releases {
+		if r.Status == StatusRetired {
+			later = append(later, tr.docker.Remove(r.Container))
+		}
 		if len(st.Releases)-i > keep && r.Status == StatusRetired {
-			if _, err := h.Run(ctx, "rm", "-rf", "--", l.Release(r.ID)); err != nil {
-				problems = append(problems, err.Error())
-				kept = append(kept, r)
-				continue
-			}
-			_, _ = h.Run(ctx, tr.docker.RemoveImage(r.Image)...) // still used by a kept release: docker refuses, fine
+			dirs = append(dirs, l.Release(r.ID))
+			later = append(later, tr.docker.RemoveImage(r.Image)) // docker keeps an image a kept release uses
 			continue
 		}
 		kept = append(kept, r)
+	}
+	if len(dirs) > 0 {
+		if _, err := h.Run(ctx, append([]string{"rm", "-rf", "--"}, dirs...)...); err != nil {
+			return fmt.Errorf("prune: removing old release folders: %w", err)
+		}
 	}
 	st.Releases = kept
 	if err := SaveState(h, l, st); err != nil {
 		return err
 	}
-	if prev, ok := st.Previous(); ok {
-		if err := scheduleStop(ctx, h, tr.docker, l, prev.Container, d.req.Config.Backend.RollbackWindow.D()); err != nil {
-			problems = append(problems, err.Error())
-		}
+	prev, hasPrev := st.Previous()
+	script := background(later)
+	if hasPrev {
+		script += "; " + stopAfter(tr.docker, l, prev.Container, d.req.Config.Backend.RollbackWindow.D())
+	}
+	if err := detach(ctx, h, script); err != nil {
+		return fmt.Errorf("prune: scheduling the clean-up: %w", err)
 	}
 	tr.mu.Lock()
 	tr.completed = true
 	tr.mu.Unlock()
-	if len(problems) > 0 {
-		// The release serves; leftovers are reported, not fatal.
-		d.log.Warn("prune left some things behind", "target", tr.cfg.Name, "problems", strings.Join(problems, "; "))
-	}
 	return nil
 }
 
-// scheduleStop stops the previous backend after the rollback window,
-// unless by then it is serving again (a switch back made it current).
-func scheduleStop(ctx context.Context, h *target.Host, dk Docker, l Layout, container string, window time.Duration) error {
-	script := fmt.Sprintf(`sleep %d; if [ "$(cat %s 2>/dev/null)" != %s ]; then %s >/dev/null 2>&1; fi`,
+// background renders commands to run one after another, each allowed to
+// fail (a retired container already gone, an image still in use): the next
+// prune finds what is left and tries again.
+func background(cmds [][]string) string {
+	parts := []string{"true"}
+	for _, c := range cmds {
+		parts = append(parts, target.Quote(c...)+" >/dev/null 2>&1")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// stopAfter renders the delayed stop of the previous backend: after the
+// rollback window, unless by then it is serving again (a switch back made
+// it current).
+func stopAfter(dk Docker, l Layout, container string, window time.Duration) string {
+	return fmt.Sprintf(`sleep %d; if [ "$(cat %s 2>/dev/null)" != %s ]; then %s >/dev/null 2>&1; fi`,
 		int(window.Seconds()), target.Quote(l.CurrentContainer()), target.Quote(container), target.Quote(dk.Stop(container, 30)...))
+}
+
+// detach runs a script on the target in its own session, returning at once.
+func detach(ctx context.Context, h *target.Host, script string) error {
 	_, err := h.Run(ctx, "sh", "-c", "setsid sh -c "+target.Quote(script)+" >/dev/null 2>&1 </dev/null &")
 	return err
 }

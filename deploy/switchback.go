@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/target"
 )
 
 // StepSwitchBack is the step that makes the previous release serve again.
@@ -88,10 +89,16 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 		}
 		return fmt.Errorf("nginx -t refused the previous release's site configuration (nothing was reloaded): %w", err)
 	}
-	if _, err := h.Run(ctx, tr.nginx.Reload()...); err != nil {
+	// One session: reload, `current`, and the delayed stop of the release
+	// switched away from (kept warm for the rollback window).
+	cmds := append([][]string{tr.nginx.Reload()}, target.SymlinkCmds(l.Release(prev.ID), l.Current())...)
+	if hasCur {
+		cmds = append(cmds, []string{"sh", "-c", "setsid sh -c " + target.Quote(stopAfter(tr.docker, l, cur.Container, b.RollbackWindow.D())) + " >/dev/null 2>&1 </dev/null &"})
+	}
+	if _, err := h.RunScript(ctx, nil, cmds...); err != nil {
 		return fmt.Errorf("nginx reload: %w", err)
 	}
-	if err := h.Symlink(ctx, l.Release(prev.ID), l.Current()); err != nil {
+	if err := WaitServing(ctx, h, nginxAddr(tr.cfg.Nginx), b.HealthPath, hostHeader(d.req.Config), prev.ID, 15*time.Second); err != nil {
 		return err
 	}
 	if err := h.WriteFile(l.CurrentContainer(), []byte(prev.Container+"\n"), 0o644); err != nil {
@@ -112,6 +119,5 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	tr.previous = &cur
 	tr.port, tr.container = prev.Port, prev.Container
 	tr.mu.Unlock()
-	// The release switched away from stays warm for the rollback window.
-	return scheduleStop(ctx, h, tr.docker, l, cur.Container, b.RollbackWindow.D())
+	return nil
 }

@@ -2,7 +2,7 @@
 # The whole test suite, integration tests included, on a bare Debian machine
 # with Go: installs and starts the real servers (scripts/setup-testenv.sh),
 # lints, runs every test, fuzzes the config loader for a bounded time, and
-# prints the orchestrator benchmark figures.
+# prints the orchestrator and deploy benchmark figures.
 #
 #   scripts/test.sh                  everything
 #   FUZZTIME=2m scripts/test.sh      a longer fuzz run (default 20s)
@@ -26,3 +26,8 @@ go test ./config -run '^$' -fuzz '^FuzzParse$' -fuzztime "${FUZZTIME:-20s}"
 echo "== benchmarks (figures, not pass/fail)"
 go test ./pipelines -run '^$' -bench 'CriticalPath$|SchedulingOverhead' -benchtime 5x -count 3
 go test ./pipelines -run '^$' -bench 'CriticalPathLatency' -benchtime 200x -count 3
+# Deploy figures against the real target (sshd, Docker, nginx, registry):
+# median switch back to the warm previous release, median deploy with the
+# image on the host without the health gate's wait. Zero downtime (0 failed
+# requests at >= 200/s during a deploy and a switch back) is TestZeroDowntime.
+go test ./deploy -run '^$' -bench 'SwitchBack|DeployWarm' -benchtime 5x

@@ -109,6 +109,24 @@ func (h *Host) Run(ctx context.Context, argv ...string) (string, error) {
 	return h.RunInput(ctx, nil, argv...)
 }
 
+// RunScript runs several commands in one session, each quoted with Quote
+// and joined with &&: the first failure stops the rest and is reported.
+// It saves a round trip per command.
+func (h *Host) RunScript(ctx context.Context, stdin io.Reader, cmds ...[]string) (string, error) {
+	parts := make([]string, len(cmds))
+	for i, c := range cmds {
+		parts[i] = Quote(c...)
+	}
+	return h.RunInput(ctx, stdin, "sh", "-c", strings.Join(parts, " && "))
+}
+
+// SymlinkCmds are the commands that point link at target atomically (a new
+// link beside it, renamed over the old one), for RunScript.
+func SymlinkCmds(target, link string) [][]string {
+	tmp := link + ".tmp-lawsker"
+	return [][]string{{"ln", "-sfn", target, tmp}, {"mv", "-Tf", tmp, link}}
+}
+
 // RunInput is Run with standard input.
 func (h *Host) RunInput(ctx context.Context, stdin io.Reader, argv ...string) (string, error) {
 	sess, err := h.client.NewSession()
@@ -245,13 +263,31 @@ func (h *Host) ReadFile(p string) ([]byte, error) {
 // Symlink points link at target atomically: a new link beside it, then a
 // rename over the old one, so readers see the old target or the new.
 func (h *Host) Symlink(ctx context.Context, target, link string) error {
-	tmp := fmt.Sprintf("%s.tmp-%d", link, time.Now().UnixNano())
-	if _, err := h.Run(ctx, "ln", "-sfn", target, tmp); err != nil {
+	_, err := h.RunScript(ctx, nil, SymlinkCmds(target, link)...)
+	return err
+}
+
+// MkdirAll creates a folder and its parents over SFTP (no shell session).
+func (h *Host) MkdirAll(p string) error {
+	fs, err := h.Files()
+	if err != nil {
 		return err
 	}
-	if _, err := h.Run(ctx, "mv", "-Tf", tmp, link); err != nil {
-		_, _ = h.Run(ctx, "rm", "-f", tmp)
+	if err := fs.MkdirAll(p); err != nil {
+		return fmt.Errorf("%s: mkdir %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	return nil
+}
+
+// Remove removes a file or an empty folder over SFTP; a missing one is not
+// an error.
+func (h *Host) Remove(p string) error {
+	fs, err := h.Files()
+	if err != nil {
 		return err
+	}
+	if err := fs.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: remove %s: %w", h.Endpoint.Addr(), p, err)
 	}
 	return nil
 }

@@ -35,7 +35,8 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	const token = "sample-token-never-printed"
 	env := map[string]string{"SAMPLE_TOKEN": token}
 	version := func() string {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/version", h.AppPort))
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/version", h.AppPort))
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
