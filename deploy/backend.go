@@ -48,7 +48,7 @@ func (d Docker) Run(spec ContainerSpec) []string {
 		args = append(args, "--rm")
 	}
 	args = append(args, "--name", spec.Name, "--env-file", spec.EnvFile,
-		"--label", "lawsker.app="+spec.App, "--label", "lawsker.release="+spec.Release)
+		"--label", "lawsker.app="+spec.App, "--label", "lawsker.base="+spec.Base, "--label", "lawsker.release="+spec.Release)
 	switch spec.Network {
 	case "host":
 		args = append(args, "--network", "host")
@@ -67,6 +67,7 @@ func (d Docker) Run(spec ContainerSpec) []string {
 // ContainerSpec is what Run starts.
 type ContainerSpec struct {
 	Name, App, Release, Image, EnvFile string
+	Base                               string // <root>/<app>: tells apart two deploys of one app on a host
 	Network, PortEnv                   string
 	HostPort, ContainerPort            int
 	Command                            []string
@@ -90,9 +91,10 @@ func (d Docker) Logs(name string, lines int) []string {
 	return d.cmd("logs", "--tail", strconv.Itoa(lines), name)
 }
 
-// Running lists the names of running containers of an app.
-func (d Docker) Running(app string) []string {
-	return d.cmd("ps", "--filter", "label=lawsker.app="+app, "--format", "{{.Names}}")
+// Running lists the names of running containers of the app deployed under
+// base (<root>/<app>).
+func (d Docker) Running(base string) []string {
+	return d.cmd("ps", "--filter", "label=lawsker.base="+base, "--format", "{{.Names}}")
 }
 
 // RemoveImage removes an image (used by pruning; in-use images are kept by docker).
@@ -239,7 +241,11 @@ func WaitServing(ctx context.Context, h *target.Host, addr, path, hostHeader, id
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// Three answers in a row, each on a fresh connection: just after the
+	// signal, the old worker may still accept a connection or two.
+	const inARow = 3
 	var last string
+	streak := 0
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 		if err != nil {
@@ -254,11 +260,14 @@ func WaitServing(ctx context.Context, h *target.Host, addr, path, hostHeader, id
 			resp.Body.Close()
 			got := resp.Header.Get(ReleaseHeader)
 			if got == id {
-				return nil
+				if streak++; streak >= inARow {
+					return nil
+				}
+				continue
 			}
-			last = fmt.Sprintf("%s: %q", ReleaseHeader, got)
+			streak, last = 0, fmt.Sprintf("%s: %q", ReleaseHeader, got)
 		} else {
-			last = err.Error()
+			streak, last = 0, err.Error()
 		}
 		select {
 		case <-ctx.Done():

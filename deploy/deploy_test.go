@@ -37,7 +37,7 @@ const hostileEnv = `it's "quoted" $(not run) ` + "`x`" + ` ; rm -rf / #`
 func newRig(t testing.TB) *rig {
 	h := testenv.StartTargetHost(t, "sample")
 	return &rig{TargetHost: h, sshd: h.SSHD, docker: h.Docker, reg: h.Registry, nginx: h.Nginx, root: h.Root,
-		repo: h.Registry.Addr + "/sample/backend", portLo: 20000 + int(time.Now().UnixNano()%20000)}
+		repo: h.Registry.Addr + "/sample/backend", portLo: testenv.ReservePorts(t, 40)}
 }
 
 func (r *rig) image(t testing.TB, version string, flags ...string) string {
@@ -131,7 +131,7 @@ func (r *rig) state(t *testing.T) *State {
 }
 
 func (r *rig) running(t *testing.T) []string {
-	out := r.docker.MustRun(t, "ps", "--filter", "label=lawsker.app=sample", "--format", "{{.Names}}")
+	out := r.docker.MustRun(t, "ps", "--filter", "label=lawsker.base="+filepath.Join(r.root, "sample"), "--format", "{{.Names}}")
 	names := strings.Fields(out)
 	return names
 }

@@ -70,6 +70,8 @@ type targetRun struct {
 	reverted  string
 	stats     UploadStats
 	before    []Release // state.json's history before the switch, for revert
+	release   string    // the release now serving when it is not the request's (switch back)
+	image     string
 }
 
 // TargetOutcome is what a deploy did on one target.
@@ -90,6 +92,9 @@ func (d *Deployment) Outcomes() []TargetOutcome {
 	for _, tr := range d.targets {
 		tr.mu.Lock()
 		o := TargetOutcome{Target: tr.cfg.Name, Release: d.req.ID, Image: d.req.Image, Port: tr.port, NoOp: tr.noop, Frontend: tr.stats, Reverted: tr.reverted}
+		if tr.release != "" {
+			o.Release, o.Image = tr.release, tr.image
+		}
 		if tr.previous != nil {
 			o.Previous = tr.previous.ID
 		}
@@ -449,7 +454,7 @@ func (d *Deployment) pull(ctx context.Context, tr *targetRun) error {
 
 func (d *Deployment) spec(tr *targetRun, name string, detach bool, command []string) ContainerSpec {
 	b := d.req.Config.Backend
-	return ContainerSpec{Name: name, App: tr.layout.App, Release: d.req.ID, Image: d.req.Image, EnvFile: tr.layout.EnvFile(d.req.ID),
+	return ContainerSpec{Name: name, App: tr.layout.App, Base: tr.layout.Base, Release: d.req.ID, Image: d.req.Image, EnvFile: tr.layout.EnvFile(d.req.ID),
 		Network: b.Network, PortEnv: b.PortEnv, HostPort: tr.port, ContainerPort: b.Port, Command: command, Detach: detach}
 }
 
@@ -501,6 +506,12 @@ func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 	b := d.req.Config.Backend
 	err := HealthGate(ctx, tr.host, tr.port, b.HealthPath, hostHeader(d.req.Config), b.HealthGate)
 	if err == nil {
+		// The answers must have come from our container: one that failed
+		// to bind (the port taken between the probe and the start) exits or
+		// restarts, while something else may answer on the port.
+		err = d.stillRunning(ctx, tr)
+	}
+	if err == nil {
 		return nil
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
@@ -520,6 +531,18 @@ func nginxAddr(n config.Nginx) string {
 		a = "127.0.0.1"
 	}
 	return net.JoinHostPort(a, strconv.Itoa(n.Listen))
+}
+
+// stillRunning checks the new container runs and never restarted.
+func (d *Deployment) stillRunning(ctx context.Context, tr *targetRun) error {
+	out, err := tr.host.Run(ctx, tr.docker.cmd("inspect", "--format", "{{.State.Running}} {{.RestartCount}}", tr.container)...)
+	if err != nil {
+		return fmt.Errorf("health gate: inspecting %s: %w", tr.container, err)
+	}
+	if f := strings.Fields(out); len(f) != 2 || f[0] != "true" || f[1] != "0" {
+		return fmt.Errorf("health gate: the checks passed but %s is not running steadily (running, restarts: %s): something else answers on 127.0.0.1:%d", tr.container, strings.TrimSpace(out), tr.port)
+	}
+	return nil
 }
 
 func hostHeader(cfg *config.Config) string {

@@ -118,6 +118,7 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	tr.mu.Lock()
 	tr.previous = &cur
 	tr.port, tr.container = prev.Port, prev.Container
+	tr.release, tr.image = prev.ID, prev.Image
 	tr.mu.Unlock()
 	return nil
 }

@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a local target on this machine
-# (examples/local.deploy.json). Today it does what the project can already
-# do: install the servers (scripts/setup-testenv.sh), start the local target
-# (sshd on 127.0.0.1:2222 and a registry on 127.0.0.1:5000), build the CLI,
-# validate the configuration with every secret resolved, show the deployment
-# plan, run the preflight checks against the local target, read Lawsker's
-# legacy deployment_config.json and convert it, and show the reports.
-# Deploying the sample app, verifying, snapshotting and rolling back join
-# this script as those verbs land.
+# (examples/local.deploy.json). It installs the servers
+# (scripts/setup-testenv.sh), starts the local target (scripts/local-target.sh:
+# sshd on 127.0.0.1:2222, a registry on 127.0.0.1:5000, nginx on
+# 127.0.0.1:28080), builds the CLI and the sample app's images, validates the
+# configuration, shows the plan, runs preflight, deploys v1 then v2 with zero
+# downtime, lists the releases, switches back to v1, and shows the reports.
+# It also reads Lawsker's legacy deployment_config.json and shows what a
+# broken configuration gets. Snapshots, verification suites and rollback to a
+# snapshot join as those verbs land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 demo=.cache/demo
+cfg=examples/local.deploy.json
 mkdir -p "$demo/ssh" bin
 
 say "install the servers and start the local target"
 scripts/setup-testenv.sh
+export DOCKER_HOST="unix://$PWD/.cache/docker/docker.sock"
 scripts/local-target.sh
 
 say "build bin/lawsker-deploy"
@@ -33,14 +36,57 @@ say "demo secrets (generated once, kept in $demo, never printed)"
 set -a; . "$demo/env"; set +a
 echo "secrets ready: ssh key $demo/ssh/id_ed25519, SAMPLE_DB_PASSWORD, SAMPLE_SESSION_KEY"
 
-say "validate examples/local.deploy.json (every secret must resolve)"
-bin/lawsker-deploy validate --require-secrets --config examples/local.deploy.json
+say "the sample app: backend images v1 and v2 (a static Go binary in a one-layer image), two frontends"
+image() { # version -> repo@sha256 digest, pushed to the local registry
+  local v=$1 work="$demo/image-$1"
+  rm -rf "$work" && mkdir -p "$work/root/app" "$work/root/tmp"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$v" -o "$work/root/app/backend" ./examples/sample/backend
+  tar -C "$work/root" -cf "$work/layer.tar" app tmp
+  docker import --change 'CMD ["/app/backend"]' "$work/layer.tar" "127.0.0.1:5000/sample/backend:$v" >/dev/null
+  docker push --quiet "127.0.0.1:5000/sample/backend:$v" >/dev/null
+  docker inspect --format '{{index .RepoDigests 0}}' "127.0.0.1:5000/sample/backend:$v"
+}
+v1=$(image v1); v2=$(image v2)
+echo "v1: $v1"; echo "v2: $v2"
+rm -rf "$demo/frontend-v2" && cp -r examples/sample/frontend/dist "$demo/frontend-v2"
+sed -i 's/<h1>Sample app<\/h1>/<h1>Sample app, v2 frontend<\/h1>/' "$demo/frontend-v2/index.html"
+
+say "validate $cfg (every secret must resolve)"
+bin/lawsker-deploy validate --require-secrets --config "$cfg"
 
 say "plan: the DAG deploy runs for this configuration"
-bin/lawsker-deploy plan --config examples/local.deploy.json
+bin/lawsker-deploy plan --config "$cfg"
 
-say "preflight: can this machine reach what deploy needs? (a pipeline run: live progress, log, report)"
-bin/lawsker-deploy preflight --config examples/local.deploy.json
+say "preflight: can this machine reach what deploy needs?"
+bin/lawsker-deploy preflight --config "$cfg"
+
+page() { curl -sS --max-time 5 "http://127.0.0.1:28080$1"; }
+
+say "deploy v1 (no snapshot: snapshots are the next issue)"
+bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v1" --frontend-dir examples/sample/frontend/dist --message "first release" --no-snapshot
+echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>')"
+
+say "deploy v2 while a client polls through nginx (every failed request is counted)"
+stop=$(mktemp); ok=0; failed=0
+( while [ ! -s "$stop" ]; do
+    if curl -sf --max-time 2 -o /dev/null http://127.0.0.1:28080/api/v1/health; then echo ok; else echo failed; fi
+  done > "$demo/poll.log" ) &
+poller=$!
+bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2" --message "second release" --no-snapshot
+echo stop > "$stop"; wait "$poller"; rm -f "$stop"
+ok=$(grep -c '^ok' "$demo/poll.log" || true); failed=$(grep -c '^failed' "$demo/poll.log" || true)
+echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>')"
+echo "requests during the deploy: $ok ok, $failed failed"
+
+say "the same deploy again is a no-op"
+bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2" --no-snapshot
+
+say "releases on the target"
+bin/lawsker-deploy releases --config "$cfg"
+
+say "switch back to the warm previous release"
+bin/lawsker-deploy rollback --previous --config "$cfg"
+echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>')"
 
 say "Lawsker's legacy deployment_config.json, read directly"
 legacy=config/testdata/lawsker_deployment_config.json
@@ -66,5 +112,6 @@ set -e
 echo "exit code: $code"
 
 say "reports and logs"
-ls -1t reports/ | head -n 6
-echo "latest plan report: $(ls -1t reports/plan_*.json | head -n 1)"
+ls -1t reports/ | head -n 8
+echo "latest deploy report: $(ls -1t reports/deploy_*.json | head -n 1)"
+echo "the local target keeps running; stop it with: scripts/local-target.sh stop"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The demo's local target on this machine, as examples/local.deploy.json
 # describes it: sshd on 127.0.0.1:2222 accepting the demo key for root (host
-# key recorded in .cache/demo/ssh/known_hosts), and an OCI registry on
-# 127.0.0.1:5000. Idempotent; everything lives under .cache/demo.
+# key recorded in .cache/demo/ssh/known_hosts; its sessions use this
+# repository's Docker engine), an OCI registry on 127.0.0.1:5000, and an
+# nginx under /var/tmp/lawsker-demo/nginx that includes the app's site file.
+# Idempotent; keys and logs live under .cache/demo.
 #
 #   scripts/local-target.sh         start (or check) the local target
 #   scripts/local-target.sh stop    stop it
@@ -14,8 +16,9 @@ registry_addr=127.0.0.1:5000
 log() { printf 'local-target: %s\n' "$*" >&2; }
 
 stop_pid() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null || true; rm -f "$1"; }
+nginx_prefix=/var/tmp/lawsker-demo/nginx
 if [ "${1:-}" = "stop" ]; then
-  stop_pid "$demo/sshd/sshd.pid"; stop_pid "$demo/registry/registry.pid"
+  stop_pid "$demo/sshd/sshd.pid"; stop_pid "$demo/registry/registry.pid"; stop_pid "$nginx_prefix/nginx.pid"
   log "stopped"; exit 0
 fi
 
@@ -43,6 +46,7 @@ PermitRootLogin prohibit-password
 StrictModes no
 UsePAM no
 Subsystem sftp internal-sftp
+SetEnv DOCKER_HOST=unix://$PWD/.cache/docker/docker.sock
 CFG
   mkdir -p /run/sshd
   /usr/sbin/sshd -f "$demo/sshd/sshd_config" -E "$demo/sshd/sshd.log"
@@ -68,7 +72,31 @@ CFG
   log "registry on $registry_addr"
 fi
 
+if ! alive "$nginx_prefix/nginx.pid"; then
+  mkdir -p "$nginx_prefix/sites" "$nginx_prefix/tmp" "$nginx_prefix/logs"
+  cat > "$nginx_prefix/nginx.conf" <<CFG
+worker_processes 1;
+pid $nginx_prefix/nginx.pid;
+error_log $nginx_prefix/logs/error.log warn;
+events { worker_connections 512; }
+http {
+  access_log $nginx_prefix/logs/access.log;
+  client_body_temp_path $nginx_prefix/tmp/body;
+  proxy_temp_path $nginx_prefix/tmp/proxy;
+  fastcgi_temp_path $nginx_prefix/tmp/fastcgi;
+  uwsgi_temp_path $nginx_prefix/tmp/uwsgi;
+  scgi_temp_path $nginx_prefix/tmp/scgi;
+  types { text/html html; application/javascript js; text/css css; application/json json; }
+  default_type application/octet-stream;
+  include $nginx_prefix/sites/*.conf;
+}
+CFG
+  nginx -p "$nginx_prefix" -c "$nginx_prefix/nginx.conf"
+  log "nginx (prefix $nginx_prefix; the app's site arrives with the first deploy)"
+fi
+
 for _ in $(seq 1 50); do port_open "$ssh_port" && port_open 5000 && break; sleep 0.2; done
 port_open "$ssh_port" || { log "sshd did not start:"; tail -n 20 "$demo/sshd/sshd.log" >&2; exit 1; }
 port_open 5000 || { log "registry did not start:"; tail -n 20 "$demo/registry/registry.log" >&2; exit 1; }
-log "ready: ssh root@127.0.0.1:$ssh_port (key $demo/ssh/id_ed25519), registry $registry_addr"
+alive "$nginx_prefix/nginx.pid" || { log "nginx did not start:"; tail -n 20 "$nginx_prefix/logs/error.log" >&2; exit 1; }
+log "ready: ssh root@127.0.0.1:$ssh_port (key $demo/ssh/id_ed25519), registry $registry_addr, nginx $nginx_prefix"

@@ -24,8 +24,9 @@ type TargetHost struct {
 	images   map[string]string
 }
 
-// StartTargetHost starts the servers and removes every container labelled
-// lawsker.app=<app> when the test ends.
+// StartTargetHost starts the servers and, when the test ends, removes the
+// containers deployed under Root/<app> (label lawsker.base): never another
+// test's, though they share the Docker engine.
 func StartTargetHost(t testing.TB, app string) *TargetHost {
 	t.Helper()
 	h := &TargetHost{SSHD: StartSSHD(t), Docker: DockerEngine(t), Registry: StartRegistry(t), Root: TempDir(t, "srv"), images: map[string]string{}}
@@ -37,7 +38,7 @@ func StartTargetHost(t testing.TB, app string) *TargetHost {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		out, _ := h.Docker.Run(ctx, "ps", "-aq", "--filter", "label=lawsker.app="+app)
+		out, _ := h.Docker.Run(ctx, "ps", "-aq", "--filter", "label=lawsker.base="+filepath.Join(h.Root, app))
 		for _, id := range strings.Fields(out) {
 			_, _ = h.Docker.Run(ctx, "rm", "-f", id)
 		}

@@ -107,7 +107,7 @@ func (c *cli) finishTargets(s *session, res *pipelines.Result, outcomes []deploy
 			case o.Reverted != "":
 				s.out("%s: %s\n", o.Target, o.Reverted)
 			case runErr == nil:
-				line := fmt.Sprintf("%s: %s %s (release %s, port %d", o.Target, verb, o.Image, o.Release, o.Port)
+				line := fmt.Sprintf("%s: %s to %s (release %s, port %d", o.Target, verb, o.Image, o.Release, o.Port)
 				if o.Previous != "" {
 					line += ", previous " + o.Previous + " kept warm"
 				}

@@ -20,6 +20,7 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	h := testenv.StartTargetHost(t, "sample")
 	v1 := h.Image(t, "./examples/sample/backend", "sample/backend", "v1")
 	v2 := h.Image(t, "./examples/sample/backend", "sample/backend", "v2")
+	ports := testenv.ReservePorts(t, 20)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "deploy.json")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`{"version": 1, "app": "sample",
@@ -28,10 +29,10 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	    "root": %q, "docker": {"host": %q},
 	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
 	  "backend": {"image": "%s/sample/backend", "network": "host", "secret_env": {"SAMPLE_TOKEN": "env:SAMPLE_TOKEN"},
-	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2}, "host_port_min": 30100, "host_port_max": 30200},
+	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
 	  "snapshots": {"enabled": false}}`,
 		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
-		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr)), 0o644))
+		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19)), 0o644))
 	const token = "sample-token-never-printed"
 	env := map[string]string{"SAMPLE_TOKEN": token}
 	version := func() string {
@@ -45,7 +46,7 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 
 	r := runIn(t, dir, env, "deploy", "--config", cfg, "--backend-image", v1, "--message", "first")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "local: deployed "+v1+" (release ")
+	assert.Contains(t, r.stdout, "local: deployed to "+v1+" (release ")
 	assert.Contains(t, r.stderr, "[switch:local] ok in ")
 	assert.Equal(t, "v1", version())
 
@@ -73,7 +74,7 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 
 	r = runIn(t, dir, env, "rollback", "--config", cfg, "--previous")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "local: switched back")
+	assert.Contains(t, r.stdout, "local: switched back to "+v1+" (release ")
 	assert.Equal(t, "v1", version())
 
 	r = runIn(t, dir, env, "lock", "status", "--config", cfg)
