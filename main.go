@@ -9,11 +9,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	cfgpkg "github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
@@ -21,6 +23,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/progress"
 	"github.com/lawsker/lawsker-deploy/redact"
+	"github.com/lawsker/lawsker-deploy/report"
 )
 
 // goImage is the toolchain image of the module's own checks; it matches the
@@ -101,42 +104,15 @@ func (m *LawskerDeploy) Preflight(
 	if err != nil {
 		return "", err
 	}
-	red := redact.New()
-	res := &cfgpkg.Resolver{Provided: map[string]string{}, OnResolve: func(v string) { red.Add(v) }}
-	for i, s := range secrets {
-		uri, err := s.URI(ctx)
-		if err != nil {
-			return "", fmt.Errorf("secrets[%d]: %w", i, err)
-		}
-		ref, err := cfgpkg.RefForURI(uri)
-		if err != nil {
-			return "", fmt.Errorf("secrets[%d]: %w", i, err)
-		}
-		value, err := s.Plaintext(ctx)
-		if err != nil {
-			return "", fmt.Errorf("secrets[%d] (%s): %w", i, ref, err)
-		}
-		red.Add(value)
-		res.Provided[string(ref)] = value
+	red, res, err := resolverFrom(ctx, secrets)
+	if err != nil {
+		return "", err
 	}
-	if knownHosts != nil {
-		contents, err := knownHosts.Contents(ctx)
-		if err != nil {
-			return "", fmt.Errorf("known-hosts: %w", err)
-		}
-		dir, err := os.MkdirTemp("", "lawsker-deploy-")
-		if err != nil {
-			return "", err
-		}
-		defer os.RemoveAll(dir)
-		path := filepath.Join(dir, "known_hosts")
-		if err := os.WriteFile(path, []byte(contents), 0o600); err != nil {
-			return "", fmt.Errorf("known-hosts: %w", err)
-		}
-		for i := range l.Config.Targets {
-			l.Config.Targets[i].SSH.KnownHosts = path
-		}
+	cleanup, err := useKnownHosts(ctx, knownHosts, l.Config)
+	if err != nil {
+		return "", err
 	}
+	defer cleanup()
 	g, err := deploy.Preflight(l.Config, res)
 	if err != nil {
 		return "", err
@@ -152,6 +128,219 @@ func (m *LawskerDeploy) Preflight(
 		return "", fmt.Errorf("preflight failed:\n%s%w", out.String(), red.Error(err))
 	}
 	return out.String(), nil
+}
+
+// Deploy puts a prebuilt release on every target: lock, pull the backend
+// image by digest, run migrations, start the new backend beside the old one,
+// health-gate it, upload the changed frontend files, switch nginx (backend
+// and frontend together), verify through nginx, keep the previous release
+// warm, unlock. A failure leaves the previous release serving. Prints the
+// run's progress and, as its last line, the JSON outcome.
+// +cache="never"
+func (m *LawskerDeploy) Deploy(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// backend image pinned by digest: REGISTRY/REPO@sha256:...
+	backendImage string,
+	// the built frontend files (when the configuration has a frontend)
+	// +optional
+	frontend *dagger.Directory,
+	// what this release is, for the history and the lock
+	// +optional
+	message string,
+	// secrets the configuration references (env://NAME, file://PATH)
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for every target
+	// +optional
+	knownHosts *dagger.File,
+	// deploy without a pre-deploy snapshot
+	// +optional
+	noSnapshot bool,
+	// deploy even when the same release already serves
+	// +optional
+	force bool,
+) (string, error) {
+	l, err := loadConfig(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	red, res, err := resolverFrom(ctx, secrets)
+	if err != nil {
+		return "", err
+	}
+	cleanup, err := useKnownHosts(ctx, knownHosts, l.Config)
+	if err != nil {
+		return "", err
+	}
+	defer cleanup()
+	frontendDir := ""
+	if frontend != nil {
+		dir, err := os.MkdirTemp("", "lawsker-frontend-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(dir)
+		if err := copyDirectory(ctx, frontend, dir); err != nil {
+			return "", fmt.Errorf("frontend: %w", err)
+		}
+		frontendDir = dir
+	}
+	id := report.NewID(time.Now())
+	d, err := deploy.Prepare(deploy.Request{Config: l.Config, Resolver: res, Image: backendImage, FrontendDir: frontendDir,
+		Message: message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: noSnapshot, Force: force})
+	if err != nil {
+		return "", err
+	}
+	defer d.Close()
+	return runTargets(ctx, red, d, l.Config)
+}
+
+// Rollback switches every target back to its warm previous release (kept
+// running for backend.rollback_window after a deploy).
+// +cache="never"
+func (m *LawskerDeploy) Rollback(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// switch back to the warm previous release
+	previous bool,
+	// secrets the configuration references (env://NAME, file://PATH)
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for every target
+	// +optional
+	knownHosts *dagger.File,
+) (string, error) {
+	if !previous {
+		return "", errors.New("rollback: pass --previous to switch back to the warm previous release (rollback to a snapshot comes with snapshots)")
+	}
+	l, err := loadConfig(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	red, res, err := resolverFrom(ctx, secrets)
+	if err != nil {
+		return "", err
+	}
+	cleanup, err := useKnownHosts(ctx, knownHosts, l.Config)
+	if err != nil {
+		return "", err
+	}
+	defer cleanup()
+	d, err := deploy.PrepareSwitchBack(deploy.Request{Config: l.Config, Resolver: res, Who: "dagger@" + hostname(), ID: report.NewID(time.Now())})
+	if err != nil {
+		return "", err
+	}
+	defer d.Close()
+	return runTargets(ctx, red, d, l.Config)
+}
+
+// runTargets runs a deploy or switch back with plain progress lines and
+// ends with the outcome as JSON.
+func runTargets(ctx context.Context, red *redact.Redactor, d *deploy.Deployment, cfg *cfgpkg.Config) (string, error) {
+	var out strings.Builder
+	w := red.NewWriter(&out)
+	result := pipelines.Run(ctx, d.Graph(), pipelines.Options{
+		MaxWorkers: cfg.Execution.MaxWorkers, Serial: !cfg.Execution.Parallel, ContinueOnFailure: true,
+		DefaultTimeout: cfg.Execution.StepTimeout.D(), Observer: progress.NewPlain(w),
+	})
+	_ = w.Flush()
+	outcome, _ := json.Marshal(d.Outcomes())
+	text := out.String() + red.String(string(outcome)) + "\n"
+	if err := result.Err(); err != nil {
+		return "", fmt.Errorf("%s%w", text, red.Error(err))
+	}
+	return text, nil
+}
+
+// resolverFrom feeds the configuration's secret references from Dagger
+// secrets, matched by their source (env://NAME -> env:NAME, file://PATH ->
+// file:PATH), and registers every value with a redactor.
+func resolverFrom(ctx context.Context, secrets []*dagger.Secret) (*redact.Redactor, *cfgpkg.Resolver, error) {
+	red := redact.New()
+	res := &cfgpkg.Resolver{Provided: map[string]string{}, OnResolve: func(v string) { red.Add(v) },
+		LookupEnv: func(string) (string, bool) { return "", false }}
+	for i, s := range secrets {
+		uri, err := s.URI(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("secrets[%d]: %w", i, err)
+		}
+		ref, err := cfgpkg.RefForURI(uri)
+		if err != nil {
+			return nil, nil, fmt.Errorf("secrets[%d]: %w", i, err)
+		}
+		value, err := s.Plaintext(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("secrets[%d] (%s): %w", i, ref, err)
+		}
+		red.Add(value)
+		res.Provided[string(ref)] = value
+	}
+	return red, res, nil
+}
+
+// useKnownHosts writes the given known_hosts where every target reads it
+// (the configuration's paths are on the caller's machine, not here).
+func useKnownHosts(ctx context.Context, knownHosts *dagger.File, cfg *cfgpkg.Config) (func(), error) {
+	if knownHosts == nil {
+		return func() {}, nil
+	}
+	contents, err := knownHosts.Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("known-hosts: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "lawsker-deploy-")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(path, []byte(contents), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("known-hosts: %w", err)
+	}
+	for i := range cfg.Targets {
+		cfg.Targets[i].SSH.KnownHosts = path
+	}
+	return func() { os.RemoveAll(dir) }, nil
+}
+
+// copyDirectory writes a Dagger directory's regular files under dest.
+func copyDirectory(ctx context.Context, src *dagger.Directory, dest string) error {
+	paths, err := src.Glob(ctx, "**")
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		isFile, err := src.Exists(ctx, p, dagger.DirectoryExistsOpts{ExpectedType: dagger.ExistsTypeRegularType, DoNotFollowSymlinks: true})
+		if err != nil {
+			return err
+		}
+		if !isFile {
+			continue
+		}
+		data, err := src.File(p).Contents(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		target := filepath.Join(dest, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(target, []byte(data), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "engine"
+	}
+	return h
 }
 
 // ConfigImport converts Lawsker's legacy deployment_config.json into the
