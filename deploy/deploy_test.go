@@ -113,13 +113,22 @@ func (r *rig) get(t *testing.T, path string) (int, string) {
 	return resp.StatusCode, strings.TrimSpace(string(body))
 }
 
+// serves checks nginx serves the version, allowing a moment after a switch:
+// just after a reload, nginx's old worker may still take a connection.
 func (r *rig) serves(t *testing.T, version string) {
 	t.Helper()
-	code, body := r.get(t, "/api/v1/version")
-	assert.Equal(t, http.StatusOK, code)
-	assert.Equal(t, version, body, "backend through nginx")
-	_, index := r.get(t, "/")
-	assert.Contains(t, index, "frontend "+version, "frontend through nginx")
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		code, body := r.get(t, "/api/v1/version")
+		_, index := r.get(t, "/")
+		if (code == http.StatusOK && body == version && strings.Contains(index, "frontend "+version)) || time.Now().After(deadline) {
+			assert.Equal(t, http.StatusOK, code)
+			assert.Equal(t, version, body, "backend through nginx")
+			assert.Contains(t, index, "frontend "+version, "frontend through nginx")
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (r *rig) state(t *testing.T) *State {

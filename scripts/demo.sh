@@ -60,7 +60,9 @@ bin/lawsker-deploy plan --config "$cfg"
 say "preflight: can this machine reach what deploy needs?"
 bin/lawsker-deploy preflight --config "$cfg"
 
-page() { curl -sS --max-time 5 "http://127.0.0.1:28080$1"; }
+# Just after a reload nginx's old worker may still take a connection: a
+# moment's pause before reading what the new release serves.
+page() { sleep 0.3; curl -sS --max-time 5 "http://127.0.0.1:28080$1"; }
 
 say "deploy v1 (no snapshot: snapshots are the next issue)"
 bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v1" --frontend-dir examples/sample/frontend/dist --message "first release" --no-snapshot

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,20 +36,29 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19)), 0o644))
 	const token = "sample-token-never-printed"
 	env := map[string]string{"SAMPLE_TOKEN": token}
-	version := func() string {
+	// version is what nginx serves, allowing a moment after a switch (just
+	// after a reload, nginx's old worker may still take a connection).
+	version := func(want string) string {
 		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/version", h.AppPort))
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return strings.TrimSpace(string(b))
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/version", h.AppPort))
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got := strings.TrimSpace(string(b))
+			if got == want || time.Now().After(deadline) {
+				return got
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 
 	r := runIn(t, dir, env, "deploy", "--config", cfg, "--backend-image", v1, "--message", "first")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "local: deployed to "+v1+" (release ")
 	assert.Contains(t, r.stderr, "[switch:local] ok in ")
-	assert.Equal(t, "v1", version())
+	assert.Equal(t, "v1", version("v1"))
 
 	r = runIn(t, dir, env, "deploy", "--json", "--config", cfg, "--backend-image", v2, "--message", "second")
 	require.Equal(t, exitOK, r.code, r.stderr)
@@ -57,7 +67,7 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	assert.Equal(t, "succeeded", out.Status)
 	require.Len(t, out.Targets, 1)
 	assert.NotEmpty(t, out.Targets[0].Previous)
-	assert.Equal(t, "v2", version())
+	assert.Equal(t, "v2", version("v2"))
 
 	r = runIn(t, dir, env, "deploy", "--config", cfg, "--backend-image", v2, "--message", "second")
 	require.Equal(t, exitOK, r.code, r.stderr)
@@ -75,7 +85,7 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	r = runIn(t, dir, env, "rollback", "--config", cfg, "--previous")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "local: switched back to "+v1+" (release ")
-	assert.Equal(t, "v1", version())
+	assert.Equal(t, "v1", version("v1"))
 
 	r = runIn(t, dir, env, "lock", "status", "--config", cfg)
 	require.Equal(t, exitOK, r.code, r.stderr)
