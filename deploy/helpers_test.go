@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/target"
@@ -16,3 +17,11 @@ func connectTarget(ctx context.Context, s *testenv.SSHD, key []byte) (*target.Ho
 }
 
 func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+func mustRead(t interface{ Fatalf(string, ...any) }, p string) []byte {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return data
+}

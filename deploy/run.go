@@ -130,9 +130,6 @@ func Unsupported(cfg *config.Config, noSnapshot bool) []string {
 	if cfg.Monitoring.Enabled {
 		out = append(out, "monitoring.enabled: monitoring is not applied by deploy yet; set monitoring.enabled to false for now")
 	}
-	if cfg.Database != nil && cfg.Database.Bootstrap {
-		out = append(out, "database.bootstrap: creating the role and database is not available yet; create them by hand and set database.bootstrap to false")
-	}
 	return out
 }
 
@@ -224,9 +221,16 @@ func (d *Deployment) steps() []pipelines.Step {
 			Description: "pull " + d.req.Image,
 			Run:         func(ctx context.Context) error { return d.pull(ctx, tr) }}))
 	}
+	var bootstrap string
+	if db := cfg.Database; db != nil && db.Bootstrap {
+		first := d.targets[0]
+		bootstrap = add(pipelines.Step{Name: StepBootstrapDB, Needs: []string{StepLock + ":" + first.cfg.Name}, Timeout: 2 * time.Minute,
+			Description: fmt.Sprintf("create role %s and database %s when missing (as %s, from %s)", db.User, db.Name, db.AdminUser, first.cfg.Name),
+			Run:         func(ctx context.Context) error { return d.bootstrapDB(ctx, first) }})
+	}
 	var migrate string
 	if migrations {
-		migrate = add(pipelines.Step{Name: StepMigrate, Needs: append([]string{pulls[0]}, prepares...),
+		migrate = add(pipelines.Step{Name: StepMigrate, Needs: nonEmpty(append([]string{pulls[0], bootstrap}, prepares...)...),
 			Description: "run `" + strings.Join(cfg.Backend.MigrateCommand, " ") + "` once, in the new image, on " + d.targets[0].cfg.Name,
 			Run:         func(ctx context.Context) error { return d.migrate(ctx, d.targets[0]) }})
 	}
@@ -266,9 +270,10 @@ func (d *Deployment) steps() []pipelines.Step {
 
 // Per-target step names beyond plan.go's.
 const (
-	StepPrepare = "prepare"
-	StepPrune   = "prune"
-	StepRevert  = "revert"
+	StepPrepare     = "prepare"
+	StepBootstrapDB = "bootstrap-database"
+	StepPrune       = "prune"
+	StepRevert      = "revert"
 )
 
 func endpointOf(t config.Target, res *config.Resolver) (target.Endpoint, error) {
@@ -428,6 +433,15 @@ func (d *Deployment) envFile(tr *targetRun) ([]byte, error) {
 		vars[b.PortEnv] = strconv.Itoa(tr.port)
 	}
 	return EnvFile(vars)
+}
+
+func (d *Deployment) bootstrapDB(ctx context.Context, tr *targetRun) error {
+	r, err := BootstrapDatabase(ctx, *d.req.Config.Database, d.req.Resolver, tr.host.DialTCP)
+	if err != nil {
+		return err
+	}
+	d.log.Info("database ready", "role_created", r.RoleCreated, "database_created", r.DatabaseCreated)
+	return nil
 }
 
 func (d *Deployment) pull(ctx context.Context, tr *targetRun) error {

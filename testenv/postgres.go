@@ -54,6 +54,10 @@ func chownToPostgres(t testing.TB, dir string) {
 	}
 }
 
+// Log is the server's output: its log, including every DDL statement
+// (log_statement=ddl), so tests can check what reached the server.
+func (p *Postgres) Log() string { return p.proc.log.String() }
+
 // StartPostgres initialises a cluster with password authentication on a
 // free loopback port and starts it.
 func StartPostgres(t testing.TB) *Postgres {
@@ -80,7 +84,7 @@ func StartPostgres(t testing.TB) *Postgres {
 	os.Remove(pwfile)
 	pg.proc = Start(t, "postgres", asPostgresUser(t, Bin(t, "postgres"), "-D", data, "-p", strconv.Itoa(pg.Port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+sock, "-c", "fsync=off",
-		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=50"))
+		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=50", "-c", "log_statement=ddl"))
 	pg.proc.WaitFor(t, 30*time.Second, "accepting connections", func(ctx context.Context) error {
 		out, err := Run(ctx, Bin(t, "pg_isready"), "-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", pg.User)
 		if err != nil {
