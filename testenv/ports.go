@@ -12,10 +12,12 @@ import (
 	"time"
 )
 
+// Blocks come from below Linux's ephemeral range (32768-60999), where
+// FreePort's ports (the kernel's choice) come from, so the two never meet.
 const (
 	portsFile  = "/tmp/lawsker-testenv-ports"
-	portsFirst = 21000
-	portsLast  = 39999
+	portsFirst = 20000
+	portsLast  = 32000
 )
 
 // ReservePorts reserves a block of n consecutive loopback ports for the
