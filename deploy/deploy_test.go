@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -406,4 +407,41 @@ func (r *rig) deployB(b *testing.B, cfg *config.Config, image, front string, for
 		b.Fatal(res.Err())
 	}
 	return res
+}
+
+func TestRollbackWindowStopsThePreviousBackend(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, "")
+	cfg.Backend.RollbackWindow = config.Duration(time.Second)
+	require.NoError(t, r.deploy(t, cfg, r.image(t, "v1"), frontend(t, "v1")).res.Err())
+	require.NoError(t, r.deploy(t, cfg, r.image(t, "v2"), frontend(t, "v2")).res.Err())
+	prev, ok := r.state(t).Previous()
+	require.True(t, ok)
+	deadline := time.Now().Add(15 * time.Second)
+	for slices.Contains(r.running(t), prev.Container) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	assert.NotContains(t, r.running(t), prev.Container, "stopped after the rollback window")
+	cur, _ := r.state(t).Current()
+	assert.Contains(t, r.running(t), cur.Container, "the current one runs on")
+	r.serves(t, "v2")
+}
+
+func TestDeployToAnUnreachableHostChangesNothing(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, "")
+	cfg.Targets[0].SSH.Port = testenv.FreePort(t) // nothing listens there
+	cfg.Targets[0].SSH.ConnectTimeout = config.Duration(time.Second)
+	run := r.deploy(t, cfg, r.image(t, "v1"), frontend(t, "v1"))
+	err := stepErr(run.res, "lock:local")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "connection refused")
+	s, _ := run.res.Step("lock:local")
+	assert.Equal(t, 3, s.Attempts, "network errors are retried, a bounded number of times")
+	for _, name := range []string{"revert:local", "unlock:local"} {
+		st, _ := run.res.Step(name)
+		assert.Equal(t, pipelines.Skipped, st.State, name)
+	}
+	_, statErr := os.Stat(filepath.Join(r.root, "sample"))
+	assert.True(t, os.IsNotExist(statErr), "nothing was created on the target")
 }
