@@ -100,34 +100,20 @@ func (m *LawskerDeploy) Preflight(
 	// +optional
 	knownHosts *dagger.File,
 ) (string, error) {
-	l, err := loadConfig(ctx, config)
+	env, err := newRunEnv(ctx, config, secrets, knownHosts)
 	if err != nil {
 		return "", err
 	}
-	red, res, err := resolverFrom(ctx, secrets)
+	defer env.cleanup()
+	g, err := deploy.Preflight(env.cfg, env.res)
 	if err != nil {
 		return "", err
 	}
-	cleanup, err := useKnownHosts(ctx, knownHosts, l.Config)
+	text, err := env.run(ctx, g, nil)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("preflight failed:\n%w", err)
 	}
-	defer cleanup()
-	g, err := deploy.Preflight(l.Config, res)
-	if err != nil {
-		return "", err
-	}
-	var out strings.Builder
-	w := red.NewWriter(&out)
-	result := pipelines.Run(ctx, g, pipelines.Options{
-		MaxWorkers: l.Config.Execution.MaxWorkers, Serial: !l.Config.Execution.Parallel, ContinueOnFailure: true,
-		DefaultTimeout: l.Config.Execution.StepTimeout.D(), Observer: progress.NewPlain(w),
-	})
-	_ = w.Flush()
-	if err := result.Err(); err != nil {
-		return "", fmt.Errorf("preflight failed:\n%s%w", out.String(), red.Error(err))
-	}
-	return out.String(), nil
+	return text, nil
 }
 
 // Deploy puts a prebuilt release on every target: lock, pull the backend
@@ -162,19 +148,11 @@ func (m *LawskerDeploy) Deploy(
 	// +optional
 	force bool,
 ) (string, error) {
-	l, err := loadConfig(ctx, config)
+	env, err := newRunEnv(ctx, config, secrets, knownHosts)
 	if err != nil {
 		return "", err
 	}
-	red, res, err := resolverFrom(ctx, secrets)
-	if err != nil {
-		return "", err
-	}
-	cleanup, err := useKnownHosts(ctx, knownHosts, l.Config)
-	if err != nil {
-		return "", err
-	}
-	defer cleanup()
+	defer env.cleanup()
 	frontendDir := ""
 	if frontend != nil {
 		dir, err := os.MkdirTemp("", "lawsker-frontend-")
@@ -188,13 +166,13 @@ func (m *LawskerDeploy) Deploy(
 		frontendDir = dir
 	}
 	id := report.NewID(time.Now())
-	d, err := deploy.Prepare(deploy.Request{Config: l.Config, Resolver: res, Image: backendImage, FrontendDir: frontendDir,
+	d, err := deploy.Prepare(deploy.Request{Config: env.cfg, Resolver: env.res, Image: backendImage, FrontendDir: frontendDir,
 		Message: message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: noSnapshot, Force: force})
 	if err != nil {
 		return "", err
 	}
 	defer d.Close()
-	return runTargets(ctx, red, d, l.Config)
+	return env.runTargets(ctx, d)
 }
 
 // Rollback switches every target back to its warm previous release (kept
@@ -216,43 +194,71 @@ func (m *LawskerDeploy) Rollback(
 	if !previous {
 		return "", errors.New("rollback: pass --previous to switch back to the warm previous release (rollback to a snapshot comes with snapshots)")
 	}
-	l, err := loadConfig(ctx, config)
+	env, err := newRunEnv(ctx, config, secrets, knownHosts)
 	if err != nil {
 		return "", err
 	}
-	red, res, err := resolverFrom(ctx, secrets)
-	if err != nil {
-		return "", err
-	}
-	cleanup, err := useKnownHosts(ctx, knownHosts, l.Config)
-	if err != nil {
-		return "", err
-	}
-	defer cleanup()
-	d, err := deploy.PrepareSwitchBack(deploy.Request{Config: l.Config, Resolver: res, Who: "dagger@" + hostname(), ID: report.NewID(time.Now())})
+	defer env.cleanup()
+	d, err := deploy.PrepareSwitchBack(deploy.Request{Config: env.cfg, Resolver: env.res, Who: "dagger@" + hostname(), ID: report.NewID(time.Now())})
 	if err != nil {
 		return "", err
 	}
 	defer d.Close()
-	return runTargets(ctx, red, d, l.Config)
+	return env.runTargets(ctx, d)
 }
 
-// runTargets runs a deploy or switch back with plain progress lines and
-// ends with the outcome as JSON.
-func runTargets(ctx context.Context, red *redact.Redactor, d *deploy.Deployment, cfg *cfgpkg.Config) (string, error) {
+// runEnv is what every function that reaches targets needs: the
+// configuration, its secrets resolved from Dagger secrets (and registered
+// with a redactor), known_hosts written where the targets read it.
+type runEnv struct {
+	cfg     *cfgpkg.Config
+	red     *redact.Redactor
+	res     *cfgpkg.Resolver
+	cleanup func()
+}
+
+func newRunEnv(ctx context.Context, config *dagger.File, secrets []*dagger.Secret, knownHosts *dagger.File) (*runEnv, error) {
+	l, err := loadConfig(ctx, config)
+	if err != nil {
+		return nil, err
+	}
+	red, res, err := resolverFrom(ctx, secrets)
+	if err != nil {
+		return nil, err
+	}
+	cleanup, err := useKnownHosts(ctx, knownHosts, l.Config)
+	if err != nil {
+		return nil, err
+	}
+	return &runEnv{cfg: l.Config, red: red, res: res, cleanup: cleanup}, nil
+}
+
+// run runs a graph with plain progress lines (then suffix); on failure the
+// error carries the lines and the masked error.
+func (e *runEnv) run(ctx context.Context, g *pipelines.Graph, suffix func() string) (string, error) {
 	var out strings.Builder
-	w := red.NewWriter(&out)
-	result := pipelines.Run(ctx, d.Graph(), pipelines.Options{
-		MaxWorkers: cfg.Execution.MaxWorkers, Serial: !cfg.Execution.Parallel, ContinueOnFailure: true,
-		DefaultTimeout: cfg.Execution.StepTimeout.D(), Observer: progress.NewPlain(w),
+	w := e.red.NewWriter(&out)
+	result := pipelines.Run(ctx, g, pipelines.Options{
+		MaxWorkers: e.cfg.Execution.MaxWorkers, Serial: !e.cfg.Execution.Parallel, ContinueOnFailure: true,
+		DefaultTimeout: e.cfg.Execution.StepTimeout.D(), Observer: progress.NewPlain(w),
 	})
 	_ = w.Flush()
-	outcome, _ := json.Marshal(d.Outcomes())
-	text := out.String() + red.String(string(outcome)) + "\n"
+	text := out.String()
+	if suffix != nil {
+		text += e.red.String(suffix())
+	}
 	if err := result.Err(); err != nil {
-		return "", fmt.Errorf("%s%w", text, red.Error(err))
+		return "", fmt.Errorf("%s%w", text, e.red.Error(err))
 	}
 	return text, nil
+}
+
+// runTargets runs a deploy or switch back and ends with the outcome as JSON.
+func (e *runEnv) runTargets(ctx context.Context, d *deploy.Deployment) (string, error) {
+	return e.run(ctx, d.Graph(), func() string {
+		outcome, _ := json.Marshal(d.Outcomes())
+		return string(outcome) + "\n"
+	})
 }
 
 // resolverFrom feeds the configuration's secret references from Dagger

@@ -317,13 +317,9 @@ func (d *Deployment) lock(ctx context.Context, tr *targetRun) error {
 
 func (d *Deployment) prepare(ctx context.Context, tr *targetRun) error {
 	h, l := tr.host, tr.layout
-	st, err := LoadState(h, l)
+	st, err := d.loadState(ctx, tr)
 	if err != nil {
 		return err
-	}
-	tr.state = st
-	if err := d.converge(ctx, tr); err != nil {
-		return fmt.Errorf("converging the interrupted deploy %s: %w", st.InProgress.ID, err)
 	}
 	if cur, ok := st.Current(); ok {
 		c := cur
@@ -827,6 +823,23 @@ func (d *Deployment) restoreSite(ctx context.Context, tr *targetRun) error {
 	}
 	_, err := h.Run(ctx, "rm", "-f", l.Current(), l.CurrentContainer())
 	return err
+}
+
+// loadState reads state.json and converges an interrupted deploy, so what
+// it records as current is what serves.
+func (d *Deployment) loadState(ctx context.Context, tr *targetRun) (*State, error) {
+	st, err := LoadState(tr.host, tr.layout)
+	if err != nil {
+		return nil, err
+	}
+	tr.state = st
+	if st.InProgress != nil {
+		id := st.InProgress.ID
+		if err := d.converge(ctx, tr); err != nil {
+			return nil, fmt.Errorf("converging the interrupted deploy %s: %w", id, err)
+		}
+	}
+	return st, nil
 }
 
 // converge finishes what an interrupted deploy left, so the release

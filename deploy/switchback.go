@@ -50,12 +50,8 @@ func PrepareSwitchBack(req Request) (*Deployment, error) {
 
 func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	h, l := tr.host, tr.layout
-	st, err := LoadState(h, l)
+	st, err := d.loadState(ctx, tr)
 	if err != nil {
-		return err
-	}
-	tr.state = st
-	if err := d.converge(ctx, tr); err != nil {
 		return err
 	}
 	cur, hasCur := st.Current()

@@ -456,13 +456,19 @@ func (c *cli) preflight(ctx context.Context, args []string) error {
 	} else {
 		s.out("report: %s\n", path)
 	}
-	if runErr != nil {
-		if c.jsonOut {
-			return failureCode(exitFailed)
-		}
-		return failure{s.red.Error(runErr)}
+	return c.failed(s, runErr)
+}
+
+// failed is the error a verb returns after its run failed (nil when it did
+// not): exit 1, with the masked message unless --json printed the result.
+func (c *cli) failed(s *session, runErr error) error {
+	if runErr == nil {
+		return nil
 	}
-	return nil
+	if c.jsonOut {
+		return failureCode(exitFailed)
+	}
+	return failure{s.red.Error(runErr)}
 }
 
 func (c *cli) configCmd(args []string) error {

@@ -119,13 +119,7 @@ func (c *cli) finishTargets(s *session, res *pipelines.Result, outcomes []deploy
 		}
 		s.out("%s in %s; report: %s\n", s.report.Status, out.Duration, path)
 	}
-	if runErr != nil {
-		if c.jsonOut {
-			return failureCode(exitFailed)
-		}
-		return failure{s.red.Error(runErr)}
-	}
-	return nil
+	return c.failed(s, runErr)
 }
 
 // targetInfo is what `releases` and `lock status` show for one target.
@@ -270,13 +264,7 @@ func (c *cli) showTargets(s *session, infos []targetInfo, runErr error, withRele
 		}
 		s.out("report: %s\n", path)
 	}
-	if runErr != nil {
-		if c.jsonOut {
-			return failureCode(exitFailed)
-		}
-		return failure{s.red.Error(runErr)}
-	}
-	return nil
+	return c.failed(s, runErr)
 }
 
 // shortImage keeps the repository's last part and 12 digest characters.
