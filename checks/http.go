@@ -1,0 +1,109 @@
+package checks
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// MaxBody bounds every response body read by a check.
+const MaxBody = 1 << 20
+
+// maxRedirects bounds redirect chains (a loop fails the check).
+const maxRedirects = 5
+
+// HTTP is the client checks use: bounded time, bounded redirects, bounded
+// bodies, optional Host header.
+type HTTP struct {
+	Client *http.Client
+	Host   string // Host header ("" keeps the URL's)
+}
+
+// NewHTTP returns a client with a per-request timeout; tlsConfig nil uses
+// the system roots.
+func NewHTTP(timeout time.Duration, tlsConfig *tls.Config) *HTTP {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConfig
+	tr.MaxIdleConnsPerHost = 64
+	return &HTTP{Client: &http.Client{
+		Timeout:   timeout,
+		Transport: tr,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= maxRedirects {
+				return fmt.Errorf("more than %d redirects (last to %s): a redirect loop?", maxRedirects, req.URL)
+			}
+			return nil
+		},
+	}}
+}
+
+// Response is a bounded response.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Do sends a request and reads at most MaxBody of the answer; a larger body
+// is an error (a check never reads without bound).
+func (h *HTTP) Do(ctx context.Context, method, url string, body io.Reader, header http.Header) (*Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if h.Host != "" {
+		req.Host = h.Host
+	}
+	resp, err := h.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading the body: %w", method, url, err)
+	}
+	if len(data) > MaxBody {
+		return nil, fmt.Errorf("%s %s: the response body is larger than %d bytes", method, url, MaxBody)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
+}
+
+// Get is Do with GET and no body.
+func (h *HTTP) Get(ctx context.Context, url string) (*Response, error) {
+	return h.Do(ctx, http.MethodGet, url, nil, nil)
+}
+
+// jsonField reads a top-level string field of a JSON object body.
+func jsonField(body []byte, field string) (string, bool, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return "", false, err
+	}
+	v, ok := obj[field]
+	if !ok {
+		return "", false, nil
+	}
+	s, _ := v.(string)
+	return s, true, nil
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 120 {
+		s = s[:120] + "..."
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
