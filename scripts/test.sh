@@ -31,3 +31,7 @@ go test ./pipelines -run '^$' -bench 'CriticalPathLatency' -benchtime 200x -coun
 # image on the host without the health gate's wait. Zero downtime (0 failed
 # requests at >= 200/s during a deploy and a switch back) is TestZeroDowntime.
 go test ./deploy -run '^$' -bench 'SwitchBack|DeployWarm' -benchtime 5x
+# The verification suite's load generator beside wrk (same connections and
+# duration, nginx serving a static file), and its peak heap over 1,000,000
+# requests.
+go test ./checks -run '^$' -bench 'LoadVsWrk|LoadMemory' -benchtime 1x
