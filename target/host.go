@@ -307,3 +307,27 @@ func (h *Host) Readlink(p string) (string, error) {
 	}
 	return t, nil
 }
+
+// StatGlob returns the modes of the files matching a glob pattern (SFTP, no
+// shell): for permission checks.
+func (h *Host) StatGlob(pattern string) (map[string]os.FileMode, error) {
+	fs, err := h.Files()
+	if err != nil {
+		return nil, err
+	}
+	paths, err := fs.Glob(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("%s: glob %s: %w", h.Endpoint.Addr(), pattern, err)
+	}
+	out := map[string]os.FileMode{}
+	for _, p := range paths {
+		st, err := fs.Lstat(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: stat %s: %w", h.Endpoint.Addr(), p, err)
+		}
+		if st.Mode().IsRegular() {
+			out[p] = st.Mode()
+		}
+	}
+	return out, nil
+}
