@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -37,6 +38,50 @@ func testBackend(t *testing.T) *httptest.Server {
 		}
 	})
 	mux.HandleFunc("/loop", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/loop", http.StatusFound) })
+	const user, pass, token = "verify@lawsker.test", "correct horse battery", "tok-123"
+	mux.HandleFunc("/api/v1/auth/login", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "method", http.StatusMethodNotAllowed)
+			return
+		}
+		var u, p string
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+			var body struct{ Username, Password string }
+			_ = json.NewDecoder(r.Body).Decode(&body)
+			u, p = body.Username, body.Password
+		} else {
+			u, p = r.FormValue("username"), r.FormValue("password")
+		}
+		if u != user || p != pass {
+			http.Error(w, `{"detail":"Incorrect username or password"}`, http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":%q,"token_type":"bearer"}`, token)
+	})
+	authed := func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+token }
+	mux.HandleFunc("/api/v1/users/me", func(w http.ResponseWriter, r *http.Request) {
+		if !authed(r) {
+			http.Error(w, `{"detail":"Not authenticated"}`, http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, `{"id":1,"email":%q,"profile":{"role":"lawyer"}}`, user)
+	})
+	mux.HandleFunc("/api/v1/statistics", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `{"cases":3,"users":1}`) })
+	mux.HandleFunc("/api/v1/upload", func(w http.ResponseWriter, r *http.Request) {
+		if !authed(r) {
+			http.Error(w, "auth", http.StatusUnauthorized)
+			return
+		}
+		f, h, err := r.FormFile("file")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		f.Close()
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"filename":%q,"size":%d}`, h.Filename, h.Size)
+	})
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, "# TYPE http_requests_total counter\nhttp_requests_total 42\n")
 	})
