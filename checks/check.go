@@ -50,6 +50,8 @@ type Check struct {
 	Category Category
 	// Timeout bounds the check (default 10 s).
 	Timeout time.Duration
+	// Later runs it after the others (it needs one of their outcomes).
+	Later bool
 	// Run returns the verdict. An error is a failure with its message; a
 	// check that cannot apply returns Skipped("why").
 	Run func(ctx context.Context) (Result, error)

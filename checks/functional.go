@@ -185,13 +185,14 @@ func Upload(h *HTTP, base, path string, token *string) func(context.Context) (Re
 		if token != nil && *token != "" {
 			header.Set("Authorization", "Bearer "+*token)
 		}
+		size := buf.Len()
 		resp, err := h.Do(ctx, http.MethodPost, strings.TrimRight(base, "/")+path, &buf, header)
 		if err != nil {
 			return Result{}, err
 		}
 		switch {
 		case resp.Status >= 200 && resp.Status < 300:
-			return Passed("POST %s (multipart, %d bytes): status %d", path, buf.Len(), resp.Status), nil
+			return Passed("POST %s (multipart, %d bytes): status %d", path, size, resp.Status), nil
 		case (resp.Status == 401 || resp.Status == 403) && (token == nil || *token == ""):
 			return Skipped("POST %s needs authentication (%d) and no credentials are configured", path, resp.Status), nil
 		}

@@ -175,6 +175,7 @@ func (c *Config) SecretRefs() []SecretUse {
 		addRef("redis.password", c.Redis.Password)
 	}
 	addRef("monitoring.grafana_admin_password", c.Monitoring.GrafanaAdminPassword)
+	addRef("verification.login.password", c.Verification.Login.Password)
 	if c.Notifications.SMTP != nil {
 		addRef("notifications.smtp.password", c.Notifications.SMTP.Password)
 	}

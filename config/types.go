@@ -155,10 +155,53 @@ type Monitoring struct {
 
 // Verification configures the verification suite.
 type Verification struct {
-	BaseURL    string     `json:"base_url,omitempty" format:"httpurl" doc:"URL the suite tests; default https://<first domain>, or the target host over http"`
-	SSLBaseURL string     `json:"ssl_base_url,omitempty" format:"httpurl" doc:"HTTPS URL for the TLS and header checks"`
-	Categories []string   `json:"categories,omitempty" enum:"health|functional|performance|security" default:"[\"health\",\"functional\",\"performance\",\"security\"]" doc:"categories run after a deploy"`
-	Thresholds Thresholds `json:"thresholds" doc:"limits the performance checks enforce"`
+	BaseURL        string     `json:"base_url,omitempty" format:"httpurl" doc:"URL the suite tests; default https://<first domain>, or the target host over http"`
+	SSLBaseURL     string     `json:"ssl_base_url,omitempty" format:"httpurl" doc:"HTTPS URL for the TLS and header checks"`
+	Categories     []string   `json:"categories,omitempty" enum:"health|functional|performance|security" default:"[\"health\",\"functional\",\"performance\",\"security\"]" doc:"categories run after a deploy"`
+	Thresholds     Thresholds `json:"thresholds" doc:"limits the performance checks enforce"`
+	Endpoints      []Endpoint `json:"endpoints,omitempty" default:"[{\"path\":\"/api/v1/health\"},{\"path\":\"/api/v1/users/me\",\"expect\":[200,401,403]},{\"path\":\"/api/v1/cases\",\"expect\":[200,401,403]},{\"path\":\"/api/v1/statistics\",\"expect\":[200,401,403]}]" doc:"API endpoints checked after every deploy (Lawsker's by default)"`
+	Login          Login      `json:"login" doc:"the authentication flow check"`
+	UploadPath     string     `json:"upload_path,omitempty" format:"urlpath" default:"\"/api/v1/upload\"" doc:"multipart upload endpoint; empty skips the upload check"`
+	Requests       int        `json:"requests,omitempty" min:"1" max:"10000" default:"20" doc:"requests per endpoint for the response-time percentiles"`
+	Load           LoadTest   `json:"load" doc:"the concurrent load check"`
+	MinHeaderScore int        `json:"min_header_score,omitempty" min:"0" max:"100" default:"70" doc:"security headers score (out of 100) below which the check fails"`
+	Ports          PortScan   `json:"ports" doc:"the open-port check of every target"`
+	ProtectedFiles []string   `json:"protected_files,omitempty" default:"[\"releases/*/backend.env\"]" doc:"glob patterns (relative to <root>/<app> or absolute) of files that must not be readable by group or others"`
+	CheckTimeout   Duration   `json:"check_timeout,omitempty" default:"\"20s\"" doc:"bound of one check"`
+	Deadline       Duration   `json:"deadline,omitempty" default:"\"2m\"" doc:"bound of the whole suite"`
+}
+
+// Endpoint is a declarative API check.
+type Endpoint struct {
+	Method     string            `json:"method,omitempty" enum:"GET|POST|PUT|PATCH|DELETE|HEAD" default:"\"GET\"" doc:"HTTP method"`
+	Path       string            `json:"path" required:"true" format:"urlpath" doc:"path under the base URL"`
+	Headers    map[string]string `json:"headers,omitempty" doc:"extra request headers"`
+	Body       string            `json:"body,omitempty" doc:"request body (sent as JSON when it starts with { or [)"`
+	Expect     []int             `json:"expect,omitempty" default:"[200]" doc:"accepted statuses"`
+	JSONFields []string          `json:"json_fields,omitempty" doc:"dotted fields the JSON answer must have"`
+}
+
+// Login is the authentication flow check.
+type Login struct {
+	Path          string    `json:"path,omitempty" format:"urlpath" default:"\"/api/v1/auth/login\"" doc:"login endpoint (POST)"`
+	Form          bool      `json:"form,omitempty" doc:"send form fields (OAuth2 password flow) instead of JSON"`
+	Username      string    `json:"username,omitempty" doc:"a test account; empty checks only that a wrong login is refused"`
+	Password      SecretRef `json:"password,omitempty" doc:"the test account's password"`
+	TokenField    string    `json:"token_field,omitempty" doc:"JSON field of the token (default access_token, then token)"`
+	ProtectedPath string    `json:"protected_path,omitempty" format:"urlpath" default:"\"/api/v1/users/me\"" doc:"endpoint that must accept the token"`
+}
+
+// LoadTest shapes the concurrent load check.
+type LoadTest struct {
+	Concurrency int      `json:"concurrency,omitempty" min:"1" max:"1000" default:"10" doc:"concurrent workers"`
+	Duration    Duration `json:"duration,omitempty" default:"\"5s\"" doc:"how long the load runs"`
+	Path        string   `json:"path,omitempty" format:"urlpath" doc:"path loaded (default backend.health_path)"`
+}
+
+// PortScan lists the ports scanned on each target and those allowed open.
+type PortScan struct {
+	Scan  []int `json:"scan,omitempty" default:"[21,22,23,25,80,443,2375,2376,3000,3306,5432,6379,8000,8080,9090,9100,11211,27017]" doc:"ports tried on each target"`
+	Allow []int `json:"allow,omitempty" default:"[22,80,443]" doc:"ports allowed to answer"`
 }
 
 // Thresholds are the performance limits.

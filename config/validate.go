@@ -93,6 +93,23 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 	if g.Interval.D() <= 0 {
 		add("backend.health_gate.interval", "must be more than 0s")
 	}
+	for name, ports := range map[string][]int{"verification.ports.scan": c.Verification.Ports.Scan, "verification.ports.allow": c.Verification.Ports.Allow} {
+		for i, p := range ports {
+			if p < 1 || p > 65535 {
+				add(indexPath(name, i), "must be 1-65535, got %d", p)
+			}
+		}
+	}
+	for i, ep := range c.Verification.Endpoints {
+		for j, code := range ep.Expect {
+			if code < 100 || code > 599 {
+				add(indexPath(indexPath("verification.endpoints", i)+".expect", j), "must be an HTTP status (100-599), got %d", code)
+			}
+		}
+	}
+	if c.Verification.Login.Username != "" && c.Verification.Login.Password.IsZero() {
+		add("verification.login.password", "is required with verification.login.username (a secret reference)")
+	}
 	if c.Execution.StepTimeout.D() <= 0 {
 		add("execution.step_timeout", "must be more than 0s")
 	}

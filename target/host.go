@@ -75,7 +75,10 @@ func (h *Host) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	}()
 	select {
 	case r := <-ch:
-		return r.c, r.err
+		if r.err != nil {
+			return nil, r.err
+		}
+		return &deadlineConn{Conn: r.c}, nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-ch; r.c != nil {
@@ -331,3 +334,28 @@ func (h *Host) StatGlob(pattern string) (map[string]os.FileMode, error) {
 	}
 	return out, nil
 }
+
+// deadlineConn gives an SSH channel (which rejects deadlines) deadlines
+// that work: when one passes, the connection is closed, so a blocked read
+// or write returns. Clients such as go-redis rely on them.
+type deadlineConn struct {
+	net.Conn
+	mu    sync.Mutex
+	timer *time.Timer
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	if !t.IsZero() {
+		c.timer = time.AfterFunc(time.Until(t), func() { c.Conn.Close() })
+	}
+	return nil
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error  { return c.SetDeadline(t) }
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }

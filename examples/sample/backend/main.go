@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -56,6 +57,71 @@ func main() {
 			return
 		}
 		fmt.Fprint(w, os.Getenv(name))
+	})
+	// Lawsker's API surface, enough for the verification suite: a login for
+	// the demo account (its password in SAMPLE_LOGIN_PASSWORD), endpoints
+	// that need its token, and an upload.
+	const demoUser = "demo@sample.test"
+	token := fmt.Sprintf("sample-token-%d", time.Now().UnixNano())
+	mux.HandleFunc("/api/v1/auth/login", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, `{"detail":"Method Not Allowed"}`, http.StatusMethodNotAllowed)
+			return
+		}
+		var body struct{ Username, Password string }
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+			_ = json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body)
+		} else {
+			body.Username, body.Password = r.FormValue("username"), r.FormValue("password")
+		}
+		want := os.Getenv("SAMPLE_LOGIN_PASSWORD")
+		if want == "" || body.Username != demoUser || body.Password != want {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"detail":"Incorrect username or password"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"access_token": token, "token_type": "bearer"})
+	})
+	authed := func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"detail":"Not authenticated"}`)
+			return false
+		}
+		return true
+	}
+	mux.HandleFunc("/api/v1/users/me", func(w http.ResponseWriter, r *http.Request) {
+		if authed(w, r) {
+			json.NewEncoder(w).Encode(map[string]any{"id": 1, "email": demoUser})
+		}
+	})
+	mux.HandleFunc("/api/v1/cases", func(w http.ResponseWriter, r *http.Request) {
+		if authed(w, r) {
+			json.NewEncoder(w).Encode([]map[string]any{{"id": 1, "title": "Sample v. Example"}})
+		}
+	})
+	mux.HandleFunc("/api/v1/statistics", func(w http.ResponseWriter, _ *http.Request) {
+		json.NewEncoder(w).Encode(map[string]int{"cases": 1, "users": 1})
+	})
+	mux.HandleFunc("/api/v1/upload", func(w http.ResponseWriter, r *http.Request) {
+		if !authed(w, r) {
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 10<<20)
+		f, h, err := r.FormFile("file")
+		if err != nil {
+			http.Error(w, `{"detail":"a multipart file field is required"}`, http.StatusBadRequest)
+			return
+		}
+		f.Close()
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(map[string]any{"filename": h.Filename, "size": h.Size})
+	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "# TYPE sample_up gauge\nsample_up{version=%q} 1\n", version)
 	})
 	srv := &http.Server{Addr: "127.0.0.1:" + port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	fmt.Println("sample backend", version, "listening on", srv.Addr)

@@ -1,0 +1,257 @@
+package checks
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lawsker/lawsker-deploy/config"
+)
+
+// Env is what a verification run needs beyond the configuration.
+type Env struct {
+	Config   *config.Config
+	Resolver *config.Resolver
+	// BaseURL overrides verification.base_url.
+	BaseURL string
+	// Categories limits the run (empty: verification.categories).
+	Categories []Category
+	// Dial reaches services as the first target does (its SSH tunnel);
+	// nil dials directly from here.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Stat reads file modes on the first target; nil skips the
+	// file-permission check.
+	Stat StatFunc
+	// Roots verifies TLS (nil: the system's roots).
+	Roots *x509.CertPool
+	// Baseline from an earlier passing run, for the comparison check.
+	Baseline Baseline
+}
+
+// BaseURL is the URL the suite tests: --base-url, verification.base_url,
+// https://<first domain> when TLS is on, else the first target over http on
+// nginx's port.
+func BaseURL(cfg *config.Config, override string) string {
+	switch {
+	case override != "":
+		return strings.TrimRight(override, "/")
+	case cfg.Verification.BaseURL != "":
+		return strings.TrimRight(cfg.Verification.BaseURL, "/")
+	case cfg.TLS.Enabled && len(cfg.Domains) > 0:
+		return "https://" + strings.TrimPrefix(cfg.Domains[0], "*.")
+	}
+	t := cfg.Targets[0]
+	host := t.Host
+	if t.Nginx.Listen != 80 {
+		host = net.JoinHostPort(t.Host, strconv.Itoa(t.Nginx.Listen))
+	}
+	return "http://" + host
+}
+
+// Build turns the configuration into the checks of the chosen categories.
+// The baseline comparison runs after them (see Verify).
+func Build(env Env) ([]Check, error) {
+	cfg := env.Config
+	v := cfg.Verification
+	base := BaseURL(cfg, env.BaseURL)
+	want := env.Categories
+	if len(want) == 0 {
+		for _, c := range v.Categories {
+			want = append(want, Category(c))
+		}
+	}
+	on := func(c Category) bool { return slices.Contains(want, c) }
+	timeout := v.CheckTimeout.D()
+	h := NewHTTP(min(timeout, 10*time.Second), tlsConfig(env.Roots))
+	var checks []Check
+	add := func(name string, cat Category, run func(context.Context) (Result, error)) {
+		if on(cat) {
+			checks = append(checks, Check{Name: name, Category: cat, Timeout: timeout, Run: run})
+		}
+	}
+	health := cfg.Backend.HealthPath
+
+	add("backend health "+health, Health, BackendHealth(h, base+health))
+	var pgCfg *pgx.ConnConfig
+	if db := cfg.Database; db != nil {
+		pw, err := env.Resolver.Resolve(db.Password)
+		if err != nil && (on(Health) || on(Functional) || on(Performance)) {
+			return nil, fmt.Errorf("database.password: %w", err)
+		}
+		pgCfg, err = pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=%s connect_timeout=10", db.Host, db.Port, db.User, db.Name, db.SSLMode))
+		if err != nil {
+			return nil, fmt.Errorf("database: %w", err)
+		}
+		pgCfg.Password = pw
+		if env.Dial != nil {
+			pgCfg.DialFunc = func(ctx context.Context, _, addr string) (net.Conn, error) { return env.Dial(ctx, addr) }
+		}
+		add("postgresql", Health, Postgres(pgCfg))
+	}
+	if rd := cfg.Redis; rd != nil {
+		opts, err := redis.ParseURL(rd.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis.url: %w", err)
+		}
+		if !rd.Password.IsZero() {
+			if opts.Password, err = env.Resolver.Resolve(rd.Password); err != nil {
+				return nil, fmt.Errorf("redis.password: %w", err)
+			}
+		}
+		if env.Dial != nil {
+			opts.Dialer = func(ctx context.Context, _, addr string) (net.Conn, error) { return env.Dial(ctx, addr) }
+		}
+		add("redis", Health, Redis(opts))
+	}
+	if cfg.Frontend != nil {
+		add("frontend", Health, Frontend(h, base+"/"))
+	}
+	if cfg.Monitoring.Enabled {
+		add("prometheus", Health, Prometheus(h, cfg.Monitoring.PrometheusURL))
+		add("grafana", Health, Grafana(h, cfg.Monitoring.GrafanaURL))
+	}
+
+	for _, ep := range v.Endpoints {
+		add(fmt.Sprintf("api %s %s", ep.Method, ep.Path), Functional, API(h, base, Endpoint{
+			Method: ep.Method, Path: ep.Path, Headers: ep.Headers, Body: ep.Body, Expect: ep.Expect, JSONFields: ep.JSONFields}))
+	}
+	var token string
+	login := Login{Path: v.Login.Path, Form: v.Login.Form, Username: v.Login.Username, TokenField: v.Login.TokenField, ProtectedPath: v.Login.ProtectedPath}
+	if login.Username != "" {
+		pw, err := env.Resolver.Resolve(v.Login.Password)
+		if err != nil {
+			return nil, fmt.Errorf("verification.login.password: %w", err)
+		}
+		login.Password = pw
+	}
+	if login.Path != "" {
+		add("authentication "+login.Path, Functional, AuthFlow(h, base, login, &token))
+	}
+	if pgCfg != nil {
+		add("database transaction", Functional, DBTransaction(pgCfg))
+	}
+
+	th := v.Thresholds
+	limit := time.Duration(th.ResponseTimeMS) * time.Millisecond
+	for _, ep := range v.Endpoints {
+		if ep.Method == "GET" {
+			add("response time "+ep.Path, Performance, ResponseTime(h, base+ep.Path, v.Requests, limit))
+		}
+	}
+	loadPath := v.Load.Path
+	if loadPath == "" {
+		loadPath = health
+	}
+	add("load "+loadPath, Performance, LoadTest(base+loadPath, LoadOptions{Concurrency: v.Load.Concurrency, Duration: v.Load.Duration.D(), Host: h.Host, TLS: tlsConfig(env.Roots)},
+		limit, cfg.Rollback.ErrorRateThreshold))
+	if pgCfg != nil {
+		add("database latency", Performance, DBLatency(pgCfg, 50, time.Duration(th.DatabaseQueryMS)*time.Millisecond))
+	}
+
+	tlsBase := v.SSLBaseURL
+	if tlsBase == "" && strings.HasPrefix(base, "https://") {
+		tlsBase = base
+	}
+	if tlsBase != "" {
+		u, err := url.Parse(tlsBase)
+		if err != nil {
+			return nil, fmt.Errorf("verification.ssl_base_url: %w", err)
+		}
+		addr := u.Host
+		if u.Port() == "" {
+			addr = net.JoinHostPort(u.Hostname(), "443")
+		}
+		domains := cfg.Domains
+		if len(domains) == 0 {
+			domains = []string{u.Hostname()}
+		}
+		for _, d := range domains {
+			if !strings.HasPrefix(d, "*.") {
+				add("tls "+d, Security, TLSCheck(addr, d, env.Roots))
+			}
+		}
+		add("security headers", Security, Headers(h, tlsBase+"/", v.MinHeaderScore))
+	} else {
+		add("security headers", Security, Headers(h, base+"/", v.MinHeaderScore))
+	}
+	for _, t := range cfg.Targets {
+		add("open ports "+t.Name, Security, Ports(t.Host, v.Ports.Scan, append(slices.Clone(v.Ports.Allow), t.SSH.Port, t.Nginx.Listen)))
+	}
+	if env.Stat != nil && len(v.ProtectedFiles) > 0 {
+		var patterns []string
+		for _, p := range v.ProtectedFiles {
+			if !strings.HasPrefix(p, "/") {
+				p = path.Join(cfg.Targets[0].Root, cfg.App, p)
+			}
+			patterns = append(patterns, p)
+		}
+		add("file permissions", Security, FilePermissions(env.Stat, patterns))
+	}
+	if v.UploadPath != "" {
+		// After the authentication check in the suite's order; it reads the
+		// token that check obtained (the suite runs Functional checks in
+		// parallel, so upload waits for it: see Verify).
+		add("upload "+v.UploadPath, Functional, Upload(h, base, v.UploadPath, &token))
+		if len(checks) > 0 && checks[len(checks)-1].Category == Functional {
+			checks[len(checks)-1].Later = true
+		}
+	}
+	return checks, nil
+}
+
+func tlsConfig(roots *x509.CertPool) *tls.Config {
+	if roots == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+}
+
+// Verify runs the suite: the checks in parallel, then those that need an
+// earlier one's outcome (the upload uses the login's token), then the
+// comparison of the performance figures with the baseline.
+func Verify(ctx context.Context, env Env, opts Options) (*Suite, error) {
+	all, err := Build(env)
+	if err != nil {
+		return nil, err
+	}
+	var first, later []Check
+	for _, c := range all {
+		if c.Later {
+			later = append(later, c)
+		} else {
+			first = append(first, c)
+		}
+	}
+	start := time.Now()
+	s := Run(ctx, first, opts)
+	if len(later) > 0 {
+		opts.Deadline = max(opts.Deadline-time.Since(start), time.Second)
+		s.Results = append(s.Results, Run(ctx, later, opts).Results...)
+	}
+	perf := slices.ContainsFunc(s.Results, func(r Result) bool { return r.Category == Performance })
+	if perf {
+		r, _ := CompareBaseline(s.Results, env.Baseline, env.Config.Rollback.PerformanceDegradationThreshold)
+		r.Name, r.Category = "baseline", Performance
+		s.Results = append(s.Results, r)
+	}
+	order := map[Category]int{}
+	for i, c := range Categories {
+		order[c] = i
+	}
+	sort.SliceStable(s.Results, func(a, b int) bool { return order[s.Results[a].Category] < order[s.Results[b].Category] })
+	s.Duration = time.Since(start)
+	s.Millis = s.Duration.Milliseconds()
+	return s, nil
+}
