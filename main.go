@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lawsker/lawsker-deploy/checks"
 	cfgpkg "github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/internal/dagger"
@@ -24,6 +25,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/progress"
 	"github.com/lawsker/lawsker-deploy/redact"
 	"github.com/lawsker/lawsker-deploy/report"
+	"github.com/lawsker/lawsker-deploy/target"
 )
 
 // goImage is the toolchain image of the module's own checks; it matches the
@@ -347,6 +349,62 @@ func hostname() string {
 		return "engine"
 	}
 	return h
+}
+
+// Verify runs the verification suite (health, functional, performance,
+// security) against a deployment and prints a table and a Markdown summary.
+// Fails when a check fails. With the first target's SSH key among the
+// secrets, the database and Redis are reached through its tunnel and file
+// permissions are checked.
+// +cache="never"
+func (m *LawskerDeploy) Verify(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// URL to verify (default: verification.base_url, or derived)
+	// +optional
+	baseURL string,
+	// comma-separated categories (default: verification.categories)
+	// +optional
+	category string,
+	// secrets the configuration references (env://NAME, file://PATH)
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for every target
+	// +optional
+	knownHosts *dagger.File,
+) (string, error) {
+	env, err := newRunEnv(ctx, config, secrets, knownHosts)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	venv := checks.Env{Config: env.cfg, Resolver: env.res, BaseURL: baseURL}
+	for _, c := range strings.Split(category, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			venv.Categories = append(venv.Categories, checks.Category(c))
+		}
+	}
+	t := env.cfg.Targets[0]
+	if !t.SSH.Key.IsZero() {
+		if key, err := env.res.Resolve(t.SSH.Key); err == nil {
+			h, err := target.Connect(ctx, target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User,
+				PrivateKey: []byte(key), KnownHosts: t.SSH.KnownHosts, ConnectTimeout: t.SSH.ConnectTimeout.D()}, 2)
+			if err == nil {
+				defer h.Close()
+				venv.Dial, venv.Stat = h.DialTCP, h.StatGlob
+			}
+		}
+	}
+	suite, err := checks.Verify(ctx, venv, checks.Options{Deadline: env.cfg.Verification.Deadline.D()})
+	if err != nil {
+		return "", err
+	}
+	text := env.red.String(checks.Table(suite) + "\n" + checks.Markdown(suite, "Verification of "+env.cfg.App))
+	if suite.Failed() {
+		return "", fmt.Errorf("verification failed:\n%s", text)
+	}
+	return text, nil
 }
 
 // ConfigImport converts Lawsker's legacy deployment_config.json into the

@@ -49,10 +49,13 @@ func TestSecretRefsAndCheck(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []SecretUse{
 		{Path: "targets[0].ssh.key", Ref: "file:.cache/demo/ssh/id_ed25519"},
+		{Path: "backend.secret_env.SAMPLE_LOGIN_PASSWORD", Ref: "env:SAMPLE_LOGIN_PASSWORD"},
 		{Path: "backend.secret_env.SESSION_KEY", Ref: "env:SAMPLE_SESSION_KEY"},
 		{Path: "database.password", Ref: "env:SAMPLE_DB_PASSWORD"},
+		{Path: "verification.login.password", Ref: "env:SAMPLE_LOGIN_PASSWORD"},
 	}, l.Config.SecretRefs())
-	r := &Resolver{LookupEnv: func(k string) (string, bool) { return "db-password", k == "SAMPLE_DB_PASSWORD" }, Provided: map[string]string{"file:.cache/demo/ssh/id_ed25519": "ssh-private-key"}}
+	r := &Resolver{LookupEnv: func(k string) (string, bool) { return "db-password", k == "SAMPLE_DB_PASSWORD" || k == "SAMPLE_LOGIN_PASSWORD" },
+		Provided: map[string]string{"file:.cache/demo/ssh/id_ed25519": "ssh-private-key"}}
 	ps := l.Config.CheckSecrets(r)
 	require.Len(t, ps, 1)
 	assert.Equal(t, "backend.secret_env.SESSION_KEY: env:SAMPLE_SESSION_KEY: environment variable SAMPLE_SESSION_KEY is not set: secret not available", ps[0].String())

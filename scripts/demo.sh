@@ -5,10 +5,11 @@
 # sshd on 127.0.0.1:2222, a registry on 127.0.0.1:5000, nginx on
 # 127.0.0.1:28080), builds the CLI and the sample app's images, validates the
 # configuration, shows the plan, runs preflight, deploys v1 then v2 with zero
-# downtime, lists the releases, switches back to v1, and shows the reports.
-# It also reads Lawsker's legacy deployment_config.json and shows what a
-# broken configuration gets. Snapshots, verification suites and rollback to a
-# snapshot join as those verbs land.
+# downtime, verifies, lists the releases, switches back to v1, and shows the
+# reports.
+# It verifies the deployment with the whole suite, reads Lawsker's legacy
+# deployment_config.json and shows what a broken configuration gets.
+# Snapshots and rollback to a snapshot join as those verbs land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
@@ -17,6 +18,17 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 demo=.cache/demo
 cfg=examples/local.deploy.json
 mkdir -p "$demo/ssh" bin
+
+say "demo secrets (generated once, kept in $demo, never printed)"
+[ -f "$demo/env" ] || {
+  umask 077
+  rnd() { head -c "$1" /dev/urandom | base64 | tr -d '/+='; }
+  printf 'SAMPLE_DB_PASSWORD=%s\nSAMPLE_SESSION_KEY=%s\nSAMPLE_LOGIN_PASSWORD=%s\n' "$(rnd 18)" "$(rnd 24)" "$(rnd 18)" > "$demo/env"
+}
+set -a; . "$demo/env"; set +a
+grep -q '^SAMPLE_LOGIN_PASSWORD=' "$demo/env" || printf 'SAMPLE_LOGIN_PASSWORD=%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >> "$demo/env"
+set -a; . "$demo/env"; set +a
+echo "secrets ready: SAMPLE_DB_PASSWORD, SAMPLE_SESSION_KEY, SAMPLE_LOGIN_PASSWORD (the ssh key comes with the local target)"
 
 say "install the servers and start the local target"
 scripts/setup-testenv.sh
@@ -27,14 +39,6 @@ say "build bin/lawsker-deploy"
 CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(git describe --always --dirty 2>/dev/null || echo dev)" \
   -o bin/lawsker-deploy ./cmd/lawsker-deploy
 bin/lawsker-deploy version
-
-say "demo secrets (generated once, kept in $demo, never printed)"
-[ -f "$demo/env" ] || {
-  umask 077
-  printf 'SAMPLE_DB_PASSWORD=%s\nSAMPLE_SESSION_KEY=%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" > "$demo/env"
-}
-set -a; . "$demo/env"; set +a
-echo "secrets ready: ssh key $demo/ssh/id_ed25519, SAMPLE_DB_PASSWORD, SAMPLE_SESSION_KEY"
 
 say "the sample app: backend images v1 and v2 (a static Go binary in a one-layer image), two frontends"
 image() { # version -> repo@sha256 digest, pushed to the local registry
@@ -79,6 +83,9 @@ echo stop > "$stop"; wait "$poller"; rm -f "$stop"
 ok=$(grep -c '^ok' "$demo/poll.log" || true); failed=$(grep -c '^failed' "$demo/poll.log" || true)
 echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>')"
 echo "requests during the deploy: $ok ok, $failed failed"
+
+say "verify: the whole suite against the deployment (table, JSON report, JUnit, Markdown)"
+bin/lawsker-deploy verify --config "$cfg"
 
 say "the same deploy again is a no-op"
 bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2" --no-snapshot

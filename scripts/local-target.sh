@@ -17,8 +17,11 @@ log() { printf 'local-target: %s\n' "$*" >&2; }
 
 stop_pid() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null || true; rm -f "$1"; }
 nginx_prefix=/var/tmp/lawsker-demo/nginx
+pg_dir=/var/tmp/lawsker-demo/pg
+redis_dir=/var/tmp/lawsker-demo/redis
 if [ "${1:-}" = "stop" ]; then
   stop_pid "$demo/sshd/sshd.pid"; stop_pid "$demo/registry/registry.pid"; stop_pid "$nginx_prefix/nginx.pid"
+  stop_pid "$redis_dir/redis.pid"; stop_pid "$pg_dir/postmaster.pid"
   log "stopped"; exit 0
 fi
 
@@ -93,6 +96,33 @@ http {
 CFG
   nginx -p "$nginx_prefix" -c "$nginx_prefix/nginx.conf"
   log "nginx (prefix $nginx_prefix; the app's site arrives with the first deploy)"
+fi
+
+# PostgreSQL on 127.0.0.1:15432 (database and superuser "sample", password
+# SAMPLE_DB_PASSWORD from the demo's env file) and Redis on 127.0.0.1:16379.
+if [ -f "$demo/env" ]; then
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  if ! port_open 15432; then
+    if [ ! -f "$pg_dir/PG_VERSION" ]; then
+      mkdir -p "$pg_dir" && chown postgres "$pg_dir" && chmod 700 "$pg_dir"
+      pw=$(grep '^SAMPLE_DB_PASSWORD=' "$demo/env" | cut -d= -f2-)
+      printf '%s\n' "$pw" > "$pg_dir.pw" && chown postgres "$pg_dir.pw"
+      runuser -u postgres -- "$pgbin/initdb" -D "$pg_dir" -U sample --pwfile "$pg_dir.pw" -A scram-sha-256 --no-sync >/dev/null
+      rm -f "$pg_dir.pw"
+    fi
+    runuser -u postgres -- "$pgbin/pg_ctl" -D "$pg_dir" -l "$pg_dir/server.log" -w \
+      -o "-p 15432 -c listen_addresses=127.0.0.1 -c unix_socket_directories=$pg_dir" start >/dev/null
+    PGPASSWORD=$(grep '^SAMPLE_DB_PASSWORD=' "$demo/env" | cut -d= -f2-) \
+      psql -h 127.0.0.1 -p 15432 -U sample -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'sample'" | grep -q 1 ||
+      PGPASSWORD=$(grep '^SAMPLE_DB_PASSWORD=' "$demo/env" | cut -d= -f2-) psql -h 127.0.0.1 -p 15432 -U sample -d postgres -qc "CREATE DATABASE sample"
+    log "PostgreSQL on 127.0.0.1:15432"
+  fi
+  if ! port_open 16379; then
+    mkdir -p "$redis_dir"
+    redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+      --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log" --dir "$redis_dir"
+    log "Redis on 127.0.0.1:16379"
+  fi
 fi
 
 for _ in $(seq 1 50); do port_open "$ssh_port" && port_open 5000 && break; sleep 0.2; done

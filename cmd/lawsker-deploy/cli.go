@@ -41,6 +41,9 @@ Commands:
   deploy          put a release on every target: --backend-image REPO@sha256:...
                   [--frontend-dir DIR] [--message M] [--no-snapshot] [--force]
   rollback        --previous: switch back to the warm previous release
+  verify          run the verification suite: [--base-url URL]
+                  [--category health,functional,performance,security]
+                  [--baseline REPORT] [--no-ssh]; exit 1 when a check fails
   releases        list the releases on every target (current, previous, ...)
   lock            status | release [--force]: the deploy lock on every target
   config import   convert Lawsker's deployment_config.json into deploy.json
@@ -135,6 +138,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.rollback(ctx, vargs)
 	case "releases":
 		err = c.releases(ctx, vargs)
+	case "verify":
+		err = c.verify(ctx, vargs)
 	case "lock":
 		err = c.lockCmd(ctx, vargs)
 	case "config":
@@ -148,7 +153,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 }
 
 func suggestVerb(v string) string {
-	for _, known := range []string{"validate", "plan", "preflight", "deploy", "rollback", "releases", "lock", "config", "version", "help"} {
+	for _, known := range []string{"validate", "plan", "preflight", "deploy", "rollback", "verify", "releases", "lock", "config", "version", "help"} {
 		if strings.HasPrefix(known, v) || strings.HasPrefix(v, known) {
 			return fmt.Sprintf("; did you mean %q?", known)
 		}

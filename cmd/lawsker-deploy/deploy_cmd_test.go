@@ -111,6 +111,40 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	assert.Equal(t, exitUsage, r.code)
 	assert.Contains(t, r.stderr, "pass --previous")
 
+	// verify against the deployment (v1 serves): the suite passes, and its
+	// report, JUnit XML and Markdown summary are written; the summary is
+	// appended to GITHUB_STEP_SUMMARY.
+	summary := filepath.Join(dir, "step-summary.md")
+	t.Setenv("GITHUB_STEP_SUMMARY", summary)
+	base := fmt.Sprintf("http://127.0.0.1:%d", h.AppPort)
+	r = runIn(t, dir, env, "verify", "--config", cfg, "--base-url", base, "--category", "health,functional,performance")
+	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "PASS  health      backend health /api/v1/health")
+	assert.Contains(t, r.stdout, "SKIP  functional  upload /api/v1/upload")
+	assert.Contains(t, r.stdout, "SKIP  performance baseline")
+	reports, _ := filepath.Glob(filepath.Join(dir, "reports", "verify_*"))
+	assert.Len(t, reports, 3, "json, xml, md")
+	md, err := os.ReadFile(summary)
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "## Verification of sample ("+base+"): passed")
+
+	// The second run compares with the first as its baseline.
+	r = runIn(t, dir, env, "verify", "--config", cfg, "--base-url", base, "--category", "performance")
+	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "PASS  performance baseline")
+
+	r = runIn(t, dir, env, "verify", "--json", "--config", cfg, "--base-url", fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t)), "--category", "health")
+	assert.Equal(t, exitFailed, r.code)
+	var vr struct {
+		Summary map[string]int `json:"summary"`
+		Report  string         `json:"report"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &vr), r.stdout)
+	assert.Equal(t, 1, vr.Summary["fail"])
+	r = runIn(t, dir, env, "verify", "--config", cfg, "--category", "chaos")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, `unknown category "chaos"`)
+
 	assert.NotContains(t, allOutput(t, r), token)
 	for _, name := range []string{"reports", "logs"} {
 		entries, err := os.ReadDir(filepath.Join(dir, name))

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/lawsker/lawsker-deploy/checks"
+	"github.com/lawsker/lawsker-deploy/internal/atomicfile"
+	"github.com/lawsker/lawsker-deploy/report"
+	"github.com/lawsker/lawsker-deploy/target"
+)
+
+// verifyDetails is what a verify report holds beyond the run.
+type verifyDetails struct {
+	BaseURL    string            `json:"base_url"`
+	Categories []string          `json:"categories"`
+	Baseline   string            `json:"baseline,omitempty"`
+	Suite      *checks.Suite     `json:"suite"`
+	Summary    map[string]int    `json:"summary"`
+	Files      map[string]string `json:"files"`
+}
+
+func (c *cli) verify(ctx context.Context, args []string) error {
+	fs := c.newFlagSet("verify")
+	baseURL := fs.String("base-url", "", "URL to verify (default: verification.base_url, or derived from domains/targets)")
+	category := fs.String("category", "", "comma-separated categories: health,functional,performance,security (default: verification.categories)")
+	baseline := fs.String("baseline", "", "a previous verify report to compare performance with (default: the newest passing one in --reports-dir)")
+	noSSH := fs.Bool("no-ssh", false, "do not connect to the target: database and Redis are dialled from here, file permissions are not checked")
+	s, l, err := c.begin("verify", fs, args)
+	if err != nil {
+		return err
+	}
+	cfg := l.Config
+	env := checks.Env{Config: cfg, Resolver: s.res, BaseURL: *baseURL}
+	for _, part := range strings.Split(*category, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		if !validCategory(part) {
+			err := usageError{fmt.Sprintf("verify: unknown category %q (health, functional, performance, security)", part)}
+			s.end(report.StatusInvalid, err, nil)
+			return err
+		}
+		env.Categories = append(env.Categories, checks.Category(part))
+	}
+	d := verifyDetails{BaseURL: checks.BaseURL(cfg, *baseURL), Files: map[string]string{}}
+	if *baseline == "" {
+		*baseline = newestPassingVerify(c.reportsDir)
+	}
+	if *baseline != "" {
+		b, err := loadBaseline(*baseline)
+		if err != nil {
+			s.end(report.StatusInvalid, err, nil)
+			return fmt.Errorf("verify: --baseline %s: %w", *baseline, err)
+		}
+		env.Baseline, d.Baseline = b, *baseline
+	}
+	var skipNote string
+	if !*noSSH {
+		t := cfg.Targets[0]
+		e := target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts, ConnectTimeout: t.SSH.ConnectTimeout.D()}
+		if !t.SSH.Key.IsZero() {
+			if key, err := s.res.Resolve(t.SSH.Key); err == nil {
+				e.PrivateKey = []byte(key)
+			}
+		}
+		if h, err := target.Connect(ctx, e, 2); err == nil {
+			defer h.Close()
+			env.Dial, env.Stat = h.DialTCP, h.StatGlob
+		} else {
+			skipNote = fmt.Sprintf("SSH to %s failed (%v): database and Redis are dialled from here, file permissions are not checked", t.Name, err)
+			fmt.Fprintln(c.stderr, "warning:", s.red.String(skipNote))
+			s.log.Logger.Warn("verify without the target's tunnel", "reason", skipNote)
+		}
+	}
+	v := cfg.Verification
+	suite, err := checks.Verify(ctx, env, checks.Options{Deadline: v.Deadline.D()})
+	if err != nil {
+		s.end(report.StatusInvalid, err, nil)
+		return fmt.Errorf("verify: the suite could not run: %w", err)
+	}
+	for i := range suite.Results {
+		suite.Results[i].Message = s.red.String(suite.Results[i].Message)
+	}
+	for _, r := range suite.Results {
+		d.Categories = appendOnce(d.Categories, string(r.Category))
+	}
+	d.Suite = suite
+	d.Summary = map[string]int{"pass": suite.Count(checks.Pass), "fail": suite.Count(checks.Fail), "warn": suite.Count(checks.Warn), "skip": suite.Count(checks.Skip)}
+	junit, err := checks.JUnit(suite)
+	if err != nil {
+		return failure{err}
+	}
+	md := checks.Markdown(suite, "Verification of "+cfg.App+" ("+d.BaseURL+")")
+	if skipNote != "" {
+		md += "\n> " + s.red.String(skipNote) + "\n"
+	}
+	base := filepath.Join(c.reportsDir, "verify_"+s.id)
+	for ext, data := range map[string][]byte{".xml": junit, ".md": []byte(md)} {
+		if err := atomicfile.Write(base+ext, s.red.Bytes(data), 0o644); err != nil {
+			return failure{err}
+		}
+		d.Files[ext[1:]] = base + ext
+	}
+	if summary := os.Getenv("GITHUB_STEP_SUMMARY"); summary != "" {
+		if f, err := os.OpenFile(summary, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644); err == nil {
+			fmt.Fprintln(f, s.red.String(md))
+			f.Close()
+		}
+	}
+	var runErr error
+	status := report.StatusSucceeded
+	if suite.Failed() {
+		var names []string
+		for _, r := range suite.Results {
+			if r.Status == checks.Fail {
+				names = append(names, r.Name)
+			}
+		}
+		runErr = fmt.Errorf("%d check(s) failed: %s", len(names), strings.Join(names, ", "))
+		status = report.StatusFailed
+	}
+	path := s.end(status, runErr, d)
+	if c.jsonOut {
+		_ = s.jsonOut(struct {
+			verifyDetails
+			Report string `json:"report"`
+		}{d, path})
+	} else {
+		s.out("%s", checks.Table(suite))
+		s.out("report: %s (JUnit %s, summary %s)\n", path, d.Files["xml"], d.Files["md"])
+	}
+	return c.failed(s, runErr)
+}
+
+func validCategory(s string) bool {
+	for _, c := range checks.Categories {
+		if string(c) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func appendOnce(xs []string, x string) []string {
+	for _, e := range xs {
+		if e == x {
+			return xs
+		}
+	}
+	return append(xs, x)
+}
+
+// newestPassingVerify finds the newest verify report that succeeded.
+func newestPassingVerify(dir string) string {
+	paths, _ := filepath.Glob(filepath.Join(dir, "verify_*.json"))
+	sort.Sort(sort.Reverse(sort.StringSlice(paths))) // ids sort by time
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var r struct{ Status string }
+		if json.Unmarshal(data, &r) == nil && r.Status == report.StatusSucceeded {
+			return p
+		}
+	}
+	return ""
+}
+
+func loadBaseline(path string) (checks.Baseline, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Verb    string `json:"verb"`
+		Details struct {
+			Suite *checks.Suite `json:"suite"`
+		} `json:"details"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("not a verify report: %w", err)
+	}
+	if r.Verb != "verify" || r.Details.Suite == nil {
+		return nil, errors.New("not a verify report (verb or suite missing)")
+	}
+	return checks.BaselineFrom(r.Details.Suite.Results), nil
+}
