@@ -54,7 +54,9 @@ func TestSecretRefsAndCheck(t *testing.T) {
 		{Path: "database.password", Ref: "env:SAMPLE_DB_PASSWORD"},
 		{Path: "verification.login.password", Ref: "env:SAMPLE_LOGIN_PASSWORD"},
 	}, l.Config.SecretRefs())
-	r := &Resolver{LookupEnv: func(k string) (string, bool) { return "db-password", k == "SAMPLE_DB_PASSWORD" || k == "SAMPLE_LOGIN_PASSWORD" },
+	r := &Resolver{LookupEnv: func(k string) (string, bool) {
+		return "db-password", k == "SAMPLE_DB_PASSWORD" || k == "SAMPLE_LOGIN_PASSWORD"
+	},
 		Provided: map[string]string{"file:.cache/demo/ssh/id_ed25519": "ssh-private-key"}}
 	ps := l.Config.CheckSecrets(r)
 	require.Len(t, ps, 1)
