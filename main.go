@@ -392,7 +392,7 @@ func (m *LawskerDeploy) Verify(
 				PrivateKey: []byte(key), KnownHosts: t.SSH.KnownHosts, ConnectTimeout: t.SSH.ConnectTimeout.D()}, 2)
 			if err == nil {
 				defer h.Close()
-				venv.Dial, venv.Stat = h.DialTCP, h.StatGlob
+				venv.Dial, venv.Stat, venv.System = h.DialTCP, h.StatGlob, h
 			}
 		}
 	}

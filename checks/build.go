@@ -34,6 +34,9 @@ type Env struct {
 	// Stat reads file modes on the first target; nil skips the
 	// file-permission check.
 	Stat StatFunc
+	// System reads the first target's CPU, memory and disk figures; nil
+	// skips the system resources check.
+	System SystemReader
 	// Roots verifies TLS (nil: the system's roots).
 	Roots *x509.CertPool
 	// Baseline from an earlier passing run, for the comparison check.
@@ -156,6 +159,10 @@ func Build(env Env) ([]Check, error) {
 	}
 	add("load "+loadPath, Performance, LoadTest(base+loadPath, LoadOptions{Concurrency: v.Load.Concurrency, Duration: v.Load.Duration.D(), Host: h.Host, TLS: tlsConfig(env.Roots)},
 		limit, cfg.Rollback.ErrorRateThreshold))
+	if env.System != nil {
+		add("system resources "+cfg.Targets[0].Name, Performance, System(env.System, cfg.Targets[0].Root,
+			SystemThresholds{CPU: th.CPUUsagePercent, Memory: th.MemoryUsagePercent, Disk: th.DiskUsagePercent}))
+	}
 	if pgCfg != nil {
 		add("database latency", Performance, DBLatency(pgCfg, 50, time.Duration(th.DatabaseQueryMS)*time.Millisecond))
 	}

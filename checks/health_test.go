@@ -35,6 +35,7 @@ func TestBackendHealth(t *testing.T) {
 		{"/api/v1/health", Pass, `: 200 "{\"status\":\"ok\",\"version\":\"v1\"}"`},
 		{"/lying/health", Fail, `: 200, but the body says status "error"`},
 		{"/failing", Fail, ": status 500: \"boom\""},
+		{"/malformed/health", Fail, ": 200, but the JSON body does not parse: unexpected end of JSON input"},
 		{"/huge", Fail, "the response body is larger than 1048576 bytes"},
 		{"/loop", Fail, "more than 5 redirects (last to " + srv.URL + "/loop): a redirect loop?"},
 		{"/slow", Fail, "Client.Timeout exceeded"},

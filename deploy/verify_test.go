@@ -51,7 +51,7 @@ func TestDefaultSuiteAgainstADeployment(t *testing.T) {
 		}
 	}
 
-	venv := checks.Env{Config: cfg, Resolver: resolver, BaseURL: fmt.Sprintf("http://127.0.0.1:%d", r.AppPort), Dial: host.DialTCP, Stat: host.StatGlob}
+	venv := checks.Env{Config: cfg, Resolver: resolver, BaseURL: fmt.Sprintf("http://127.0.0.1:%d", r.AppPort), Dial: host.DialTCP, Stat: host.StatGlob, System: host}
 	start := time.Now()
 	s, err := checks.Verify(t.Context(), venv, checks.Options{})
 	require.NoError(t, err)
@@ -69,7 +69,7 @@ func TestDefaultSuiteAgainstADeployment(t *testing.T) {
 	}
 	for _, n := range []string{"backend health /api/v1/health", "postgresql", "redis", "frontend", "prometheus", "grafana",
 		"api GET /api/v1/users/me", "authentication /api/v1/auth/login", "upload /api/v1/upload", "database transaction",
-		"response time /api/v1/statistics", "load /api/v1/health", "database latency", "security headers", "open ports local", "file permissions"} {
+		"response time /api/v1/statistics", "load /api/v1/health", "database latency", "system resources local", "security headers", "open ports local", "file permissions"} {
 		assert.True(t, names[n], "the suite has %q", n)
 	}
 

@@ -359,3 +359,17 @@ func (c *deadlineConn) SetDeadline(t time.Time) error {
 
 func (c *deadlineConn) SetReadDeadline(t time.Time) error  { return c.SetDeadline(t) }
 func (c *deadlineConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
+
+// DiskUsage returns the total and available bytes of the file system
+// holding path (SFTP's statvfs extension: no shell).
+func (h *Host) DiskUsage(p string) (total, avail uint64, err error) {
+	fs, err := h.Files()
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := fs.StatVFS(p)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: statvfs %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	return st.TotalSpace(), st.Frsize * st.Bavail, nil
+}

@@ -72,7 +72,7 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 		}
 		if h, err := target.Connect(ctx, e, 2); err == nil {
 			defer h.Close()
-			env.Dial, env.Stat = h.DialTCP, h.StatGlob
+			env.Dial, env.Stat, env.System = h.DialTCP, h.StatGlob, h
 		} else {
 			skipNote = fmt.Sprintf("SSH to %s failed (%v): database and Redis are dialled from here, file permissions are not checked", t.Name, err)
 			fmt.Fprintln(c.stderr, "warning:", s.red.String(skipNote))
