@@ -159,9 +159,12 @@ func Build(env Env) ([]Check, error) {
 	}
 	add("load "+loadPath, Performance, LoadTest(base+loadPath, LoadOptions{Concurrency: v.Load.Concurrency, Duration: v.Load.Duration.D(), Host: h.Host, TLS: tlsConfig(env.Roots)},
 		limit, cfg.Rollback.ErrorRateThreshold))
-	if env.System != nil {
+	if env.System != nil && on(Performance) {
 		add("system resources "+cfg.Targets[0].Name, Performance, System(env.System, cfg.Targets[0].Root,
 			SystemThresholds{CPU: th.CPUUsagePercent, Memory: th.MemoryUsagePercent, Disk: th.DiskUsagePercent}))
+		// After the others: measured during the suite's own load test, the
+		// CPU would be ours.
+		checks[len(checks)-1].Later = true
 	}
 	if pgCfg != nil {
 		add("database latency", Performance, DBLatency(pgCfg, 50, time.Duration(th.DatabaseQueryMS)*time.Millisecond))

@@ -28,7 +28,8 @@ func TestDefaultSuiteAgainstADeployment(t *testing.T) {
 	cfg := r.config(t, fmt.Sprintf(`, "database": {"host": "127.0.0.1", "port": %d, "name": "postgres", "user": %q, "password": "env:PG_PW", "sslmode": "disable"},
 	  "redis": {"url": "redis://%s/0"},
 	  "verification": {"login": {"username": "demo@sample.test", "password": "env:SAMPLE_LOGIN_PASSWORD"},
-	    "load": {"duration": "2s"}, "ports": {"scan": [%d], "allow": []}}`, pg.Port, pg.User, rd.Addr, closed))
+	    "load": {"duration": "2s"}, "ports": {"scan": [%d], "allow": []},
+	    "thresholds": {"cpu_usage_percent": 100}}`, pg.Port, pg.User, rd.Addr, closed))
 	cfg.Backend.SecretEnv["SAMPLE_LOGIN_PASSWORD"] = "env:SAMPLE_LOGIN_PASSWORD"
 	env := map[string]string{"SAMPLE_TOKEN": "token-s3cret-value", "PG_PW": pg.Password, "SAMPLE_LOGIN_PASSWORD": "demo-login-password"}
 	resolver := &config.Resolver{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
