@@ -31,7 +31,8 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
 	  "backend": {"image": "%s/sample/backend", "network": "host", "secret_env": {"SAMPLE_TOKEN": "env:SAMPLE_TOKEN"},
 	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
-	  "snapshots": {"enabled": false}}`,
+	  "snapshots": {"enabled": false},
+	  "verification": {"thresholds": {"cpu_usage_percent": 100}}}`,
 		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
 		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19)), 0o644))
 	const token = "sample-token-never-printed"
