@@ -130,6 +130,40 @@ func SymlinkCmds(target, link string) [][]string {
 	return [][]string{{"ln", "-sfn", target, tmp}, {"mv", "-Tf", tmp, link}}
 }
 
+// RunStream runs argv with its standard output streamed to stdout (a dump
+// piped into a store, with no copy in memory).
+func (h *Host) RunStream(ctx context.Context, stdin io.Reader, stdout io.Writer, argv ...string) error {
+	sess, err := h.client.NewSession()
+	if err != nil {
+		return &NetError{Op: "ssh " + h.Endpoint.Addr(), Err: fmt.Errorf("opening a session: %w", err)}
+	}
+	defer sess.Close()
+	var stderr bytes.Buffer
+	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, &limitedTail{max: 8 << 10, buf: &stderr}
+	cmd := Quote(argv...)
+	if err := sess.Start(cmd); err != nil {
+		return fmt.Errorf("%s: starting `%s`: %w", h.Endpoint.Addr(), cmd, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = sess.Signal(ssh.SIGTERM)
+		sess.Close()
+		return fmt.Errorf("%s: `%s`: %w", h.Endpoint.Addr(), cmd, ctx.Err())
+	}
+	if err != nil {
+		re := &RemoteError{Host: h.Endpoint.Addr(), Command: cmd, ExitCode: -1, Stderr: lastLines(stderr.String(), 20)}
+		var ee *ssh.ExitError
+		if errors.As(err, &ee) {
+			re.ExitCode = ee.ExitStatus()
+		}
+		return re
+	}
+	return nil
+}
+
 // RunInput is Run with standard input.
 func (h *Host) RunInput(ctx context.Context, stdin io.Reader, argv ...string) (string, error) {
 	sess, err := h.client.NewSession()

@@ -1,0 +1,225 @@
+package snapshots
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/target"
+)
+
+// The password reaches pg_dump/pg_restore on stdin, never in argv or a
+// file: these scripts are constants, the values arrive as arguments.
+const (
+	dumpScript    = `read -r PGPASSWORD && export PGPASSWORD && exec pg_dump --format=custom --no-password -h "$1" -p "$2" -U "$3" -d "$4"`
+	restoreScript = `read -r PGPASSWORD && export PGPASSWORD && exec pg_restore --no-password --exit-on-error --jobs="$5" -h "$1" -p "$2" -U "$3" -d "$4" "$6"`
+)
+
+// DumpDatabase runs pg_dump -Fc on the target (where the database is
+// reachable) and streams it into the store under key, hashing on the way.
+// It also records what the dump is of: server version, table count and
+// the alembic migration version when there is one.
+func DumpDatabase(ctx context.Context, h *target.Host, db config.Database, password string, store Store, key string) (Artifact, *DatabaseInfo, error) {
+	info, err := inspect(ctx, h, db, db.User, password, db.Name)
+	if err != nil {
+		return Artifact{}, nil, err
+	}
+	pr, pw := io.Pipe()
+	type put struct {
+		a   Artifact
+		err error
+	}
+	ch := make(chan put, 1)
+	go func() {
+		a, err := store.Put(ctx, key, pr)
+		pr.CloseWithError(err) // unblocks pg_dump's writer if the store failed
+		ch <- put{a, err}
+	}()
+	runErr := h.RunStream(ctx, strings.NewReader(password+"\n"), pw,
+		"sh", "-c", dumpScript, "sh", db.Host, fmt.Sprint(db.Port), db.User, db.Name)
+	pw.CloseWithError(runErr)
+	p := <-ch
+	switch {
+	case runErr != nil:
+		_ = store.Delete(context.WithoutCancel(ctx), key)
+		return Artifact{}, nil, fmt.Errorf("pg_dump of %s on %s: %w", db.Name, h.Endpoint.Addr(), runErr)
+	case p.err != nil:
+		return Artifact{}, nil, fmt.Errorf("storing the dump in %s: %w", store, p.err)
+	}
+	return p.a, info, nil
+}
+
+// inspect reads the server version, the number of tables and the alembic
+// version through the target's tunnel.
+func inspect(ctx context.Context, h *target.Host, db config.Database, user, password, name string) (*DatabaseInfo, error) {
+	conn, err := connect(ctx, h, db, user, password, name)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	info := &DatabaseInfo{Name: name, Host: db.Host, Port: db.Port}
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version')").Scan(&info.ServerVersion); err != nil {
+		return nil, fmt.Errorf("database %s: %w", name, err)
+	}
+	var hasAlembic bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('alembic_version') IS NOT NULL").Scan(&hasAlembic); err == nil && hasAlembic {
+		_ = conn.QueryRow(ctx, "SELECT version_num FROM alembic_version LIMIT 1").Scan(&info.MigrationVersion)
+	}
+	return info, nil
+}
+
+func connect(ctx context.Context, h *target.Host, db config.Database, user, password, name string) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=%s connect_timeout=10", db.Host, db.Port, user, name, db.SSLMode))
+	if err != nil {
+		return nil, err
+	}
+	cc.Password = password
+	cc.DialFunc = func(ctx context.Context, _, addr string) (net.Conn, error) { return h.DialTCP(ctx, addr) }
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s:%d/%s as %s from %s: %w", db.Host, db.Port, name, user, h.Endpoint.Addr(), err)
+	}
+	return conn, nil
+}
+
+// ErrChecksum is wrapped when a stored artifact does not match its manifest.
+var ErrChecksum = errors.New("checksum mismatch")
+
+// RestoreResult says what a restore did.
+type RestoreResult struct {
+	Replaced string // the database the restore replaced, kept until retention removes it
+	Duration time.Duration
+}
+
+// RestoreDatabase brings the snapshot's dump back: it copies the dump to
+// workDir on the target while checking its SHA-256 (a mismatch stops here:
+// nothing changed), restores it with pg_restore --jobs into a fresh
+// database, then swaps names in one short step (connections blocked and
+// ended, two renames; undone if the second fails). The replaced database
+// is kept under <name>_replaced_<time>. The admin role (database.admin_user)
+// needs CREATEDB and the right to rename both databases.
+func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, adminPassword string, store Store, m *Manifest, workDir string, jobs int) (*RestoreResult, error) {
+	start := time.Now()
+	art, ok := m.Artifacts["database"]
+	if !ok || m.Database == nil {
+		return nil, fmt.Errorf("snapshot %s has no database dump", m.ID)
+	}
+	if m.Database.Name != db.Name {
+		return nil, fmt.Errorf("snapshot %s holds a dump of database %q, not %q: nothing was changed", m.ID, m.Database.Name, db.Name)
+	}
+	if db.AdminUser == "" {
+		return nil, errors.New("restoring a database needs database.admin_user and database.admin_password (a role that can create and rename databases)")
+	}
+	stamp := time.Now().UTC().Format("20060102150405")
+	fresh, replaced := db.Name+"_restore_"+stamp, db.Name+"_replaced_"+stamp
+	if len(replaced) > 63 {
+		return nil, fmt.Errorf("database name %q is too long to keep a replaced copy beside it (63 characters at most)", db.Name)
+	}
+	dumpPath := path.Join(workDir, ".restore-"+m.ID+".dump")
+	if err := copyVerified(ctx, h, store, art, dumpPath); err != nil {
+		return nil, err
+	}
+	defer h.Remove(dumpPath)
+
+	admin, err := connect(ctx, h, db, db.AdminUser, adminPassword, "postgres")
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	ident := func(s string) string { return pgx.Identifier{s}.Sanitize() }
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+ident(fresh)+" OWNER "+ident(db.User)); err != nil {
+		return nil, fmt.Errorf("creating %s for the restore: %w", fresh, err)
+	}
+	dropFresh := func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_, _ = admin.Exec(cctx, "DROP DATABASE IF EXISTS "+ident(fresh)+" WITH (FORCE)")
+	}
+	err = h.RunStream(ctx, strings.NewReader(adminPassword+"\n"), io.Discard,
+		"sh", "-c", restoreScript, "sh", db.Host, fmt.Sprint(db.Port), db.AdminUser, fresh, fmt.Sprint(max(jobs, 1)), dumpPath)
+	if err != nil {
+		dropFresh()
+		return nil, fmt.Errorf("pg_restore into a fresh database failed; %s is untouched: %w", db.Name, err)
+	}
+	if err := swap(ctx, admin, db.Name, fresh, replaced); err != nil {
+		dropFresh()
+		return nil, err
+	}
+	return &RestoreResult{Replaced: replaced, Duration: time.Since(start)}, nil
+}
+
+// copyVerified streams an artifact to path on the target, hashing it; on a
+// mismatch the copy is removed and ErrChecksum returned.
+func copyVerified(ctx context.Context, h *target.Host, store Store, art Artifact, p string) error {
+	r, err := store.Open(ctx, art.Key)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	fs, err := h.Files()
+	if err != nil {
+		return err
+	}
+	if err := fs.MkdirAll(path.Dir(p)); err != nil {
+		return err
+	}
+	f, err := fs.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return err
+	}
+	_ = f.Chmod(0o600)
+	sum := sha256.New()
+	n, err := io.Copy(f, io.TeeReader(&ctxReader{ctx, r}, sum))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		h.Remove(p)
+		return fmt.Errorf("copying %s to the target: %w", art.Key, err)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != art.SHA256 || n != art.Size {
+		h.Remove(p)
+		return fmt.Errorf("%s: %w (manifest: %d bytes, sha256 %s; stored: %d bytes, sha256 %s): the artifact is damaged, nothing was changed",
+			art.Key, ErrChecksum, art.Size, art.SHA256, n, got)
+	}
+	return nil
+}
+
+// swap puts fresh in place of name in one short step.
+func swap(ctx context.Context, admin *pgx.Conn, name, fresh, replaced string) error {
+	ident := func(s string) string { return pgx.Identifier{s}.Sanitize() }
+	// New connections are refused, existing ones ended; the app's pool
+	// reconnects to the restored database a moment later.
+	_, err := admin.Exec(ctx, "ALTER DATABASE "+ident(name)+" ALLOW_CONNECTIONS false")
+	if err == nil {
+		_, err = admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY($1) AND pid <> pg_backend_pid()", []string{name, fresh})
+	}
+	if err != nil {
+		_, _ = admin.Exec(context.WithoutCancel(ctx), "ALTER DATABASE "+ident(name)+" ALLOW_CONNECTIONS true")
+		return fmt.Errorf("preparing the swap: %w", err)
+	}
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+ident(name)+" RENAME TO "+ident(replaced)); err != nil {
+		_, _ = admin.Exec(context.WithoutCancel(ctx), "ALTER DATABASE "+ident(name)+" ALLOW_CONNECTIONS true")
+		return fmt.Errorf("renaming %s aside: %w", name, err)
+	}
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+ident(fresh)+" RENAME TO "+ident(name)); err != nil {
+		// Put the original back under its name.
+		uctx := context.WithoutCancel(ctx)
+		_, _ = admin.Exec(uctx, "ALTER DATABASE "+ident(replaced)+" RENAME TO "+ident(name))
+		_, _ = admin.Exec(uctx, "ALTER DATABASE "+ident(name)+" ALLOW_CONNECTIONS true")
+		return fmt.Errorf("renaming the restored database into place (the original is back): %w", err)
+	}
+	// The replaced copy keeps refusing connections: it is an archive.
+	return nil
+}

@@ -1,0 +1,140 @@
+package snapshots
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/testenv"
+)
+
+type dbRig struct {
+	pg    *testenv.Postgres
+	host  *target.Host
+	db    config.Database
+	store Store
+	work  string
+}
+
+func newDBRig(t *testing.T) *dbRig {
+	pg := testenv.StartPostgres(t)
+	s := testenv.StartSSHD(t)
+	key, err := os.ReadFile(s.KeyPath)
+	require.NoError(t, err)
+	h, err := target.Connect(t.Context(), target.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
+	require.NoError(t, err)
+	t.Cleanup(func() { h.Close() })
+	r := &dbRig{pg: pg, host: h, work: t.TempDir(), store: FileStore{Dir: t.TempDir()},
+		db: config.Database{Host: pg.Host, Port: pg.Port, Name: "lawsker_prod", User: pg.User, SSLMode: "disable", AdminUser: pg.User}}
+	r.psql(t, "postgres", "CREATE DATABASE lawsker_prod")
+	r.psql(t, "lawsker_prod", `CREATE TABLE cases (id serial PRIMARY KEY, title text NOT NULL);
+		CREATE TABLE alembic_version (version_num text);
+		INSERT INTO alembic_version VALUES ('0041_cases');
+		INSERT INTO cases (title) SELECT 'case ' || g FROM generate_series(1, 1000) g;`)
+	return r
+}
+
+func (r *dbRig) psql(t *testing.T, db, sql string) string {
+	return testenv.MustRun(t, testenv.Bin(t, "psql"), r.pg.DSN(db), "-v", "ON_ERROR_STOP=1", "-tAc", sql)
+}
+
+func (r *dbRig) snapshot(t *testing.T) *Manifest {
+	id := NewID(time.Now())
+	art, info, err := DumpDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, id+"/database.dump")
+	require.NoError(t, err)
+	return &Manifest{Format: FormatVersion, ID: id, App: "lawsker", Created: time.Now(), Trigger: "manual",
+		Components: []string{"database"}, Artifacts: map[string]Artifact{"database": art}, Database: info}
+}
+
+func TestSnapshotChangeRollBackCompareEveryRow(t *testing.T) {
+	r := newDBRig(t)
+	before := r.psql(t, "lawsker_prod", "SELECT md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM cases")
+	m := r.snapshot(t)
+	assert.Equal(t, "0041_cases", m.Database.MigrationVersion)
+	assert.Greater(t, m.Artifacts["database"].Size, int64(1000))
+
+	// The release changes data and schema.
+	r.psql(t, "lawsker_prod", `ALTER TABLE cases ADD COLUMN status text DEFAULT 'open';
+		DELETE FROM cases WHERE id > 500; UPDATE alembic_version SET version_num = '0042_status';`)
+
+	res, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, r.work, 2)
+	require.NoError(t, err)
+	assert.Equal(t, before, r.psql(t, "lawsker_prod", "SELECT md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM cases"), "every row is back")
+	assert.Equal(t, "0041_cases\n", r.psql(t, "lawsker_prod", "SELECT version_num FROM alembic_version"))
+	assert.Equal(t, "0\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM information_schema.columns WHERE table_name = 'cases' AND column_name = 'status'"), "the schema is back")
+	assert.True(t, strings.HasPrefix(res.Replaced, "lawsker_prod_replaced_"))
+	assert.Equal(t, "t\n", r.psql(t, "postgres", "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '"+res.Replaced+"')"), "the replaced database is kept")
+	entries, _ := os.ReadDir(r.work)
+	assert.Empty(t, entries, "the working copy of the dump is removed")
+}
+
+func TestCorruptArtifactIsRefusedBeforeAnyChange(t *testing.T) {
+	r := newDBRig(t)
+	m := r.snapshot(t)
+	p := r.store.(FileStore).path(m.Artifacts["database"].Key)
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	data[len(data)/2] ^= 0xff
+	require.NoError(t, os.WriteFile(p, data, 0o600))
+	r.psql(t, "lawsker_prod", "INSERT INTO cases (title) VALUES ('after the snapshot')")
+	dbs := r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
+
+	_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, r.work, 2)
+	require.ErrorIs(t, err, ErrChecksum)
+	assert.Contains(t, err.Error(), "the artifact is damaged, nothing was changed")
+	assert.Equal(t, "1001\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM cases"), "untouched")
+	assert.Equal(t, dbs, r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"), "no database created")
+}
+
+func TestKilledRestoreLeavesTheOriginalIntact(t *testing.T) {
+	r := newDBRig(t)
+	r.psql(t, "lawsker_prod", "INSERT INTO cases (title) SELECT repeat('x', 2000) FROM generate_series(1, 20000)")
+	m := r.snapshot(t)
+	r.psql(t, "lawsker_prod", "DELETE FROM cases WHERE id > 10")
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		// Cancel once the fresh database exists (pg_restore is running).
+		for i := 0; i < 400; i++ {
+			if strings.Contains(r.psql(t, "postgres", "SELECT string_agg(datname, ',') FROM pg_database"), "lawsker_prod_restore_") {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	_, err := RestoreDatabase(ctx, r.host, r.db, r.pg.Password, r.store, m, r.work, 2)
+	require.Error(t, err)
+	assert.Equal(t, "10\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM cases"), "the original is intact")
+	assert.Equal(t, "t\n", r.psql(t, "postgres", "SELECT datallowconn FROM pg_database WHERE datname = 'lawsker_prod'"), "and accepts connections")
+	// The half-restored fresh database is dropped (bounded wait: the drop
+	// runs as the restore returns).
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Contains(r.psql(t, "postgres", "SELECT coalesce(string_agg(datname, ','), '') FROM pg_database"), "_restore_") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.NotContains(t, r.psql(t, "postgres", "SELECT coalesce(string_agg(datname, ','), '') FROM pg_database"), "_restore_")
+}
+
+func TestDumpFromAnotherDatabaseIsRefused(t *testing.T) {
+	r := newDBRig(t)
+	m := r.snapshot(t)
+	other := r.db
+	other.Name = "lawsker_staging"
+	_, err := RestoreDatabase(t.Context(), r.host, other, r.pg.Password, r.store, m, r.work, 2)
+	assert.EqualError(t, err, `snapshot `+m.ID+` holds a dump of database "lawsker_prod", not "lawsker_staging": nothing was changed`)
+}
+
+func TestManifestFormat(t *testing.T) {
+	_, err := ParseManifest([]byte(`{"format": 2, "id": "snap_20261126_040000_abcdef"}`))
+	assert.EqualError(t, err, "snapshot snap_20261126_040000_abcdef has manifest format 2, newer than this lawsker-deploy reads (1): upgrade lawsker-deploy")
+	_, err = ParseManifest([]byte(`{"format": 1, "id": "../../etc"}`))
+	assert.ErrorContains(t, err, "not a lawsker-deploy snapshot manifest")
+	assert.True(t, ValidID(NewID(time.Now())))
+}

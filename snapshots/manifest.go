@@ -1,0 +1,77 @@
+package snapshots
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// FormatVersion is the manifest format this release writes and reads.
+const FormatVersion = 1
+
+// Artifact is one stored file of a snapshot.
+type Artifact struct {
+	Key    string `json:"key"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Manifest describes a snapshot.
+type Manifest struct {
+	Format       int                 `json:"format"`
+	ID           string              `json:"id"`
+	App          string              `json:"app"`
+	DeploymentID string              `json:"deployment_id,omitempty"`
+	Created      time.Time           `json:"created"`
+	Description  string              `json:"description,omitempty"`
+	Trigger      string              `json:"trigger"` // manual, pre-deploy, post-deploy
+	Components   []string            `json:"components"`
+	Artifacts    map[string]Artifact `json:"artifacts"` // component -> artifact
+	Images       map[string]string   `json:"images,omitempty"`
+	// Database identifies what the dump is of, so a dump is never restored
+	// into another database by mistake.
+	Database *DatabaseInfo `json:"database,omitempty"`
+}
+
+// DatabaseInfo is what a database dump was taken from.
+type DatabaseInfo struct {
+	Name             string `json:"name"`
+	Host             string `json:"host"`
+	Port             int    `json:"port"`
+	ServerVersion    string `json:"server_version"`
+	MigrationVersion string `json:"migration_version,omitempty"` // alembic_version, when there is one
+}
+
+var idPattern = regexp.MustCompile(`^snap_[0-9]{8}_[0-9]{6}_[0-9a-f]{6}$`)
+
+// NewID returns snap_YYYYMMDD_HHMMSS_<6 hex>.
+func NewID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return "snap_" + now.UTC().Format("20060102_150405") + "_" + hex.EncodeToString(b[:])
+}
+
+// ValidID reports whether id has the form NewID makes (ids become object
+// keys and paths: nothing else is accepted).
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// ManifestKey is where a snapshot's manifest lives in a store.
+func ManifestKey(id string) string { return id + "/manifest.json" }
+
+// ParseManifest reads a manifest, refusing newer formats and bad ids.
+func ParseManifest(data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("snapshot manifest: not valid JSON: %w", err)
+	}
+	if m.Format > FormatVersion {
+		return nil, fmt.Errorf("snapshot %s has manifest format %d, newer than this lawsker-deploy reads (%d): upgrade lawsker-deploy", m.ID, m.Format, FormatVersion)
+	}
+	if m.Format < 1 || !ValidID(m.ID) {
+		return nil, fmt.Errorf("snapshot manifest: format %d, id %q: not a lawsker-deploy snapshot manifest", m.Format, m.ID)
+	}
+	return &m, nil
+}
