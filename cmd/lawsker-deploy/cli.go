@@ -40,7 +40,10 @@ Commands:
                   SSH to every target (host key checked), the registry
   deploy          put a release on every target: --backend-image REPO@sha256:...
                   [--frontend-dir DIR] [--message M] [--no-snapshot] [--force]
-  rollback        --previous: switch back to the warm previous release
+  rollback        --previous: switch back to the warm previous release;
+                  --snapshot ID [--components database] [--dry-run]: restore
+                  the database of a snapshot (plan first)
+  snapshot        create [--description D] | list | show ID | check ID | delete ID
   verify          run the verification suite: [--base-url URL]
                   [--category health,functional,performance,security]
                   [--baseline REPORT] [--no-ssh]; exit 1 when a check fails
@@ -140,6 +143,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.releases(ctx, vargs)
 	case "verify":
 		err = c.verify(ctx, vargs)
+	case "snapshot":
+		err = c.snapshotCmd(ctx, vargs)
 	case "lock":
 		err = c.lockCmd(ctx, vargs)
 	case "config":
@@ -153,7 +158,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 }
 
 func suggestVerb(v string) string {
-	for _, known := range []string{"validate", "plan", "preflight", "deploy", "rollback", "verify", "releases", "lock", "config", "version", "help"} {
+	for _, known := range []string{"validate", "plan", "preflight", "deploy", "rollback", "verify", "snapshot", "releases", "lock", "config", "version", "help"} {
 		if strings.HasPrefix(known, v) || strings.HasPrefix(v, known) {
 			return fmt.Sprintf("; did you mean %q?", known)
 		}

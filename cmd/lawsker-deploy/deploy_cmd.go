@@ -72,13 +72,22 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 func (c *cli) rollback(ctx context.Context, args []string) error {
 	fs := c.newFlagSet("rollback")
 	previous := fs.Bool("previous", false, "switch back to the warm previous release")
+	snapshot := fs.String("snapshot", "", "restore from this snapshot (snap_...)")
+	components := fs.String("components", "", "with --snapshot: what to restore (database)")
+	dryRun := fs.Bool("dry-run", false, "with --snapshot: print the plan, change nothing")
 	s, l, err := c.begin("rollback", fs, args)
 	if err != nil {
 		return err
 	}
-	if !*previous {
+	switch {
+	case *snapshot != "" && *previous:
+		s.end(report.StatusInvalid, errors.New("both --previous and --snapshot"), nil)
+		return usageError{"rollback: --previous or --snapshot ID, not both"}
+	case *snapshot != "":
+		return c.rollbackSnapshot(ctx, s, l.Config, *snapshot, *components, *dryRun)
+	case !*previous:
 		s.end(report.StatusInvalid, errors.New("nothing to roll back to"), nil)
-		return usageError{"rollback: pass --previous to switch back to the warm previous release (rollback to a snapshot comes with snapshots)"}
+		return usageError{"rollback: pass --previous (the warm previous release) or --snapshot ID (its database)"}
 	}
 	d, err := deploy.PrepareSwitchBack(deploy.Request{Config: l.Config, Resolver: s.res, Who: who(), ID: s.id, Logger: s.log.Logger})
 	if err != nil {

@@ -110,7 +110,7 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 
 	r = runIn(t, dir, env, "rollback", "--config", cfg)
 	assert.Equal(t, exitUsage, r.code)
-	assert.Contains(t, r.stderr, "pass --previous")
+	assert.Contains(t, r.stderr, "pass --previous (the warm previous release) or --snapshot ID")
 
 	// verify against the deployment (v1 serves): the suite passes, and its
 	// report, JUnit XML and Markdown summary are written; the summary is

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lawsker/lawsker-deploy/testenv"
+)
+
+func TestSnapshotAndDatabaseRollbackCommands(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	h := testenv.StartTargetHost(t, "sample")
+	v1 := h.Image(t, "./examples/sample/backend", "sample/backend", "v1")
+	ports := testenv.ReservePorts(t, 20)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "snapshots")
+	cfg := filepath.Join(dir, "deploy.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`{"version": 1, "app": "sample",
+	  "targets": [{"name": "local", "host": "127.0.0.1",
+	    "ssh": {"user": %q, "port": %d, "key": "file:%s", "known_hosts": %q},
+	    "root": %q, "docker": {"host": %q},
+	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
+	  "backend": {"image": "%s/sample/backend", "network": "host",
+	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
+	  "database": {"host": "127.0.0.1", "port": %d, "name": "sample", "user": %q, "password": "env:PG_PW", "sslmode": "disable",
+	    "admin_user": %q, "admin_password": "env:PG_PW"},
+	  "snapshots": {"store": "file://%s"}}`,
+		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
+		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19,
+		pg.Port, pg.User, pg.User, store)), 0o644))
+	env := map[string]string{"PG_PW": pg.Password}
+	psql := func(sql string) string {
+		return testenv.MustRun(t, testenv.Bin(t, "psql"), pg.DSN("sample"), "-v", "ON_ERROR_STOP=1", "-tAc", sql)
+	}
+	testenv.MustRun(t, testenv.Bin(t, "psql"), pg.DSN("postgres"), "-c", "CREATE DATABASE sample")
+	psql("CREATE TABLE cases (id int PRIMARY KEY, title text); INSERT INTO cases SELECT g, 'case ' || g FROM generate_series(1, 100) g")
+
+	r := runIn(t, dir, env, "deploy", "--config", cfg, "--backend-image", v1, "--no-snapshot")
+	require.Equal(t, exitOK, r.code, r.stderr)
+
+	r = runIn(t, dir, env, "snapshot", "create", "--config", cfg, "--description", "before the cases migration")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	id := regexp.MustCompile(`snap_[0-9]{8}_[0-9]{6}_[0-9a-f]{6}`).FindString(r.stdout)
+	require.NotEmpty(t, id, r.stdout)
+	assert.Contains(t, r.stdout, "backend backend@")
+	assert.Contains(t, r.stdout, "database (")
+
+	r = runIn(t, dir, env, "snapshot", "list", "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, id)
+	assert.Contains(t, r.stdout, `"before the cases migration"`)
+	r = runIn(t, dir, env, "snapshot", "show", id, "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "database  sample on 127.0.0.1:")
+	r = runIn(t, dir, env, "snapshot", "check", id, "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "every artifact matches its manifest")
+
+	psql("DELETE FROM cases WHERE id > 10; ALTER TABLE cases ADD COLUMN status text")
+
+	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id, "--components", "database", "--dry-run")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "rollback plan: database -> "+id+", risk high")
+	assert.Contains(t, r.stdout, "dry run: nothing changed")
+	assert.Equal(t, "10\n", psql("SELECT count(*) FROM cases"))
+
+	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id)
+	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "database sample restored from "+id)
+	assert.Contains(t, r.stdout, "PASS  health      postgresql")
+	assert.Equal(t, "100\n", psql("SELECT count(*) FROM cases"))
+	assert.Equal(t, "0\n", psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'cases' AND column_name = 'status'"))
+
+	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", "snap_20200101_000000_000000")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "no snapshot snap_20200101_000000_000000 in file://"+store+"; recent: "+id)
+	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id, "--components", "frontend")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, `restoring "frontend" from a snapshot is not available yet`)
+
+	// A damaged dump: check says so, and a rollback changes nothing.
+	dump := filepath.Join(store, id, "database.dump")
+	data, err := os.ReadFile(dump)
+	require.NoError(t, err)
+	data[len(data)/2] ^= 0xff
+	require.NoError(t, os.WriteFile(dump, data, 0o600))
+	r = runIn(t, dir, env, "snapshot", "check", id, "--config", cfg)
+	assert.Equal(t, exitFailed, r.code)
+	assert.Contains(t, r.stderr, "checksum mismatch")
+	psql("DELETE FROM cases WHERE id > 50")
+	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id)
+	assert.Equal(t, exitFailed, r.code)
+	assert.Contains(t, r.stderr, "the artifact is damaged, nothing was changed")
+	assert.Equal(t, "50\n", psql("SELECT count(*) FROM cases"))
+
+	r = runIn(t, dir, env, "snapshot", "delete", id, "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = runIn(t, dir, env, "snapshot", "list", "--config", cfg)
+	assert.Contains(t, r.stdout, "no snapshots in file://"+store)
+	assert.NotContains(t, allOutput(t, r), pg.Password)
+}
