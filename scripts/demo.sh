@@ -7,9 +7,9 @@
 # configuration, shows the plan, runs preflight, deploys v1 then v2 with zero
 # downtime, verifies, lists the releases, switches back to v1, and shows the
 # reports.
-# It verifies the deployment with the whole suite, reads Lawsker's legacy
+# It verifies the deployment with the whole suite, snapshots the database,
+# changes data and rolls the data back, reads Lawsker's legacy
 # deployment_config.json and shows what a broken configuration gets.
-# Snapshots and rollback to a snapshot join as those verbs land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
@@ -92,6 +92,18 @@ bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "
 
 say "releases on the target"
 bin/lawsker-deploy releases --config "$cfg"
+
+say "the database travels with the release: snapshot, a data change, a rollback of the data"
+export PGPASSWORD="$SAMPLE_DB_PASSWORD"
+psql -h 127.0.0.1 -p 15432 -U sample -d sample -qc "CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text); TRUNCATE notes; INSERT INTO notes (body) VALUES ('kept by the snapshot')"
+bin/lawsker-deploy snapshot create --config "$cfg" --description "demo: before a data change"
+snap=$(bin/lawsker-deploy snapshot list --json --config "$cfg" | grep -o 'snap_[0-9_a-f]*' | head -n 1)
+psql -h 127.0.0.1 -p 15432 -U sample -d sample -qc "INSERT INTO notes (body) VALUES ('written after the snapshot')"
+echo "notes now: $(psql -h 127.0.0.1 -p 15432 -U sample -d sample -tAc 'SELECT count(*) FROM notes') rows"
+bin/lawsker-deploy rollback --snapshot "$snap" --dry-run --config "$cfg"
+bin/lawsker-deploy rollback --snapshot "$snap" --config "$cfg"
+echo "notes after the rollback: $(psql -h 127.0.0.1 -p 15432 -U sample -d sample -tAc 'SELECT count(*) FROM notes') row(s): $(psql -h 127.0.0.1 -p 15432 -U sample -d sample -tAc "SELECT string_agg(body, ' / ') FROM notes")"
+unset PGPASSWORD
 
 say "switch back to the warm previous release"
 bin/lawsker-deploy rollback --previous --config "$cfg"
