@@ -35,3 +35,5 @@ go test ./deploy -run '^$' -bench 'SwitchBack|DeployWarm' -benchtime 5x
 # duration, nginx serving a static file), and its peak heap over 1,000,000
 # requests.
 go test ./checks -run '^$' -bench 'LoadVsWrk|LoadMemory' -benchtime 1x
+# Snapshot and restore of a ~150 MB database against raw pg_dump/pg_restore.
+go test ./snapshots -run '^$' -bench 'SnapshotAndRestore' -benchtime 1x
