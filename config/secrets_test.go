@@ -52,6 +52,7 @@ func TestSecretRefsAndCheck(t *testing.T) {
 		{Path: "backend.secret_env.SAMPLE_LOGIN_PASSWORD", Ref: "env:SAMPLE_LOGIN_PASSWORD"},
 		{Path: "backend.secret_env.SESSION_KEY", Ref: "env:SAMPLE_SESSION_KEY"},
 		{Path: "database.password", Ref: "env:SAMPLE_DB_PASSWORD"},
+		{Path: "database.admin_password", Ref: "env:SAMPLE_DB_PASSWORD"},
 		{Path: "verification.login.password", Ref: "env:SAMPLE_LOGIN_PASSWORD"},
 	}, l.Config.SecretRefs())
 	r := &Resolver{LookupEnv: func(k string) (string, bool) {
