@@ -385,15 +385,10 @@ func (m *LawskerDeploy) Verify(
 			venv.Categories = append(venv.Categories, checks.Category(c))
 		}
 	}
-	t := env.cfg.Targets[0]
-	if !t.SSH.Key.IsZero() {
-		if key, err := env.res.Resolve(t.SSH.Key); err == nil {
-			h, err := target.Connect(ctx, target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User,
-				PrivateKey: []byte(key), KnownHosts: t.SSH.KnownHosts, ConnectTimeout: t.SSH.ConnectTimeout.D()}, 2)
-			if err == nil {
-				defer h.Close()
-				venv.Dial, venv.Stat, venv.System = h.DialTCP, h.StatGlob, h
-			}
+	if e, err := deploy.Endpoint(env.cfg.Targets[0], env.res); err == nil && len(e.PrivateKey) > 0 {
+		if h, err := target.Connect(ctx, e, 2); err == nil {
+			defer h.Close()
+			venv.Dial, venv.Stat, venv.System = h.DialTCP, h.StatGlob, h
 		}
 	}
 	suite, err := checks.Verify(ctx, venv, checks.Options{Deadline: env.cfg.Verification.Deadline.D()})

@@ -6,9 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,32 +53,14 @@ func BenchmarkLoadMemory(b *testing.B) {
 	url := staticNginx(b)
 	const conns = 32
 	for b.Loop() {
-		runtime.GC()
-		var peak atomic.Uint64
-		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			var m runtime.MemStats
-			for {
-				runtime.ReadMemStats(&m)
-				if m.HeapInuse > peak.Load() {
-					peak.Store(m.HeapInuse)
-				}
-				select {
-				case <-stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-			}
-		}()
-		l := Load(context.Background(), url, LoadOptions{Concurrency: conns, Requests: 1_000_000})
-		close(stop)
-		<-done
+		var l *LoadResult
+		peak := testenv.PeakHeap(func() {
+			l = Load(context.Background(), url, LoadOptions{Concurrency: conns, Requests: 1_000_000})
+		})
 		if l.Requests != 1_000_000 || l.Errors > 0 {
 			b.Fatalf("%d requests, %d errors (%s)", l.Requests, l.Errors, l.FirstError)
 		}
-		b.ReportMetric(float64(peak.Load())/(1<<20), "MB_peak_heap")
+		b.ReportMetric(float64(peak)/(1<<20), "MB_peak_heap")
 		b.ReportMetric(l.PerSecond, "req/s")
 	}
 }

@@ -47,19 +47,17 @@ func Preflight(cfg *config.Config, res *config.Resolver) (*pipelines.Graph, erro
 }
 
 func checkSSH(ctx context.Context, path string, t config.Target, res *config.Resolver) error {
-	e := target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts, ConnectTimeout: t.SSH.ConnectTimeout.D()}
-	if !t.SSH.Key.IsZero() {
-		key, err := res.Resolve(t.SSH.Key)
-		if err != nil {
-			return fmt.Errorf("%s.ssh.key: %w", path, err)
-		}
-		e.PrivateKey = []byte(key)
+	e, err := Endpoint(t, res)
+	if err != nil {
+		return fmt.Errorf("%s.%w", path, err)
 	}
+	wantTOFU := e.TrustOnFirstUse
+	e.TrustOnFirstUse = false
 	// Preflight never records a host key; report an unknown one instead.
 	c, err := target.Dial(ctx, e)
 	var ne *target.NetError
 	switch {
-	case errors.Is(err, target.ErrHostKeyUnknown) && t.SSH.TrustOnFirstUse:
+	case errors.Is(err, target.ErrHostKeyUnknown) && wantTOFU:
 		return pipelines.Skip("%v; deploy will record it (ssh.trust_on_first_use)", err)
 	case errors.As(err, &ne):
 		return pipelines.Retriable(err)

@@ -276,7 +276,9 @@ const (
 	StepRevert      = "revert"
 )
 
-func endpointOf(t config.Target, res *config.Resolver) (target.Endpoint, error) {
+// Endpoint is how to reach a target, with its SSH key resolved (an empty
+// ssh.key means the SSH agent).
+func Endpoint(t config.Target, res *config.Resolver) (target.Endpoint, error) {
 	e := target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts,
 		TrustOnFirstUse: t.SSH.TrustOnFirstUse, ConnectTimeout: t.SSH.ConnectTimeout.D()}
 	if !t.SSH.Key.IsZero() {
@@ -291,7 +293,7 @@ func endpointOf(t config.Target, res *config.Resolver) (target.Endpoint, error) 
 
 func (d *Deployment) lock(ctx context.Context, tr *targetRun) error {
 	if tr.host == nil {
-		e, err := endpointOf(tr.cfg, d.req.Resolver)
+		e, err := Endpoint(tr.cfg, d.req.Resolver)
 		if err != nil {
 			return err
 		}

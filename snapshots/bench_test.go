@@ -3,8 +3,6 @@ package snapshots
 import (
 	"os"
 	"path/filepath"
-	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,33 +10,6 @@ import (
 	"github.com/lawsker/lawsker-deploy/target"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
-
-// peakHeap samples the heap in use while f runs.
-func peakHeap(f func()) uint64 {
-	runtime.GC()
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var m runtime.MemStats
-		for {
-			runtime.ReadMemStats(&m)
-			if m.HeapInuse > peak.Load() {
-				peak.Store(m.HeapInuse)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	f()
-	close(stop)
-	<-done
-	return peak.Load()
-}
 
 // BenchmarkSnapshotAndRestore: a database of about 100 MB. Our snapshot
 // (pg_dump on the target over SSH, streamed into a store) against a raw
@@ -80,7 +51,7 @@ func BenchmarkSnapshotAndRestore(b *testing.B) {
 		raw := run(testenv.Bin(b, "pg_dump"), "-Fc", "-h", pg.Host, "-p", itoa(pg.Port), "-U", pg.User, "-d", "big", "-f", filepath.Join(work, "raw.dump"))
 		var m *Manifest
 		var ours time.Duration
-		dumpPeak := peakHeap(func() {
+		dumpPeak := testenv.PeakHeap(func() {
 			start := time.Now()
 			art, info, err := DumpDatabase(b.Context(), h, db, pg.Password, store, "snap_20261126_000000_000000/database.dump")
 			if err != nil {
@@ -92,7 +63,7 @@ func BenchmarkSnapshotAndRestore(b *testing.B) {
 		rawRestore := run("sh", "-c", "createdb -h "+pg.Host+" -p "+itoa(pg.Port)+" -U "+pg.User+" rawcopy && pg_restore -j2 -h "+pg.Host+" -p "+itoa(pg.Port)+" -U "+pg.User+" -d rawcopy "+filepath.Join(work, "raw.dump"))
 		run("sh", "-c", "dropdb -h "+pg.Host+" -p "+itoa(pg.Port)+" -U "+pg.User+" rawcopy")
 		var oursRestore time.Duration
-		restorePeak := peakHeap(func() {
+		restorePeak := testenv.PeakHeap(func() {
 			start := time.Now()
 			if _, err := RestoreDatabase(b.Context(), h, db, pg.Password, store, m, work, 2); err != nil {
 				b.Fatal(err)

@@ -166,44 +166,13 @@ func (h *Host) RunStream(ctx context.Context, stdin io.Reader, stdout io.Writer,
 
 // RunInput is Run with standard input.
 func (h *Host) RunInput(ctx context.Context, stdin io.Reader, argv ...string) (string, error) {
-	sess, err := h.client.NewSession()
-	if err != nil {
-		return "", &NetError{Op: "ssh " + h.Endpoint.Addr(), Err: fmt.Errorf("opening a session: %w", err)}
+	var stdout bytes.Buffer
+	err := h.RunStream(ctx, stdin, &stdout, argv...)
+	if ctx.Err() != nil && err != nil {
+		// The session may still be writing: the buffer is not read.
+		return "", err
 	}
-	defer sess.Close()
-	var stdout, stderr bytes.Buffer
-	sess.Stdout, sess.Stderr = &stdout, &limitedTail{max: 8 << 10, buf: &stderr}
-	if stdin != nil {
-		sess.Stdin = stdin
-	}
-	cmd := Quote(argv...)
-	if err := sess.Start(cmd); err != nil {
-		return "", fmt.Errorf("%s: starting `%s`: %w", h.Endpoint.Addr(), cmd, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- sess.Wait() }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		// Best effort: sshd honours signals only for some sessions (not
-		// root's without privilege separation), so the remote command may
-		// run on; steps that start long-lived remote work undo it by name
-		// (docker rm -f). The output buffers are not read from here on.
-		_ = sess.Signal(ssh.SIGTERM)
-		sess.Close()
-		return "", fmt.Errorf("%s: `%s`: %w", h.Endpoint.Addr(), cmd, ctx.Err())
-	}
-	if err != nil {
-		re := &RemoteError{Host: h.Endpoint.Addr(), Command: cmd, ExitCode: -1, Stderr: lastLines(stderr.String(), 20)}
-		var ee *ssh.ExitError
-		if errors.As(err, &ee) {
-			re.ExitCode = ee.ExitStatus()
-		} else {
-			re.Stderr = strings.TrimSpace(re.Stderr + " " + err.Error())
-		}
-		return stdout.String(), re
-	}
-	return stdout.String(), nil
+	return stdout.String(), err
 }
 
 // limitedTail keeps only the last max bytes written.

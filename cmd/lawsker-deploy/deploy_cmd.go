@@ -147,13 +147,9 @@ func (c *cli) eachTarget(ctx context.Context, s *session, cfg *config.Config, fn
 	for _, t := range cfg.Targets {
 		info := targetInfo{Target: t.Name}
 		err := func() error {
-			e := target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts, ConnectTimeout: t.SSH.ConnectTimeout.D()}
-			if !t.SSH.Key.IsZero() {
-				key, err := s.res.Resolve(t.SSH.Key)
-				if err != nil {
-					return fmt.Errorf("ssh.key: %w", err)
-				}
-				e.PrivateKey = []byte(key)
+			e, err := deploy.Endpoint(t, s.res)
+			if err != nil {
+				return err
 			}
 			h, err := target.Connect(ctx, e, 3)
 			if err != nil {

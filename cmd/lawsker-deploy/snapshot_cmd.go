@@ -20,16 +20,28 @@ import (
 // firstTarget connects to the first target (snapshots live there or are
 // taken from there).
 func (c *cli) firstTarget(ctx context.Context, s *session, cfg *config.Config) (*target.Host, error) {
-	t := cfg.Targets[0]
-	e := target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts, ConnectTimeout: t.SSH.ConnectTimeout.D()}
-	if !t.SSH.Key.IsZero() {
-		key, err := s.res.Resolve(t.SSH.Key)
-		if err != nil {
-			return nil, fmt.Errorf("targets[0].ssh.key: %w", err)
-		}
-		e.PrivateKey = []byte(key)
+	e, err := deploy.Endpoint(cfg.Targets[0], s.res)
+	if err != nil {
+		return nil, fmt.Errorf("targets[0].%w", err)
 	}
 	return target.Connect(ctx, e, 3)
+}
+
+// openStore connects to the first target and opens the snapshot store; on
+// failure the session ends (failed to connect, invalid store).
+func (c *cli) openStore(ctx context.Context, s *session, cfg *config.Config) (*target.Host, snapshots.Store, error) {
+	h, err := c.firstTarget(ctx, s, cfg)
+	if err != nil {
+		s.end(report.StatusFailed, err, nil)
+		return nil, nil, failure{err}
+	}
+	store, err := snapshots.OpenStore(cfg, h)
+	if err != nil {
+		h.Close()
+		s.end(report.StatusInvalid, err, nil)
+		return nil, nil, err
+	}
+	return h, store, nil
 }
 
 func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
@@ -53,17 +65,11 @@ func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := l.Config
-	h, err := c.firstTarget(ctx, s, cfg)
+	h, store, err := c.openStore(ctx, s, cfg)
 	if err != nil {
-		s.end(report.StatusFailed, err, nil)
-		return failure{err}
-	}
-	defer h.Close()
-	store, err := snapshots.OpenStore(cfg, h)
-	if err != nil {
-		s.end(report.StatusInvalid, err, nil)
 		return err
 	}
+	defer h.Close()
 	var details any
 	switch sub {
 	case "create":
@@ -215,17 +221,11 @@ func (c *cli) rollbackSnapshot(ctx context.Context, s *session, cfg *config.Conf
 		s.end(report.StatusInvalid, err, nil)
 		return err
 	}
-	h, err := c.firstTarget(ctx, s, cfg)
+	h, store, err := c.openStore(ctx, s, cfg)
 	if err != nil {
-		s.end(report.StatusFailed, err, nil)
-		return failure{err}
-	}
-	defer h.Close()
-	store, err := snapshots.OpenStore(cfg, h)
-	if err != nil {
-		s.end(report.StatusInvalid, err, nil)
 		return err
 	}
+	defer h.Close()
 	m, err := snapshots.Load(ctx, store, id)
 	if err != nil {
 		s.end(report.StatusInvalid, err, nil)

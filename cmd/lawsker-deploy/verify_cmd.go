@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/lawsker/lawsker-deploy/checks"
+	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/internal/atomicfile"
 	"github.com/lawsker/lawsker-deploy/report"
 	"github.com/lawsker/lawsker-deploy/target"
@@ -64,17 +65,16 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 	var skipNote string
 	if !*noSSH {
 		t := cfg.Targets[0]
-		e := target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts, ConnectTimeout: t.SSH.ConnectTimeout.D()}
-		if !t.SSH.Key.IsZero() {
-			if key, err := s.res.Resolve(t.SSH.Key); err == nil {
-				e.PrivateKey = []byte(key)
-			}
+		e, err := deploy.Endpoint(t, s.res)
+		var h *target.Host
+		if err == nil {
+			h, err = target.Connect(ctx, e, 2)
 		}
-		if h, err := target.Connect(ctx, e, 2); err == nil {
+		if err == nil {
 			defer h.Close()
 			env.Dial, env.Stat, env.System = h.DialTCP, h.StatGlob, h
 		} else {
-			skipNote = fmt.Sprintf("SSH to %s failed (%v): database and Redis are dialled from here, file permissions are not checked", t.Name, err)
+			skipNote = fmt.Sprintf("SSH to %s failed (%v): database and Redis are dialled from here, file permissions and system resources are not checked", t.Name, err)
 			fmt.Fprintln(c.stderr, "warning:", s.red.String(skipNote))
 			s.log.Logger.Warn("verify without the target's tunnel", "reason", skipNote)
 		}
