@@ -43,7 +43,9 @@ Commands:
   rollback        --previous: switch back to the warm previous release;
                   --snapshot ID [--components database] [--dry-run]: restore
                   the database of a snapshot (plan first)
-  snapshot        create [--description D] | list | show ID | check ID | delete ID
+  snapshot        create [--description D] | list | show ID | check ID | delete ID |
+                  prune [--dry-run] (keep snapshots.keep_last and retention_days,
+                  never those of the current or previous release)
   verify          run the verification suite: [--base-url URL]
                   [--category health,functional,performance,security]
                   [--baseline REPORT] [--no-ssh]; exit 1 when a check fails

@@ -46,19 +46,20 @@ func (c *cli) openStore(ctx context.Context, s *session, cfg *config.Config) (*t
 
 func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError{"snapshot needs a subcommand: create, list, show ID, check ID, delete ID"}
+		return usageError{"snapshot needs a subcommand: create, list, show ID, check ID, delete ID, prune"}
 	}
 	sub, rest := args[0], args[1:]
 	fs := c.newFlagSet("snapshot " + sub)
 	desc := fs.String("description", "", "what this snapshot is for (create)")
+	dryRun := fs.Bool("dry-run", false, "prune: say what would go, delete nothing")
 	var id string
 	if sub == "show" || sub == "check" || sub == "delete" {
 		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
 			return usageError{"snapshot " + sub + " needs a snapshot id"}
 		}
 		id, rest = rest[0], rest[1:]
-	} else if sub != "create" && sub != "list" {
-		return usageError{fmt.Sprintf("unknown snapshot subcommand %q (create, list, show, check, delete)", sub)}
+	} else if sub != "create" && sub != "list" && sub != "prune" {
+		return usageError{fmt.Sprintf("unknown snapshot subcommand %q (create, list, show, check, delete, prune)", sub)}
 	}
 	s, l, err := c.begin("snapshot", fs, rest)
 	if err != nil {
@@ -138,6 +139,46 @@ func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
 			for comp, img := range m.Images {
 				s.out("  image     %s: %s\n", comp, img)
 			}
+		}
+	case "prune":
+		ms, errs := snapshots.List(ctx, store)
+		for _, e := range errs {
+			fmt.Fprintln(c.stderr, "warning:", e)
+		}
+		protected := map[string]string{}
+		if st, err := deploy.LoadState(h, deploy.NewLayout(cfg, cfg.Targets[0])); err == nil {
+			if r, ok := st.Current(); ok {
+				protected["current"] = r.Image
+			}
+			if r, ok := st.Previous(); ok {
+				protected["previous"] = r.Image
+			}
+		} else {
+			err = fmt.Errorf("reading the target's releases (needed to protect their snapshots): %w", err)
+			s.end(report.StatusFailed, err, nil)
+			return failure{err}
+		}
+		decisions := snapshots.Retention(ms, cfg.Snapshots.KeepLast, cfg.Snapshots.RetentionDays, time.Now(), protected)
+		var deleted []string
+		for _, d := range decisions {
+			verb := "keep  "
+			if !d.Keep {
+				verb = "delete"
+				if !*dryRun {
+					if err := snapshots.Delete(ctx, store, d.Manifest.ID); err != nil {
+						s.end(report.StatusFailed, err, decisions)
+						return failure{err}
+					}
+					deleted = append(deleted, d.Manifest.ID)
+				}
+			}
+			s.out("%s %s (%s)\n", verb, d.Manifest.ID, d.Reason)
+		}
+		details = decisions
+		if *dryRun {
+			s.out("dry run: nothing deleted\n")
+		} else {
+			s.out("%d snapshot(s) deleted\n", len(deleted))
 		}
 	case "delete":
 		if _, err := snapshots.Load(ctx, store, id); err != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -30,7 +31,7 @@ func TestSnapshotAndDatabaseRollbackCommands(t *testing.T) {
 	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
 	  "database": {"host": "127.0.0.1", "port": %d, "name": "sample", "user": %q, "password": "env:PG_PW", "sslmode": "disable",
 	    "admin_user": %q, "admin_password": "env:PG_PW"},
-	  "snapshots": {"store": "file://%s"}}`,
+	  "snapshots": {"store": "file://%s", "keep_last": 1}}`,
 		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
 		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19,
 		pg.Port, pg.User, pg.User, store)), 0o644))
@@ -99,8 +100,32 @@ func TestSnapshotAndDatabaseRollbackCommands(t *testing.T) {
 	assert.Contains(t, r.stderr, "the artifact is damaged, nothing was changed")
 	assert.Equal(t, "50\n", psql("SELECT count(*) FROM cases"))
 
-	r = runIn(t, dir, env, "snapshot", "delete", id, "--config", cfg)
+	// Retention: an old snapshot of no serving release goes; the newest
+	// stays; nothing goes on a dry run.
+	r = runIn(t, dir, env, "snapshot", "create", "--config", cfg, "--description", "newer")
 	require.Equal(t, exitOK, r.code, r.stderr)
+	newer := regexp.MustCompile(`snap_[0-9]{8}_[0-9]{6}_[0-9a-f]{6}`).FindString(r.stdout)
+	mpath := filepath.Join(store, id, "manifest.json")
+	mdata, err := os.ReadFile(mpath)
+	require.NoError(t, err)
+	mdata = regexp.MustCompile(`"created": "[^"]+"`).ReplaceAll(mdata, []byte(`"created": "2026-01-01T00:00:00Z"`))
+	mdata = regexp.MustCompile(`"backend": "[^"]+"`).ReplaceAll(mdata, []byte(`"backend": "`+h.Registry.Addr+`/sample/backend@sha256:`+strings.Repeat("0", 64)+`"`))
+	require.NoError(t, os.WriteFile(mpath, mdata, 0o600))
+	r = runIn(t, dir, env, "snapshot", "prune", "--dry-run", "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "delete "+id+" (older than 30 days and not among the newest 1)")
+	assert.Contains(t, r.stdout, "keep   "+newer+" (holds the image of the current release)")
+	assert.Contains(t, r.stdout, "dry run: nothing deleted")
+	r = runIn(t, dir, env, "snapshot", "prune", "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "1 snapshot(s) deleted")
+	r = runIn(t, dir, env, "snapshot", "delete", newer, "--config", cfg)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = runIn(t, dir, env, "snapshot", "show", id, "--config", cfg)
+	assert.Equal(t, exitUsage, r.code, "pruned")
+
+	r = runIn(t, dir, env, "snapshot", "delete", id, "--config", cfg)
+	assert.Equal(t, exitUsage, r.code, "already pruned")
 	r = runIn(t, dir, env, "snapshot", "list", "--config", cfg)
 	assert.Contains(t, r.stdout, "no snapshots in file://"+store)
 	assert.NotContains(t, allOutput(t, r), pg.Password)
