@@ -180,11 +180,16 @@ func healthThrough(ctx context.Context, h *target.Host, addr, healthPath, hostHe
 	for {
 		tries++
 		err := checkHealth(ctx, client, url, hostHeader)
-		if err == nil {
+		switch {
+		case err == nil:
 			if streak++; streak >= g.ConsecutivePasses {
 				return nil
 			}
-		} else {
+		case ctx.Err() != nil && last != nil:
+			// The deadline cut this request: the failure before it says
+			// more than "context deadline exceeded".
+			streak = 0
+		default:
 			streak, last = 0, err
 		}
 		select {
