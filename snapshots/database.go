@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path"
 	"strings"
 	"time"
@@ -167,25 +166,9 @@ func copyVerified(ctx context.Context, h *target.Host, store Store, art Artifact
 		return err
 	}
 	defer r.Close()
-	fs, err := h.Files()
-	if err != nil {
-		return err
-	}
-	if err := fs.MkdirAll(path.Dir(p)); err != nil {
-		return err
-	}
-	f, err := fs.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
-	if err != nil {
-		return err
-	}
-	_ = f.Chmod(0o600)
 	sum := sha256.New()
-	n, err := io.Copy(f, io.TeeReader(&ctxReader{ctx, r}, sum))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	n, err := h.WriteFrom(p, io.TeeReader(&ctxReader{ctx, r}, sum), 0o600)
 	if err != nil {
-		h.Remove(p)
 		return fmt.Errorf("copying %s to the target: %w", art.Key, err)
 	}
 	if got := hex.EncodeToString(sum.Sum(nil)); got != art.SHA256 || n != art.Size {

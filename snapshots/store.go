@@ -158,37 +158,14 @@ type TargetStore struct {
 
 func (s TargetStore) String() string { return "target:" + s.Dir }
 
-// Put streams into a partial file on the target, then renames it.
+// Put streams into a temporary file on the target, then renames it.
 func (s TargetStore) Put(ctx context.Context, key string, r io.Reader) (Artifact, error) {
 	if err := checkKey(key); err != nil {
 		return Artifact{}, err
 	}
-	fs, err := s.Host.Files()
-	if err != nil {
-		return Artifact{}, err
-	}
-	p := path.Join(s.Dir, key)
-	if err := fs.MkdirAll(path.Dir(p)); err != nil {
-		return Artifact{}, err
-	}
-	tmp := p + ".partial"
-	f, err := fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
-	if err != nil {
-		return Artifact{}, fmt.Errorf("%s: %w", s, err)
-	}
-	_ = f.Chmod(0o600)
 	hr := newHashing(r)
-	_, err = io.Copy(f, &ctxReader{ctx, hr})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		fs.Remove(tmp)
+	if _, err := s.Host.WriteFrom(path.Join(s.Dir, key), &ctxReader{ctx, hr}, 0o600); err != nil {
 		return Artifact{}, fmt.Errorf("%s: writing %s: %w", s, key, err)
-	}
-	if err := fs.PosixRename(tmp, p); err != nil {
-		fs.Remove(tmp)
-		return Artifact{}, err
 	}
 	return hr.artifact(key), nil
 }
@@ -227,7 +204,7 @@ func (s TargetStore) List(_ context.Context, prefix string) ([]string, error) {
 			}
 			return nil, w.Err()
 		}
-		if w.Stat().IsDir() || strings.HasSuffix(w.Path(), ".partial") {
+		if w.Stat().IsDir() || strings.Contains(path.Base(w.Path()), ".tmp-") {
 			continue
 		}
 		k := strings.TrimPrefix(strings.TrimPrefix(w.Path(), s.Dir), "/")

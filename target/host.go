@@ -215,37 +215,47 @@ func (h *Host) Files() (*sftp.Client, error) {
 // WriteFile replaces a remote file atomically (a temporary file in the same
 // folder, then a rename over it), creating parent folders.
 func (h *Host) WriteFile(p string, data []byte, mode os.FileMode) error {
+	_, err := h.WriteFrom(p, bytes.NewReader(data), mode)
+	return err
+}
+
+// WriteFrom streams r into a remote file atomically: a temporary file in
+// the same folder (created with mode), renamed over p only once r is read to
+// its end; on any error the temporary file is removed and p is untouched.
+// It returns the bytes written.
+func (h *Host) WriteFrom(p string, r io.Reader, mode os.FileMode) (int64, error) {
 	fs, err := h.Files()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := fs.MkdirAll(path.Dir(p)); err != nil {
-		return fmt.Errorf("%s: mkdir %s: %w", h.Endpoint.Addr(), path.Dir(p), err)
+		return 0, fmt.Errorf("%s: mkdir %s: %w", h.Endpoint.Addr(), path.Dir(p), err)
 	}
 	tmp := fmt.Sprintf("%s.tmp-%d", p, time.Now().UnixNano())
 	f, err := fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
-		return fmt.Errorf("%s: write %s: %w", h.Endpoint.Addr(), p, err)
+		return 0, fmt.Errorf("%s: write %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	fail := func(what string, err error) (int64, error) {
+		f.Close()
+		fs.Remove(tmp)
+		return 0, fmt.Errorf("%s: %s %s: %w", h.Endpoint.Addr(), what, p, err)
 	}
 	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		fs.Remove(tmp)
-		return fmt.Errorf("%s: chmod %s: %w", h.Endpoint.Addr(), p, err)
+		return fail("chmod", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		fs.Remove(tmp)
-		return fmt.Errorf("%s: write %s: %w", h.Endpoint.Addr(), p, err)
+	n, err := io.Copy(f, r)
+	if err != nil {
+		return fail("write", err)
 	}
 	if err := f.Close(); err != nil {
-		fs.Remove(tmp)
-		return fmt.Errorf("%s: write %s: %w", h.Endpoint.Addr(), p, err)
+		return fail("write", err)
 	}
 	if err := fs.PosixRename(tmp, p); err != nil {
 		fs.Remove(tmp)
-		return fmt.Errorf("%s: rename %s: %w", h.Endpoint.Addr(), p, err)
+		return 0, fmt.Errorf("%s: rename %s: %w", h.Endpoint.Addr(), p, err)
 	}
-	return nil
+	return n, nil
 }
 
 // ReadFile reads a remote file; a missing file wraps os.ErrNotExist.
