@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/internal/pgconfig"
 )
 
 // Env is what a verification run needs beyond the configuration.
@@ -30,7 +31,7 @@ type Env struct {
 	Categories []Category
 	// Dial reaches services as the first target does (its SSH tunnel);
 	// nil dials directly from here.
-	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	Dial pgconfig.Dialer
 	// Stat reads file modes on the first target; nil skips the
 	// file-permission check.
 	Stat StatFunc
@@ -93,13 +94,8 @@ func Build(env Env) ([]Check, error) {
 		if err != nil && (on(Health) || on(Functional) || on(Performance)) {
 			return nil, fmt.Errorf("database.password: %w", err)
 		}
-		pgCfg, err = pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=%s connect_timeout=10", db.Host, db.Port, db.User, db.Name, db.SSLMode))
-		if err != nil {
-			return nil, fmt.Errorf("database: %w", err)
-		}
-		pgCfg.Password = pw
-		if env.Dial != nil {
-			pgCfg.DialFunc = func(ctx context.Context, _, addr string) (net.Conn, error) { return env.Dial(ctx, addr) }
+		if pgCfg, err = pgconfig.For(*db, db.User, pw, db.Name, env.Dial); err != nil {
+			return nil, err
 		}
 		add("postgresql", Health, Postgres(pgCfg))
 	}

@@ -9,16 +9,16 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/internal/pgconfig"
 )
 
 // Dialer opens TCP connections as the target would (an SSH tunnel).
-type Dialer func(ctx context.Context, addr string) (net.Conn, error)
+type Dialer = pgconfig.Dialer
 
 // BootstrapResult says what BootstrapDatabase changed.
 type BootstrapResult struct {
@@ -97,15 +97,10 @@ func BootstrapDatabase(ctx context.Context, db config.Database, res *config.Reso
 }
 
 func connectVia(ctx context.Context, db config.Database, user, password, database string, dial Dialer) (*pgx.Conn, error) {
-	// Every value here passed the configuration's formats (host, pgident,
-	// sslmode enum): no spaces or quotes reach the connection string.
-	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=%s connect_timeout=10",
-		db.Host, db.Port, user, database, db.SSLMode))
+	cc, err := pgconfig.For(db, user, password, database, dial)
 	if err != nil {
-		return nil, fmt.Errorf("database: %w", err)
+		return nil, err
 	}
-	cc.Password = password
-	cc.DialFunc = func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("database: connecting to %s:%d/%s as %s from the target: %w", db.Host, db.Port, database, user, err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"path"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/internal/pgconfig"
 	"github.com/lawsker/lawsker-deploy/target"
 )
 
@@ -79,12 +79,10 @@ func inspect(ctx context.Context, h *target.Host, db config.Database, user, pass
 }
 
 func connect(ctx context.Context, h *target.Host, db config.Database, user, password, name string) (*pgx.Conn, error) {
-	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=%s connect_timeout=10", db.Host, db.Port, user, name, db.SSLMode))
+	cc, err := pgconfig.For(db, user, password, name, h.DialTCP)
 	if err != nil {
 		return nil, err
 	}
-	cc.Password = password
-	cc.DialFunc = func(ctx context.Context, _, addr string) (net.Conn, error) { return h.DialTCP(ctx, addr) }
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s:%d/%s as %s from %s: %w", db.Host, db.Port, name, user, h.Endpoint.Addr(), err)
