@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/lawsker/lawsker-deploy/target"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
@@ -116,12 +115,7 @@ func TestPortScan(t *testing.T) {
 }
 
 func TestFilePermissionsOverSSH(t *testing.T) {
-	s := testenv.StartSSHD(t)
-	key, err := os.ReadFile(s.KeyPath)
-	require.NoError(t, err)
-	h, err := target.Connect(t.Context(), target.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
-	require.NoError(t, err)
-	defer h.Close()
+	h := sshTarget(t)
 	dir := t.TempDir()
 	for name, mode := range map[string]os.FileMode{"r1/backend.env": 0o600, "r2/backend.env": 0o644, "tls/key.pem": 0o640} {
 		p := filepath.Join(dir, name)
