@@ -21,10 +21,13 @@ import (
 	cfgpkg "github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/internal/dagger"
+	"github.com/lawsker/lawsker-deploy/notify"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/progress"
 	"github.com/lawsker/lawsker-deploy/redact"
 	"github.com/lawsker/lawsker-deploy/report"
+	"github.com/lawsker/lawsker-deploy/rollout"
+	"github.com/lawsker/lawsker-deploy/snapshots"
 	"github.com/lawsker/lawsker-deploy/target"
 )
 
@@ -118,12 +121,15 @@ func (m *LawskerDeploy) Preflight(
 	return text, nil
 }
 
-// Deploy puts a prebuilt release on every target: lock, pull the backend
-// image by digest, run migrations, start the new backend beside the old one,
-// health-gate it, upload the changed frontend files, switch nginx (backend
-// and frontend together), verify through nginx, keep the previous release
-// warm, unlock. A failure leaves the previous release serving. Prints the
-// run's progress and, as its last line, the JSON outcome.
+// Deploy puts a prebuilt release on every target: lock, a pre-deploy
+// snapshot (database dump, serving image tagged snapshot-<id>, frontend,
+// configuration), pull the backend image by digest, run migrations, start
+// the new backend beside the old one, health-gate it, upload the changed
+// frontend files, switch nginx (backend and frontend together), run the
+// verification suite with a watch window, then a post-deploy snapshot; a
+// failure or a rollback trigger puts the previous release back, and the
+// database too when the migrations changed it. Prints the run's progress,
+// the verification table and, as its last line, the JSON outcome.
 // +cache="never"
 func (m *LawskerDeploy) Deploy(
 	ctx context.Context,
@@ -143,7 +149,7 @@ func (m *LawskerDeploy) Deploy(
 	// known_hosts for every target
 	// +optional
 	knownHosts *dagger.File,
-	// deploy without a pre-deploy snapshot
+	// deploy without the pre- and post-deploy snapshots
 	// +optional
 	noSnapshot bool,
 	// deploy even when the same release already serves
@@ -168,24 +174,44 @@ func (m *LawskerDeploy) Deploy(
 		frontendDir = dir
 	}
 	id := report.NewID(time.Now())
-	d, err := deploy.Prepare(deploy.Request{Config: env.cfg, Resolver: env.res, Image: backendImage, FrontendDir: frontendDir,
-		Message: message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: noSnapshot, Force: force})
+	r, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: env.cfg, Resolver: env.res, Image: backendImage, FrontendDir: frontendDir,
+		Message: message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: noSnapshot, Force: force}})
 	if err != nil {
 		return "", err
 	}
-	defer d.Close()
-	return env.runTargets(ctx, d)
+	defer r.Close()
+	return env.runRelease(ctx, id, r.Graph(), func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
+		out, err := r.Finish(res)
+		return r.Deployment().Outcomes(), out, err
+	}, nil, false)
 }
 
-// Rollback switches every target back to its warm previous release (kept
-// running for backend.rollback_window after a deploy).
+// Rollback puts a previous state back. With --previous: every target
+// switches back to its warm previous release (kept running for
+// backend.rollback_window after a deploy). With --snapshot=ID: the plan
+// first (components, steps, risk, estimated duration), then the snapshot's
+// release (image by digest, frontend, configuration) deployed health-gated
+// and, when its migration version differs or --components asks, its
+// database restored into a fresh one and swapped in; then verification.
+// Checksums are verified before anything changes.
 // +cache="never"
 func (m *LawskerDeploy) Rollback(
 	ctx context.Context,
 	// the configuration file
 	config *dagger.File,
 	// switch back to the warm previous release
+	// +optional
 	previous bool,
+	// roll back to this snapshot (snap_YYYYMMDD_HHMMSS_xxxxxx)
+	// +optional
+	snapshot string,
+	// with --snapshot: what to restore, of backend,frontend,config,database
+	// (default: the release, and the database when its migration version differs)
+	// +optional
+	components string,
+	// with --snapshot: print the plan, change nothing
+	// +optional
+	dryRun bool,
 	// secrets the configuration references (env://NAME, file://PATH)
 	// +optional
 	secrets []*dagger.Secret,
@@ -193,20 +219,165 @@ func (m *LawskerDeploy) Rollback(
 	// +optional
 	knownHosts *dagger.File,
 ) (string, error) {
-	if !previous {
-		return "", errors.New("rollback: pass --previous to switch back to the warm previous release (rollback to a snapshot comes with snapshots)")
+	if previous == (snapshot != "") {
+		return "", errors.New("rollback: pass --previous (the warm previous release) or --snapshot=ID (a snapshot's release and, when needed, its database)")
 	}
 	env, err := newRunEnv(ctx, config, secrets, knownHosts)
 	if err != nil {
 		return "", err
 	}
 	defer env.cleanup()
-	d, err := deploy.PrepareSwitchBack(deploy.Request{Config: env.cfg, Resolver: env.res, Who: "dagger@" + hostname(), ID: report.NewID(time.Now())})
+	id := report.NewID(time.Now())
+	if previous {
+		d, err := deploy.PrepareSwitchBack(deploy.Request{Config: env.cfg, Resolver: env.res, Who: "dagger@" + hostname(), ID: id})
+		if err != nil {
+			return "", err
+		}
+		defer d.Close()
+		return env.runRelease(ctx, id, d.Graph(), func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
+			return d.Outcomes(), rollout.Outcome{}, res.Err()
+		}, nil, true)
+	}
+	store, err := rollout.OpenStore(ctx, env.cfg, env.res)
+	if err != nil {
+		return "", env.red.Error(err)
+	}
+	defer store.Close()
+	var asked []string
+	if components != "" {
+		asked = strings.Split(components, ",")
+	}
+	snap, plan, err := rollout.PlanFor(ctx, env.cfg, env.res, store, snapshot, asked)
+	if err != nil {
+		return "", env.red.Error(err)
+	}
+	planJSON, _ := json.MarshalIndent(plan, "", "  ")
+	if dryRun {
+		return env.red.String(string(planJSON)) + "\ndry run: nothing changed\n", nil
+	}
+	work, err := os.MkdirTemp("", "lawsker-rollback-")
 	if err != nil {
 		return "", err
 	}
-	defer d.Close()
-	return env.runTargets(ctx, d)
+	defer os.RemoveAll(work)
+	r, err := rollout.PrepareRestore(ctx, rollout.RestoreRequest{Config: env.cfg, Resolver: env.res, Store: store.Store, Manifest: snap, Plan: plan,
+		ID: id, Who: "dagger@" + hostname(), WorkDir: work})
+	if err != nil {
+		return "", env.red.Error(err)
+	}
+	defer r.Close()
+	text, err := env.runRelease(ctx, id, r.Graph(), func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
+		out, err := r.Finish(res)
+		return r.Deployment().Outcomes(), out, err
+	}, plan, false)
+	return env.red.String("rollback plan:\n"+string(planJSON)+"\n") + text, err
+}
+
+// Snapshot takes a snapshot of the serving release and its database: the
+// PostgreSQL dump (pg_dump -Fc on the target, streamed to the store,
+// encrypted with age when snapshots.age_recipient is set), the image tagged
+// <repo>:snapshot-<id> by digest, the frontend as a tarball and the
+// configuration. Returns the manifest as JSON.
+// +cache="never"
+func (m *LawskerDeploy) Snapshot(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// what this snapshot is for
+	// +optional
+	description string,
+	// secrets the configuration references (env://NAME, file://PATH)
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for every target
+	// +optional
+	knownHosts *dagger.File,
+) (string, error) {
+	env, store, err := openSnapshotStore(ctx, config, secrets, knownHosts)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	defer store.Close()
+	man, err := rollout.Snapshot(ctx, env.cfg, env.res, store, description)
+	if err != nil {
+		return "", env.red.Error(err)
+	}
+	data, _ := json.MarshalIndent(man, "", "  ")
+	return env.red.String(string(data)) + "\n", nil
+}
+
+// Snapshots lists the snapshots in the store, newest first, as JSON
+// manifests (unreadable ones are reported after the list).
+// +cache="never"
+func (m *LawskerDeploy) Snapshots(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// secrets the configuration references (env://NAME, file://PATH)
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for every target
+	// +optional
+	knownHosts *dagger.File,
+) (string, error) {
+	env, store, err := openSnapshotStore(ctx, config, secrets, knownHosts)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	defer store.Close()
+	ms, errs := snapshots.List(ctx, store.Store)
+	data, _ := json.MarshalIndent(ms, "", "  ")
+	text := string(data) + "\n"
+	for _, e := range errs {
+		text += "warning: " + e.Error() + "\n"
+	}
+	return env.red.String(text), nil
+}
+
+// DeleteSnapshot removes a snapshot from the store (its manifest first, so
+// a half-deleted snapshot never looks whole).
+// +cache="never"
+func (m *LawskerDeploy) DeleteSnapshot(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// the snapshot to delete (snap_YYYYMMDD_HHMMSS_xxxxxx)
+	id string,
+	// secrets the configuration references (env://NAME, file://PATH)
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for every target
+	// +optional
+	knownHosts *dagger.File,
+) (string, error) {
+	env, store, err := openSnapshotStore(ctx, config, secrets, knownHosts)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	defer store.Close()
+	if _, err := snapshots.Load(ctx, store.Store, id); err != nil {
+		return "", err
+	}
+	if err := snapshots.Delete(ctx, store.Store, id); err != nil {
+		return "", env.red.Error(err)
+	}
+	return "deleted " + id + "\n", nil
+}
+
+func openSnapshotStore(ctx context.Context, config *dagger.File, secrets []*dagger.Secret, knownHosts *dagger.File) (*runEnv, *rollout.Store, error) {
+	env, err := newRunEnv(ctx, config, secrets, knownHosts)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := rollout.OpenStore(ctx, env.cfg, env.res)
+	if err != nil {
+		env.cleanup()
+		return nil, nil, env.red.Error(err)
+	}
+	return env, store, nil
 }
 
 // runEnv is what every function that reaches targets needs: the
@@ -255,12 +426,30 @@ func (e *runEnv) run(ctx context.Context, g *pipelines.Graph, suffix func() stri
 	return text, nil
 }
 
-// runTargets runs a deploy or switch back and ends with the outcome as JSON.
-func (e *runEnv) runTargets(ctx context.Context, d *deploy.Deployment) (string, error) {
-	return e.run(ctx, d.Graph(), func() string {
-		outcome, _ := json.Marshal(d.Outcomes())
-		return string(outcome) + "\n"
+// runRelease runs a deploy or rollback graph, sends its notification, and
+// ends with the verification table and the outcome as JSON.
+func (e *runEnv) runRelease(ctx context.Context, id string, g *pipelines.Graph, finish func(*pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error), plan *rollout.RestorePlan, switchBack bool) (string, error) {
+	var out strings.Builder
+	w := e.red.NewWriter(&out)
+	res := pipelines.Run(ctx, g, pipelines.Options{
+		MaxWorkers: e.cfg.Execution.MaxWorkers, Serial: !e.cfg.Execution.Parallel,
+		DefaultTimeout: e.cfg.Execution.StepTimeout.D(), Observer: progress.NewPlain(w),
 	})
+	_ = w.Flush()
+	targets, outcome, runErr := finish(res)
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	deliveries := notify.New(e.cfg.Notifications, e.res).Send(nctx, rollout.EventFor(rollout.EventInput{Config: e.cfg, ID: id, Who: "dagger@" + hostname(),
+		Targets: targets, Outcome: outcome, Err: runErr, Plan: plan, SwitchBack: switchBack, Mask: e.red.String}))
+	cancel()
+	if outcome.Verification != nil {
+		out.WriteString(e.red.String(checks.Table(outcome.Verification)))
+	}
+	data, _ := json.Marshal(map[string]any{"id": id, "targets": targets, "outcome": outcome, "notifications": deliveries})
+	text := out.String() + e.red.String(string(data)) + "\n"
+	if runErr != nil {
+		return "", fmt.Errorf("%s%w", text, e.red.Error(runErr))
+	}
+	return text, nil
 }
 
 // resolverFrom feeds the configuration's secret references from Dagger

@@ -136,6 +136,20 @@ func TestParseProblems(t *testing.T) {
 			`database.bootstrap: needs database.admin_user and database.admin_password (the role that creates the application role and database) (line 10)`,
 			`tls.email: is required when tls.enabled is true (the ACME account's contact)`,
 		}},
+		{"snapshot store credentials and keys", `{
+  "version": 1, "app": "web", "targets": [{"name": "a", "host": "h.example.com"}], "backend": {"image": "ghcr.io/a/b"},
+  "snapshots": {"store": "file:///var/backups", "s3_access_key_id": "env:S3_KEY", "s3_secret_access_key": "env:S3_SECRET",
+                "age_identity": "env:AGE_ID"}
+}`, []string{
+			`snapshots.s3_access_key_id: is only used with an s3:// snapshots.store (line 3)`,
+			`snapshots.age_identity: decrypts what snapshots.age_recipient encrypts; set the recipient too (line 4)`,
+		}},
+		{"half an S3 key", `{
+  "version": 1, "app": "web", "targets": [{"name": "a", "host": "h.example.com"}], "backend": {"image": "ghcr.io/a/b"},
+  "snapshots": {"store": "s3://backups?region=eu-west-1", "s3_access_key_id": "env:S3_KEY"}
+}`, []string{
+			`snapshots.s3_access_key_id: and snapshots.s3_secret_access_key go together: set both or neither (line 3)`,
+		}},
 		{"bad formats", `{
   "version": 1, "app": "web",
   "targets": [{"name": "a", "host": "h.example.com", "root": "/srv/../etc", "ssh": {"connect_timeout": "soon"}}],

@@ -225,11 +225,16 @@ type Rollback struct {
 
 // Snapshots configures snapshots.
 type Snapshots struct {
-	Enabled       bool   `json:"enabled" default:"true" doc:"take pre- and post-deploy snapshots"`
-	Store         string `json:"store,omitempty" format:"store" default:"\"target\"" doc:"where snapshots are kept: target (over SFTP) or a gocloud.dev/blob URL"`
-	RetentionDays int    `json:"retention_days,omitempty" min:"1" max:"3650" default:"30" doc:"snapshots younger than this are kept"`
-	KeepLast      int    `json:"keep_last,omitempty" min:"1" max:"1000" default:"10" doc:"the newest N snapshots are kept whatever their age"`
-	AgeRecipient  string `json:"age_recipient,omitempty" format:"agerecipient" doc:"encrypt dumps and TLS material to this age recipient"`
+	Enabled       bool      `json:"enabled" default:"true" doc:"take pre- and post-deploy snapshots"`
+	Store         string    `json:"store,omitempty" format:"store" default:"\"target\"" doc:"where snapshots are kept: target (over SFTP) or a gocloud.dev/blob URL"`
+	RetentionDays int       `json:"retention_days,omitempty" min:"1" max:"3650" default:"30" doc:"snapshots younger than this are kept"`
+	KeepLast      int       `json:"keep_last,omitempty" min:"1" max:"1000" default:"10" doc:"the newest N snapshots are kept whatever their age"`
+	AgeRecipient  string    `json:"age_recipient,omitempty" format:"agerecipient" doc:"encrypt dumps and TLS material to this age recipient"`
+	AgeIdentity   SecretRef `json:"age_identity,omitempty" doc:"the age identity (AGE-SECRET-KEY-1...) that decrypts them, for restores"`
+	// S3 credentials; without them the AWS SDK's default chain is used
+	// (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profiles, instance roles).
+	S3AccessKeyID     SecretRef `json:"s3_access_key_id,omitempty" doc:"S3 access key id (default: the AWS SDK's credential chain)"`
+	S3SecretAccessKey SecretRef `json:"s3_secret_access_key,omitempty" doc:"S3 secret access key (with s3_access_key_id)"`
 }
 
 // Notifications says where events go.

@@ -77,6 +77,14 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 	if c.Notifications.Email != "" && c.Notifications.SMTP == nil {
 		add("notifications.email", "needs notifications.smtp (the mail server to send through)")
 	}
+	if sn := c.Snapshots; sn.S3AccessKeyID.IsZero() != sn.S3SecretAccessKey.IsZero() {
+		add("snapshots.s3_access_key_id", "and snapshots.s3_secret_access_key go together: set both or neither")
+	} else if !sn.S3AccessKeyID.IsZero() && !strings.HasPrefix(sn.Store, "s3://") {
+		add("snapshots.s3_access_key_id", "is only used with an s3:// snapshots.store")
+	}
+	if sn := c.Snapshots; !sn.AgeIdentity.IsZero() && sn.AgeRecipient == "" {
+		add("snapshots.age_identity", "decrypts what snapshots.age_recipient encrypts; set the recipient too")
+	}
 	if c.Registry != nil && (c.Registry.Username == "") != c.Registry.Password.IsZero() {
 		add("registry", "username and password go together: set both or neither")
 	}

@@ -1,12 +1,14 @@
 package deploy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/target"
 )
 
 // Step names (per-target steps are "<step>:<target>").
@@ -57,7 +59,27 @@ type PlannedStep struct {
 // NewPlan builds the DAG deploy would run for cfg (with a frontend when the
 // configuration has one).
 func NewPlan(cfg *config.Config) (*Plan, error) {
-	d := &Deployment{req: Request{Config: cfg, ID: "<release>", Image: cfg.Backend.Image + "@sha256:<digest>"}}
+	return NewPlanWith(cfg, PlanHooks(cfg, false))
+}
+
+// PlanHooks are placeholders for the hook steps a deploy of cfg runs
+// (rollout sets the real ones under the same conditions).
+func PlanHooks(cfg *config.Config, noSnapshot bool) Hooks {
+	var h Hooks
+	h.Verify = func(context.Context, *target.Host) error { return nil }
+	if cfg.Snapshots.Enabled && !noSnapshot {
+		h.BeforeChange = func(context.Context, *target.Host, *Release) error { return nil }
+		h.AfterKeep = h.BeforeChange
+		if cfg.Database != nil && len(cfg.Backend.MigrateCommand) > 0 {
+			h.AfterRevert = func(context.Context, *target.Host, bool) error { return nil }
+		}
+	}
+	return h
+}
+
+// NewPlanWith builds the DAG deploy would run with these hooks.
+func NewPlanWith(cfg *config.Config, hooks Hooks) (*Plan, error) {
+	d := &Deployment{req: Request{Config: cfg, ID: "<release>", Image: cfg.Backend.Image + "@sha256:<digest>", Hooks: hooks}}
 	if cfg.Frontend != nil {
 		d.local = &Manifest{}
 	}
@@ -74,7 +96,7 @@ func NewPlan(cfg *config.Config) (*Plan, error) {
 		byName[s.Name] = s
 	}
 	p := &Plan{App: cfg.App, Environment: cfg.Environment, Parallel: cfg.Execution.Parallel, MaxWorkers: cfg.Execution.MaxWorkers,
-		NotYet: Unsupported(cfg, false), graph: g}
+		NotYet: Unsupported(cfg), graph: g}
 	if !p.Parallel {
 		p.MaxWorkers = 1
 	}
@@ -91,6 +113,14 @@ func NewPlan(cfg *config.Config) (*Plan, error) {
 		p.Stages = append(p.Stages, st)
 	}
 	p.OnFailure = "the previous release keeps serving: a step that fails before the switch leaves it untouched, and a failure after the switch puts it back (its backend is still running); the new release's container and folder are removed, and the lock is released (also on Ctrl-C)"
+	if hooks.Verify != nil && cfg.Rollback.Auto {
+		p.OnFailure += fmt.Sprintf("; a rollback trigger after the switch (%d failed health checks in a row within %s, error rate over %g, %gx slower than the baseline, failed checks%s) does the same",
+			cfg.Rollback.HealthCheckThreshold, cfg.Rollback.WatchWindow, cfg.Rollback.ErrorRateThreshold, cfg.Rollback.PerformanceDegradationThreshold,
+			map[bool]string{true: " including security", false: ""}[cfg.Rollback.OnSecurityFailure])
+	}
+	if hooks.AfterRevert != nil {
+		p.OnFailure += "; when the new release's migrations changed the migration version, the database is restored from the pre-deploy snapshot"
+	}
 	return p, nil
 }
 

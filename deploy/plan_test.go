@@ -42,19 +42,21 @@ func TestPlanOfTheLocalExample(t *testing.T) {
 	assert.Equal(t, [][]string{
 		{"lock:local"},
 		{"prepare:local"},
-		{"pull:local", "upload-frontend:local"},
+		{"pull:local", "snapshot-before", "upload-frontend:local"},
 		{"migrate"},
 		{"start-backend:local"},
 		{"health-gate:local"},
 		{"switch:local"},
 		{"verify:local"},
+		{"verify-release"},
 		{"prune:local"},
+		{"snapshot-after"},
 		{"revert:local"},
+		{"restore-database"},
 		{"unlock:local"},
 	}, stageNames(p))
 	assert.Equal(t, 4, p.MaxWorkers)
-	assert.Equal(t, []string{"snapshots.enabled: pre-deploy snapshots are not available yet; pass --no-snapshot (or set snapshots.enabled to false) to deploy without one"}, p.NotYet)
-	assert.Contains(t, p.Text(), "not available yet (deploy refuses to start until these are off)")
+	assert.Empty(t, p.NotYet)
 }
 
 func TestPlanFollowsTheConfig(t *testing.T) {
@@ -71,10 +73,11 @@ func TestPlanFollowsTheConfig(t *testing.T) {
 		{"health-gate:a", "health-gate:b"},
 		{"switch:a", "switch:b"},
 		{"verify:a", "verify:b"},
+		{"verify-release"},
 		{"prune:a", "prune:b"},
 		{"revert:a", "revert:b"},
 		{"unlock:a", "unlock:b"},
-	}, stageNames(p), "no frontend, no migrations: those steps are absent")
+	}, stageNames(p), "no frontend, no migrations, no snapshots: those steps are absent")
 	assert.Equal(t, 1, p.MaxWorkers)
 	assert.Contains(t, p.Text(), "one step at a time (execution.parallel is false)")
 	assert.Empty(t, p.NotYet)
@@ -90,13 +93,15 @@ func TestPlanFollowsTheConfig(t *testing.T) {
 			steps[st.Name] = st
 		}
 	}
-	assert.Equal(t, []string{"pull:a", "prepare:a", "prepare:b"}, steps["migrate"].Needs, "migrations run once, on the first target")
-	assert.Equal(t, []string{"pull:b", "migrate"}, steps["start-backend:b"].Needs)
+	assert.Equal(t, []string{"pull:a", "snapshot-before", "prepare:a", "prepare:b"}, steps["migrate"].Needs, "migrations run once, on the first target, after the pre-deploy snapshot")
+	assert.Equal(t, []string{"pull:b", "migrate", "snapshot-before"}, steps["start-backend:b"].Needs)
+	assert.Equal(t, []string{"verify:a", "verify:b"}, steps["verify-release"].Needs)
+	assert.Equal(t, []string{"prune:a", "snapshot-after"}, steps["revert:a"].Needs)
 	assert.Equal(t, []string{"health-gate:a", "upload-frontend:a"}, steps["switch:a"].Needs)
 	assert.True(t, steps["revert:a"].Always)
 	assert.True(t, steps["unlock:b"].Always)
 	assert.Equal(t, 3, steps["lock:a"].Attempts)
-	assert.Len(t, p.NotYet, 3, "snapshots, tls and monitoring are not available yet")
+	assert.Len(t, p.NotYet, 2, "tls and monitoring are not available yet")
 }
 
 func TestPlanJSON(t *testing.T) {
@@ -105,7 +110,8 @@ func TestPlanJSON(t *testing.T) {
 	js, err := p.JSON()
 	require.NoError(t, err)
 	assert.Contains(t, js, `"name": "health-gate:local"`)
-	assert.Contains(t, js, `"not_yet": [`)
+	assert.Contains(t, js, `"name": "snapshot-before"`)
+	assert.Contains(t, js, "the database is restored from the pre-deploy snapshot")
 }
 
 func TestPrepareRefusesBadRequests(t *testing.T) {
@@ -117,7 +123,7 @@ func TestPrepareRefusesBadRequests(t *testing.T) {
 	}{
 		{Request{Image: "127.0.0.1:5000/sample/backend:latest", NoSnapshot: true}, `--backend-image "127.0.0.1:5000/sample/backend:latest" must be pinned by digest: 127.0.0.1:5000/sample/backend@sha256:<64 hex digits>`},
 		{Request{Image: "ghcr.io/evil/backend@sha256:" + strings.Repeat("a", 64), NoSnapshot: true}, "is from ghcr.io/evil/backend, but backend.image is 127.0.0.1:5000/sample/backend"},
-		{Request{Image: good}, "snapshots.enabled: pre-deploy snapshots are not available yet"},
+		{Request{Image: good}, "snapshots.enabled: this deploy has no pre- and post-deploy snapshot steps"},
 		{Request{Image: good, NoSnapshot: true}, "the configuration has a frontend: pass --frontend-dir with its built files"},
 		{Request{Image: good, NoSnapshot: true, FrontendDir: t.TempDir()}, "has no index.html; is it the build output?"},
 	} {

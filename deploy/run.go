@@ -32,6 +32,28 @@ type Request struct {
 	NoSnapshot  bool   // deploy without a pre-deploy snapshot
 	Force       bool   // deploy even when the same release already serves
 	Logger      *slog.Logger
+	Hooks       Hooks
+}
+
+// Hooks put work of other packages (snapshots, the verification suite)
+// into the deploy graph, under the lock. Each nil hook is not run.
+type Hooks struct {
+	// BeforeChange runs once the first target is locked and converged,
+	// before anything changes (migrations, the new backend); current is the
+	// serving release (nil before a first deploy). An error stops the
+	// deploy with nothing changed.
+	BeforeChange func(ctx context.Context, h *target.Host, current *Release) error
+	// Verify runs once every target serves the new release and answered
+	// its health check through nginx. An error reverts every target: the
+	// previous release serves again and the new one is removed.
+	Verify func(ctx context.Context, h *target.Host) error
+	// AfterKeep runs once the release is kept on every target, still under
+	// the lock. Its error fails the run; the release stays.
+	AfterKeep func(ctx context.Context, h *target.Host, current *Release) error
+	// AfterRevert runs when the deploy did not complete, once every target
+	// is back on its previous release; migrated says whether the new
+	// release's migrations ran.
+	AfterRevert func(ctx context.Context, h *target.Host, migrated bool) error
 }
 
 // Deployment is a prepared deploy: its DAG and, after the run, what
@@ -41,6 +63,7 @@ type Deployment struct {
 	local      *Manifest
 	configHash string
 	targets    []*targetRun
+	migrated   bool // the migration step ran (even when it failed)
 	graph      *pipelines.Graph
 	log        *slog.Logger
 }
@@ -119,11 +142,8 @@ func (d *Deployment) Close() {
 // Unsupported lists what the configuration asks for that this version of
 // deploy cannot do yet; deploy refuses to start while any is on, rather than
 // pretend.
-func Unsupported(cfg *config.Config, noSnapshot bool) []string {
+func Unsupported(cfg *config.Config) []string {
 	var out []string
-	if cfg.Snapshots.Enabled && !noSnapshot {
-		out = append(out, "snapshots.enabled: pre-deploy snapshots are not available yet; pass --no-snapshot (or set snapshots.enabled to false) to deploy without one")
-	}
 	if cfg.TLS.Enabled {
 		out = append(out, "tls.enabled: certificates are not issued by deploy yet; set tls.enabled to false and terminate TLS elsewhere for now")
 	}
@@ -140,8 +160,11 @@ func Prepare(req Request) (*Deployment, error) {
 	if err := CheckImage(cfg, req.Image); err != nil {
 		return nil, err
 	}
-	if u := Unsupported(cfg, req.NoSnapshot); len(u) > 0 {
+	if u := Unsupported(cfg); len(u) > 0 {
 		return nil, fmt.Errorf("deploy cannot do everything this configuration asks:\n  %s", strings.Join(u, "\n  "))
+	}
+	if cfg.Snapshots.Enabled && !req.NoSnapshot && (req.Hooks.BeforeChange == nil || req.Hooks.AfterKeep == nil) {
+		return nil, errors.New("snapshots.enabled: this deploy has no pre- and post-deploy snapshot steps; deploy through the rollout package, or pass --no-snapshot")
 	}
 	d := &Deployment{req: req, log: req.Logger}
 	if d.log == nil {
@@ -207,7 +230,7 @@ func (d *Deployment) steps() []pipelines.Step {
 	}
 	network := pipelines.RetryPolicy{Attempts: 3, Initial: time.Second, Max: 5 * time.Second}
 	migrations := len(cfg.Backend.MigrateCommand) > 0
-	var pulls, prepares []string
+	var pulls, prepares, verifies []string
 	for _, tr := range d.targets {
 		n := tr.cfg.Name
 		lock := add(pipelines.Step{Name: StepLock + ":" + n, Timeout: 2 * time.Minute, Retry: network,
@@ -221,22 +244,37 @@ func (d *Deployment) steps() []pipelines.Step {
 			Description: "pull " + d.req.Image,
 			Run:         func(ctx context.Context) error { return d.pull(ctx, tr) }}))
 	}
+	first := d.targets[0]
+	var before string
+	if hk := d.req.Hooks.BeforeChange; hk != nil {
+		before = add(pipelines.Step{Name: StepBeforeChange, Needs: []string{StepPrepare + ":" + first.cfg.Name}, Timeout: time.Hour,
+			Description: "pre-deploy snapshot of the serving release and its database (before migrations)",
+			Run: func(ctx context.Context) error {
+				if first.noop != "" {
+					return pipelines.Skip("%s", first.noop)
+				}
+				var cur *Release
+				if r, ok := first.state.Current(); ok {
+					cur = &r
+				}
+				return hk(ctx, first.host, cur)
+			}})
+	}
 	var bootstrap string
 	if db := cfg.Database; db != nil && db.Bootstrap {
-		first := d.targets[0]
 		bootstrap = add(pipelines.Step{Name: StepBootstrapDB, Needs: []string{StepLock + ":" + first.cfg.Name}, Timeout: 2 * time.Minute,
 			Description: fmt.Sprintf("create role %s and database %s when missing (as %s, from %s)", db.User, db.Name, db.AdminUser, first.cfg.Name),
 			Run:         func(ctx context.Context) error { return d.bootstrapDB(ctx, first) }})
 	}
 	var migrate string
 	if migrations {
-		migrate = add(pipelines.Step{Name: StepMigrate, Needs: nonEmpty(append([]string{pulls[0], bootstrap}, prepares...)...),
+		migrate = add(pipelines.Step{Name: StepMigrate, Needs: nonEmpty(append([]string{pulls[0], bootstrap, before}, prepares...)...),
 			Description: "run `" + strings.Join(cfg.Backend.MigrateCommand, " ") + "` once, in the new image, on " + d.targets[0].cfg.Name,
 			Run:         func(ctx context.Context) error { return d.migrate(ctx, d.targets[0]) }})
 	}
 	for i, tr := range d.targets {
 		n := tr.cfg.Name
-		start := add(pipelines.Step{Name: StepStartBackend + ":" + n, Needs: nonEmpty(pulls[i], migrate),
+		start := add(pipelines.Step{Name: StepStartBackend + ":" + n, Needs: nonEmpty(pulls[i], migrate, before),
 			Description: "start the new backend beside the old one",
 			Run:         func(ctx context.Context) error { return d.start(ctx, tr) }})
 		gate := cfg.Backend.HealthGate
@@ -252,16 +290,64 @@ func (d *Deployment) steps() []pipelines.Step {
 		sw := add(pipelines.Step{Name: StepSwitch + ":" + n, Needs: switchNeeds, Timeout: 2 * time.Minute,
 			Description: "point nginx at the new release (nginx -t, reload): backend and frontend switch together",
 			Run:         func(ctx context.Context) error { return d.switchOver(ctx, tr) }})
-		verify := add(pipelines.Step{Name: StepVerify + ":" + n, Needs: []string{sw}, Timeout: time.Minute,
+		verifies = append(verifies, add(pipelines.Step{Name: StepVerify + ":" + n, Needs: []string{sw}, Timeout: time.Minute,
 			Description: "GET " + cfg.Backend.HealthPath + " through nginx",
-			Run:         func(ctx context.Context) error { return d.verify(ctx, tr) }})
-		prune := add(pipelines.Step{Name: StepPrune + ":" + n, Needs: []string{verify}, Timeout: 5 * time.Minute,
+			Run:         func(ctx context.Context) error { return d.verify(ctx, tr) }}))
+	}
+	kept := verifies
+	if hk := d.req.Hooks.Verify; hk != nil {
+		kept = []string{add(pipelines.Step{Name: StepVerifyRelease, Needs: verifies, Timeout: time.Hour,
+			Description: "verification suite and watch window; a trigger rolls every target back",
+			Run: func(ctx context.Context) error {
+				if d.allNoop() {
+					return pipelines.Skip("%s", first.noop)
+				}
+				return hk(ctx, first.host)
+			}})}
+	}
+	var prunes []string
+	for _, tr := range d.targets {
+		prunes = append(prunes, add(pipelines.Step{Name: StepPrune + ":" + tr.cfg.Name, Needs: kept, Timeout: 5 * time.Minute,
 			Description: fmt.Sprintf("keep %d releases; stop the previous backend after %s", cfg.Backend.KeepReleases, cfg.Backend.RollbackWindow),
-			Run:         func(ctx context.Context) error { return d.prune(ctx, tr) }})
-		revert := add(pipelines.Step{Name: StepRevert + ":" + n, Needs: []string{prune}, Always: true, Timeout: 3 * time.Minute,
+			Run:         func(ctx context.Context) error { return d.prune(ctx, tr) }}))
+	}
+	var after string
+	if hk := d.req.Hooks.AfterKeep; hk != nil {
+		after = add(pipelines.Step{Name: StepAfterKeep, Needs: prunes, Timeout: time.Hour,
+			Description: "post-deploy snapshot of the new release, its database and its verification baseline",
+			Run: func(ctx context.Context) error {
+				if d.allNoop() {
+					return pipelines.Skip("%s", first.noop)
+				}
+				r, ok := first.state.Current()
+				if !ok {
+					return errors.New("post-deploy: state.json has no current release")
+				}
+				return hk(ctx, first.host, &r)
+			}})
+	}
+	var reverts []string
+	for i, tr := range d.targets {
+		reverts = append(reverts, add(pipelines.Step{Name: StepRevert + ":" + tr.cfg.Name, Needs: nonEmpty(prunes[i], after), Always: true, Timeout: 3 * time.Minute,
 			Description: "on failure or Ctrl-C: put the previous release back and remove the new one",
-			Run:         func(ctx context.Context) error { return d.revert(ctx, tr) }})
-		add(pipelines.Step{Name: StepUnlock + ":" + n, Needs: []string{revert}, Always: true, Timeout: time.Minute,
+			Run:         func(ctx context.Context) error { return d.revert(ctx, tr) }}))
+	}
+	var afterRevert string
+	if hk := d.req.Hooks.AfterRevert; hk != nil {
+		afterRevert = add(pipelines.Step{Name: StepAfterRevert, Needs: reverts, Always: true, Timeout: time.Hour,
+			Description: "when the deploy was reverted after its migrations changed the schema: restore the database from the pre-deploy snapshot",
+			Run: func(ctx context.Context) error {
+				if d.completed() {
+					return pipelines.Skip("the deploy completed")
+				}
+				if first.host == nil || !first.locked {
+					return pipelines.Skip("nothing was changed (the lock was never taken)")
+				}
+				return hk(ctx, first.host, d.migrated)
+			}})
+	}
+	for i, tr := range d.targets {
+		add(pipelines.Step{Name: StepUnlock + ":" + tr.cfg.Name, Needs: nonEmpty(reverts[i], afterRevert), Always: true, Timeout: time.Minute,
 			Description: "release the deploy lock",
 			Run:         func(ctx context.Context) error { return d.unlock(ctx, tr) }})
 	}
@@ -274,7 +360,35 @@ const (
 	StepBootstrapDB = "bootstrap-database"
 	StepPrune       = "prune"
 	StepRevert      = "revert"
+	// Hook steps (Request.Hooks).
+	StepBeforeChange  = "snapshot-before"
+	StepVerifyRelease = "verify-release"
+	StepAfterKeep     = "snapshot-after"
+	StepAfterRevert   = "restore-database"
 )
+
+// allNoop reports whether every target already serves the requested release.
+func (d *Deployment) allNoop() bool {
+	for _, tr := range d.targets {
+		if tr.noop == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// completed reports whether the release was kept on every target.
+func (d *Deployment) completed() bool {
+	for _, tr := range d.targets {
+		tr.mu.Lock()
+		done := tr.completed
+		tr.mu.Unlock()
+		if !done {
+			return false
+		}
+	}
+	return true
+}
 
 // Endpoint is how to reach a target, with its SSH key resolved (an empty
 // ssh.key means the SSH agent).
@@ -475,6 +589,7 @@ func (d *Deployment) migrate(ctx context.Context, tr *targetRun) error {
 		return pipelines.Skip("%s", tr.noop)
 	}
 	name := tr.layout.Migration(d.req.ID)
+	d.migrated = true
 	spec := d.spec(tr, name, false, d.req.Config.Backend.MigrateCommand)
 	spec.HostPort = 0 // a one-off: no port
 	out, err := tr.host.Run(ctx, tr.docker.Run(spec)...)

@@ -118,3 +118,39 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	tr.mu.Unlock()
 	return nil
 }
+
+// PrepareLocked builds a graph that runs one piece of work on the first
+// target under the deploy lock (a database-only rollback): lock, the work,
+// unlock (also after a failure). req needs Config, Resolver, Who and ID.
+func PrepareLocked(req Request, name, description string, work func(ctx context.Context, h *target.Host) error) (*Deployment, error) {
+	d := &Deployment{req: req, log: req.Logger}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	t := req.Config.Targets[0]
+	tr := &targetRun{cfg: t, layout: NewLayout(req.Config, t), docker: Docker{Host: t.Docker.Host}, nginx: Nginx{cfg: t.Nginx}}
+	d.targets = []*targetRun{tr}
+	network := pipelines.RetryPolicy{Attempts: 3, Initial: time.Second, Max: 5 * time.Second}
+	n := tr.cfg.Name
+	g, err := pipelines.New(
+		pipelines.Step{Name: StepLock + ":" + n, Timeout: 2 * time.Minute, Retry: network,
+			Description: "connect and take the deploy lock", Run: func(ctx context.Context) error { return d.lock(ctx, tr) }},
+		pipelines.Step{Name: name, Needs: []string{StepLock + ":" + n}, Timeout: time.Hour, Description: description,
+			Run: func(ctx context.Context) error {
+				err := work(ctx, tr.host)
+				if err == nil {
+					tr.mu.Lock()
+					tr.completed = true
+					tr.mu.Unlock()
+				}
+				return err
+			}},
+		pipelines.Step{Name: StepUnlock + ":" + n, Needs: []string{name}, Always: true, Timeout: time.Minute,
+			Description: "release the deploy lock", Run: func(ctx context.Context) error { return d.unlock(ctx, tr) }},
+	)
+	if err != nil {
+		return nil, err
+	}
+	d.graph = g
+	return d, nil
+}

@@ -5,11 +5,13 @@
 # sshd on 127.0.0.1:2222, a registry on 127.0.0.1:5000, nginx on
 # 127.0.0.1:28080), builds the CLI and the sample app's images, validates the
 # configuration, shows the plan, runs preflight, deploys v1 then v2 with zero
-# downtime, verifies, lists the releases, switches back to v1, and shows the
-# reports.
-# It verifies the deployment with the whole suite, snapshots the database,
-# changes data and rolls the data back, reads Lawsker's legacy
-# deployment_config.json and shows what a broken configuration gets.
+# downtime (each deploy: a pre-deploy snapshot, migrations, the verification
+# suite and a watch window, a post-deploy snapshot), verifies, deploys a v3
+# that fails after the switch and rolls itself back with its database,
+# switches back to the warm previous release (v1), rolls back to v1's
+# snapshot with its database, and shows the reports.
+# It also reads Lawsker's legacy deployment_config.json and shows what a
+# broken configuration gets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
@@ -20,14 +22,15 @@ cfg=examples/local.deploy.json
 mkdir -p "$demo/ssh" bin
 
 say "demo secrets (generated once, kept in $demo, never printed)"
-[ -f "$demo/env" ] || {
-  umask 077
+[ -f "$demo/env" ] || (
+  umask 077 # the file only; a subshell, so what the script creates later stays readable to the servers
   rnd() { head -c "$1" /dev/urandom | base64 | tr -d '/+='; }
   printf 'SAMPLE_DB_PASSWORD=%s\nSAMPLE_SESSION_KEY=%s\nSAMPLE_LOGIN_PASSWORD=%s\n' "$(rnd 18)" "$(rnd 24)" "$(rnd 18)" > "$demo/env"
-}
+)
 set -a; . "$demo/env"; set +a
 grep -q '^SAMPLE_LOGIN_PASSWORD=' "$demo/env" || printf 'SAMPLE_LOGIN_PASSWORD=%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >> "$demo/env"
 set -a; . "$demo/env"; set +a
+export SAMPLE_DATABASE_URL="postgres://sample:$SAMPLE_DB_PASSWORD@127.0.0.1:15432/sample?sslmode=disable"
 echo "secrets ready: SAMPLE_DB_PASSWORD, SAMPLE_SESSION_KEY, SAMPLE_LOGIN_PASSWORD (the ssh key comes with the local target)"
 
 say "install the servers and start the local target"
@@ -40,18 +43,21 @@ CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(git describe --alwa
   -o bin/lawsker-deploy ./cmd/lawsker-deploy
 bin/lawsker-deploy version
 
-say "the sample app: backend images v1 and v2 (a static Go binary in a one-layer image), two frontends"
-image() { # version -> repo@sha256 digest, pushed to the local registry
+say "the sample app: backend images v1, v2 and a broken v3 (a static Go binary in a one-layer image), two frontends"
+image() { # version [ldflags] -> repo@sha256 digest, pushed to the local registry
   local v=$1 work="$demo/image-$1"
   rm -rf "$work" && mkdir -p "$work/root/app" "$work/root/tmp"
-  CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$v" -o "$work/root/app/backend" ./examples/sample/backend
+  CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$v ${2:-}" -o "$work/root/app/backend" ./examples/sample/backend
   tar -C "$work/root" -cf "$work/layer.tar" app tmp
   docker import --change 'CMD ["/app/backend"]' "$work/layer.tar" "127.0.0.1:5000/sample/backend:$v" >/dev/null
   docker push --quiet "127.0.0.1:5000/sample/backend:$v" >/dev/null
   docker inspect --format '{{index .RepoDigests 0}}' "127.0.0.1:5000/sample/backend:$v"
 }
 v1=$(image v1); v2=$(image v2)
-echo "v1: $v1"; echo "v2: $v2"
+# v3's health fails after its 20th answer: it passes the health gate and the
+# switch, then the verification suite and the watch window see it fail.
+v3=$(image v3 "-X main.healthyAnswers=20")
+echo "v1: $v1"; echo "v2: $v2"; echo "v3: $v3 (turns unhealthy after the switch)"
 rm -rf "$demo/frontend-v2" && cp -r examples/sample/frontend/dist "$demo/frontend-v2"
 sed -i 's/<h1>Sample app<\/h1>/<h1>Sample app, v2 frontend<\/h1>/' "$demo/frontend-v2/index.html"
 
@@ -68,9 +74,18 @@ bin/lawsker-deploy preflight --config "$cfg"
 # moment's pause before reading what the new release serves.
 page() { sleep 0.3; curl -sS --max-time 5 "http://127.0.0.1:28080$1"; }
 
-say "deploy v1 (no snapshot: snapshots are the next issue)"
-bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v1" --frontend-dir examples/sample/frontend/dist --message "first release" --no-snapshot
-echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>')"
+sql() { PGPASSWORD="$SAMPLE_DB_PASSWORD" psql -h 127.0.0.1 -p 15432 -U sample -d sample -tAc "$1"; }
+sql "DROP TABLE IF EXISTS alembic_version, release_v1, release_v2, release_v3, notes" >/dev/null
+
+say "deploy v1: pre-deploy snapshot, migrations, verification suite, watch window, post-deploy snapshot"
+bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v1" --frontend-dir examples/sample/frontend/dist --message "first release"
+echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>'); migration version $(sql 'SELECT version_num FROM alembic_version')"
+snap_v1=$(ls -1t reports/deploy_*.json | head -n 1 | xargs grep -o '"post_snapshot": "snap_[0-9_a-f]*"' | grep -o 'snap_[0-9_a-f]*')
+echo "v1's post-deploy snapshot: $snap_v1"
+
+say "data written while v1 serves (the snapshot does not have it)"
+sql "CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text); INSERT INTO notes (body) VALUES ('written after v1''s snapshot')" >/dev/null
+echo "notes: $(sql 'SELECT count(*) FROM notes') row(s)"
 
 say "deploy v2 while a client polls through nginx (every failed request is counted)"
 stop=$(mktemp); ok=0; failed=0
@@ -78,36 +93,37 @@ stop=$(mktemp); ok=0; failed=0
     if curl -sf --max-time 2 -o /dev/null http://127.0.0.1:28080/api/v1/health; then echo ok; else echo failed; fi
   done > "$demo/poll.log" ) &
 poller=$!
-bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2" --message "second release" --no-snapshot
+bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2" --message "second release"
 echo stop > "$stop"; wait "$poller"; rm -f "$stop"
 ok=$(grep -c '^ok' "$demo/poll.log" || true); failed=$(grep -c '^failed' "$demo/poll.log" || true)
-echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>')"
+echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>'); migration version $(sql 'SELECT version_num FROM alembic_version')"
 echo "requests during the deploy: $ok ok, $failed failed"
 
 say "verify: the whole suite against the deployment (table, JSON report, JUnit, Markdown)"
 bin/lawsker-deploy verify --config "$cfg"
 
 say "the same deploy again is a no-op"
-bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2" --no-snapshot
+bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2"
 
-say "releases on the target"
+say "deploy v3: it migrates, passes the health gate, then fails after the switch: automatic rollback, database included"
+set +e
+bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v3" --frontend-dir "$demo/frontend-v2" --message "third release (broken)"
+code=$?
+set -e
+echo "exit code: $code; through nginx: backend $(page /api/v1/version); migration version $(sql 'SELECT version_num FROM alembic_version'); release_v3 table: $(sql "SELECT coalesce(to_regclass('release_v3')::text, 'gone')")"
+
+say "releases on the target, snapshots in the store"
 bin/lawsker-deploy releases --config "$cfg"
+bin/lawsker-deploy snapshot list --config "$cfg"
 
-say "the database travels with the release: snapshot, a data change, a rollback of the data"
-export PGPASSWORD="$SAMPLE_DB_PASSWORD"
-psql -h 127.0.0.1 -p 15432 -U sample -d sample -qc "CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text); TRUNCATE notes; INSERT INTO notes (body) VALUES ('kept by the snapshot')"
-bin/lawsker-deploy snapshot create --config "$cfg" --description "demo: before a data change"
-snap=$(bin/lawsker-deploy snapshot list --json --config "$cfg" | grep -o 'snap_[0-9_a-f]*' | head -n 1)
-psql -h 127.0.0.1 -p 15432 -U sample -d sample -qc "INSERT INTO notes (body) VALUES ('written after the snapshot')"
-echo "notes now: $(psql -h 127.0.0.1 -p 15432 -U sample -d sample -tAc 'SELECT count(*) FROM notes') rows"
-bin/lawsker-deploy rollback --snapshot "$snap" --dry-run --config "$cfg"
-bin/lawsker-deploy rollback --snapshot "$snap" --config "$cfg"
-echo "notes after the rollback: $(psql -h 127.0.0.1 -p 15432 -U sample -d sample -tAc 'SELECT count(*) FROM notes') row(s): $(psql -h 127.0.0.1 -p 15432 -U sample -d sample -tAc "SELECT string_agg(body, ' / ') FROM notes")"
-unset PGPASSWORD
-
-say "switch back to the warm previous release"
+say "switch back to the warm previous release (its backend is still running: under a second, no data change)"
 bin/lawsker-deploy rollback --previous --config "$cfg"
 echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>')"
+
+say "roll back to v1's snapshot: the plan, then the release and its database"
+bin/lawsker-deploy rollback --snapshot "$snap_v1" --dry-run --config "$cfg"
+bin/lawsker-deploy rollback --snapshot "$snap_v1" --config "$cfg"
+echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>'); migration version $(sql 'SELECT version_num FROM alembic_version'); notes: $(sql "SELECT coalesce(to_regclass('notes')::text, 'gone (written after the snapshot)')")"
 
 say "Lawsker's legacy deployment_config.json, read directly"
 legacy=config/testdata/lawsker_deployment_config.json
@@ -135,4 +151,5 @@ echo "exit code: $code"
 say "reports and logs"
 ls -1t reports/ | head -n 8
 echo "latest deploy report: $(ls -1t reports/deploy_*.json | head -n 1)"
+echo "latest rollback report: $(ls -1t reports/rollback_*.json | head -n 1)"
 echo "the local target keeps running; stop it with: scripts/local-target.sh stop"

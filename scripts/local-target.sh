@@ -10,6 +10,7 @@
 #   scripts/local-target.sh stop    stop it
 set -euo pipefail
 cd "$(dirname "$0")/.."
+umask 022 # the servers (postgres, nginx workers) read what this script creates, whatever the caller's umask
 demo=$PWD/.cache/demo
 ssh_port=2222
 registry_addr=127.0.0.1:5000

@@ -27,7 +27,7 @@ check_only=0
 declare -A debs=(
   [postgres]=postgresql [pg_dump]=postgresql-client [redis-server]=redis-server
   [dockerd]=docker.io [sshd]=openssh-server [ssh-keygen]=openssh-client
-  [nginx]=nginx [prometheus]=prometheus [promtool]=prometheus [wrk]=wrk
+  [nginx]=nginx [prometheus]=prometheus [promtool]=prometheus [wrk]=wrk [python3]=python3
 )
 # PostgreSQL's server binaries live in a versioned folder on Debian.
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)

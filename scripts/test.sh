@@ -35,5 +35,6 @@ go test ./deploy -run '^$' -bench 'SwitchBack|DeployWarm' -benchtime 5x
 # duration, nginx serving a static file), and its peak heap over 1,000,000
 # requests.
 go test ./checks -run '^$' -bench 'LoadVsWrk|LoadMemory' -benchtime 1x
-# Snapshot and restore of a ~150 MB database against raw pg_dump/pg_restore.
+# Snapshot into S3 and restore of a ~200 MB database against raw
+# pg_dump/pg_restore (medians of three rounds), and the peak heap.
 go test ./snapshots -run '^$' -bench 'SnapshotAndRestore' -benchtime 1x

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lawsker/lawsker-deploy/config"
@@ -29,7 +30,9 @@ const (
 // reachable) and streams it into the store under key, hashing on the way.
 // It also records what the dump is of: server version, table count and
 // the alembic migration version when there is one.
-func DumpDatabase(ctx context.Context, h *target.Host, db config.Database, password string, store Store, key string) (Artifact, *DatabaseInfo, error) {
+//
+// With a recipient, the dump is encrypted with age on its way to the store.
+func DumpDatabase(ctx context.Context, h *target.Host, db config.Database, password string, store Store, key string, recipient age.Recipient) (Artifact, *DatabaseInfo, error) {
 	info, err := inspect(ctx, h, db, db.User, password, db.Name)
 	if err != nil {
 		return Artifact{}, nil, err
@@ -45,8 +48,22 @@ func DumpDatabase(ctx context.Context, h *target.Host, db config.Database, passw
 		pr.CloseWithError(err) // unblocks pg_dump's writer if the store failed
 		ch <- put{a, err}
 	}()
-	runErr := h.RunStream(ctx, strings.NewReader(password+"\n"), pw,
-		"sh", "-c", dumpScript, "sh", db.Host, fmt.Sprint(db.Port), db.User, db.Name)
+	var out io.Writer = pw
+	var sealed io.WriteCloser
+	var runErr error
+	if recipient != nil {
+		// age writes its header at once: the store is reading by now.
+		if sealed, runErr = age.Encrypt(pw, recipient); runErr == nil {
+			out = sealed
+		}
+	}
+	if runErr == nil {
+		runErr = h.RunStream(ctx, strings.NewReader(password+"\n"), out,
+			"sh", "-c", dumpScript, "sh", db.Host, fmt.Sprint(db.Port), db.User, db.Name)
+	}
+	if sealed != nil && runErr == nil {
+		runErr = sealed.Close() // the last chunk
+	}
 	pw.CloseWithError(runErr)
 	p := <-ch
 	switch {
@@ -55,6 +72,10 @@ func DumpDatabase(ctx context.Context, h *target.Host, db config.Database, passw
 		return Artifact{}, nil, fmt.Errorf("pg_dump of %s on %s: %w", db.Name, h.Endpoint.Addr(), runErr)
 	case p.err != nil:
 		return Artifact{}, nil, fmt.Errorf("storing the dump in %s: %w", store, p.err)
+	}
+	if recipient != nil {
+		p.a.Encryption = EncryptionAge
+		p.a.Recipient = fmt.Sprint(recipient)
 	}
 	return p.a, info, nil
 }
@@ -78,6 +99,16 @@ func inspect(ctx context.Context, h *target.Host, db config.Database, user, pass
 	return info, nil
 }
 
+// MigrationVersion reads the database's alembic version ("" when it has no
+// alembic_version table).
+func MigrationVersion(ctx context.Context, h *target.Host, db config.Database, password string) (string, error) {
+	info, err := inspect(ctx, h, db, db.User, password, db.Name)
+	if err != nil {
+		return "", err
+	}
+	return info.MigrationVersion, nil
+}
+
 func connect(ctx context.Context, h *target.Host, db config.Database, user, password, name string) (*pgx.Conn, error) {
 	cc, err := pgconfig.For(db, user, password, name, h.DialTCP)
 	if err != nil {
@@ -93,6 +124,13 @@ func connect(ctx context.Context, h *target.Host, db config.Database, user, pass
 // ErrChecksum is wrapped when a stored artifact does not match its manifest.
 var ErrChecksum = errors.New("checksum mismatch")
 
+// RestoreOptions say where and how a dump is restored.
+type RestoreOptions struct {
+	WorkDir  string       // folder on the target for the verified copy of the dump
+	Jobs     int          // pg_restore --jobs
+	Identity age.Identity // decrypts an encrypted dump
+}
+
 // RestoreResult says what a restore did.
 type RestoreResult struct {
 	Replaced string // the database the restore replaced, kept until retention removes it
@@ -106,7 +144,8 @@ type RestoreResult struct {
 // ended, two renames; undone if the second fails). The replaced database
 // is kept under <name>_replaced_<time>. The admin role (database.admin_user)
 // needs CREATEDB and the right to rename both databases.
-func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, adminPassword string, store Store, m *Manifest, workDir string, jobs int) (*RestoreResult, error) {
+func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, adminPassword string, store Store, m *Manifest, o RestoreOptions) (*RestoreResult, error) {
+	workDir, jobs := o.WorkDir, o.Jobs
 	start := time.Now()
 	art, ok := m.Artifacts["database"]
 	if !ok || m.Database == nil {
@@ -124,7 +163,7 @@ func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, ad
 		return nil, fmt.Errorf("database name %q is too long to keep a replaced copy beside it (63 characters at most)", db.Name)
 	}
 	dumpPath := path.Join(workDir, ".restore-"+m.ID+".dump")
-	if err := copyVerified(ctx, h, store, art, dumpPath); err != nil {
+	if err := copyVerified(ctx, h, store, m.ID, art, dumpPath, o.Identity); err != nil {
 		return nil, err
 	}
 	defer h.Remove(dumpPath)
@@ -156,25 +195,50 @@ func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, ad
 	return &RestoreResult{Replaced: replaced, Duration: time.Since(start)}, nil
 }
 
-// copyVerified streams an artifact to path on the target, hashing it; on a
-// mismatch the copy is removed and ErrChecksum returned.
-func copyVerified(ctx context.Context, h *target.Host, store Store, art Artifact, p string) error {
+// copyVerified streams an artifact to path on the target, decrypting it
+// when it is encrypted and hashing what the store holds; on a mismatch the
+// copy is removed and ErrChecksum returned.
+func copyVerified(ctx context.Context, h *target.Host, store Store, snapshot string, art Artifact, p string, id age.Identity) error {
 	r, err := store.Open(ctx, art.Key)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	sum := sha256.New()
-	n, err := h.WriteFrom(p, io.TeeReader(&ctxReader{ctx, r}, sum), 0o600)
+	counted := &countingReader{r: io.TeeReader(&ctxReader{ctx, r}, sum)}
+	plain, err := openSealed(art, counted, id, snapshot)
 	if err != nil {
-		return fmt.Errorf("copying %s to the target: %w", art.Key, err)
+		return err // a key problem: nothing was copied
 	}
-	if got := hex.EncodeToString(sum.Sum(nil)); got != art.SHA256 || n != art.Size {
+	_, err = h.WriteFrom(p, plain, 0o600)
+	// Hash all the store holds (also what follows an age stream's last
+	// chunk, and the rest after a decryption failure: damage shows as a
+	// checksum mismatch, not as a cryptic decryption error).
+	_, derr := io.Copy(io.Discard, counted)
+	if got := hex.EncodeToString(sum.Sum(nil)); derr == nil && (got != art.SHA256 || counted.n != art.Size) {
 		h.Remove(p)
 		return fmt.Errorf("%s: %w (manifest: %d bytes, sha256 %s; stored: %d bytes, sha256 %s): the artifact is damaged, nothing was changed",
-			art.Key, ErrChecksum, art.Size, art.SHA256, n, got)
+			art.Key, ErrChecksum, art.Size, art.SHA256, counted.n, got)
+	}
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		h.Remove(p)
+		return fmt.Errorf("copying %s to the target: %w", art.Key, err)
 	}
 	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // swap puts fresh in place of name in one short step.
@@ -203,4 +267,48 @@ func swap(ctx context.Context, admin *pgx.Conn, name, fresh, replaced string) er
 	}
 	// The replaced copy keeps refusing connections: it is an archive.
 	return nil
+}
+
+// PruneDatabases drops what restores left beside db.Name: replaced
+// databases (<name>_replaced_<time>) older than keepSince, and fresh copies
+// of restores that never finished (<name>_restore_<time>) older than an
+// hour. It returns the dropped names (with dryRun, those it would drop).
+func PruneDatabases(ctx context.Context, h *target.Host, db config.Database, adminPassword string, keepSince, now time.Time, dryRun bool) ([]string, error) {
+	admin, err := connect(ctx, h, db, db.AdminUser, adminPassword, "postgres")
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	rows, err := admin.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE $1 OR datname LIKE $2",
+		likeEscape(db.Name)+`\_replaced\_%`, likeEscape(db.Name)+`\_restore\_%`)
+	if err != nil {
+		return nil, err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	var dropped []string
+	for _, n := range names {
+		kind, stamp, ok := strings.Cut(strings.TrimPrefix(n, db.Name+"_"), "_")
+		t, perr := time.Parse("20060102150405", stamp)
+		if !ok || perr != nil {
+			continue // not ours
+		}
+		if (kind == "replaced" && t.Before(keepSince)) || (kind == "restore" && t.Before(now.Add(-time.Hour))) {
+			if dryRun {
+				dropped = append(dropped, n)
+				continue
+			}
+			if _, err := admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)"); err != nil {
+				return dropped, fmt.Errorf("dropping %s: %w", n, err)
+			}
+			dropped = append(dropped, n)
+		}
+	}
+	return dropped, nil
+}
+
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }

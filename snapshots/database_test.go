@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -47,7 +48,7 @@ func (r *dbRig) psql(t *testing.T, db, sql string) string {
 
 func (r *dbRig) snapshot(t *testing.T) *Manifest {
 	id := NewID(time.Now())
-	art, info, err := DumpDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, id+"/database.dump")
+	art, info, err := DumpDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, id+"/database.dump", nil)
 	require.NoError(t, err)
 	return &Manifest{Format: FormatVersion, ID: id, App: "lawsker", Created: time.Now(), Trigger: "manual",
 		Components: []string{"database"}, Artifacts: map[string]Artifact{"database": art}, Database: info}
@@ -64,7 +65,7 @@ func TestSnapshotChangeRollBackCompareEveryRow(t *testing.T) {
 	r.psql(t, "lawsker_prod", `ALTER TABLE cases ADD COLUMN status text DEFAULT 'open';
 		DELETE FROM cases WHERE id > 500; UPDATE alembic_version SET version_num = '0042_status';`)
 
-	res, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, r.work, 2)
+	res, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
 	require.NoError(t, err)
 	assert.Equal(t, before, r.psql(t, "lawsker_prod", "SELECT md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM cases"), "every row is back")
 	assert.Equal(t, "0041_cases\n", r.psql(t, "lawsker_prod", "SELECT version_num FROM alembic_version"))
@@ -86,7 +87,7 @@ func TestCorruptArtifactIsRefusedBeforeAnyChange(t *testing.T) {
 	r.psql(t, "lawsker_prod", "INSERT INTO cases (title) VALUES ('after the snapshot')")
 	dbs := r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
 
-	_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, r.work, 2)
+	_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
 	require.ErrorIs(t, err, ErrChecksum)
 	assert.Contains(t, err.Error(), "the artifact is damaged, nothing was changed")
 	assert.Equal(t, "1001\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM cases"), "untouched")
@@ -109,7 +110,7 @@ func TestKilledRestoreLeavesTheOriginalIntact(t *testing.T) {
 		}
 		cancel()
 	}()
-	_, err := RestoreDatabase(ctx, r.host, r.db, r.pg.Password, r.store, m, r.work, 2)
+	_, err := RestoreDatabase(ctx, r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
 	require.Error(t, err)
 	assert.Equal(t, "10\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM cases"), "the original is intact")
 	assert.Equal(t, "t\n", r.psql(t, "postgres", "SELECT datallowconn FROM pg_database WHERE datname = 'lawsker_prod'"), "and accepts connections")
@@ -127,7 +128,7 @@ func TestDumpFromAnotherDatabaseIsRefused(t *testing.T) {
 	m := r.snapshot(t)
 	other := r.db
 	other.Name = "lawsker_staging"
-	_, err := RestoreDatabase(t.Context(), r.host, other, r.pg.Password, r.store, m, r.work, 2)
+	_, err := RestoreDatabase(t.Context(), r.host, other, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
 	assert.EqualError(t, err, `snapshot `+m.ID+` holds a dump of database "lawsker_prod", not "lawsker_staging": nothing was changed`)
 }
 
@@ -137,4 +138,88 @@ func TestManifestFormat(t *testing.T) {
 	_, err = ParseManifest([]byte(`{"format": 1, "id": "../../etc"}`))
 	assert.ErrorContains(t, err, "not a lawsker-deploy snapshot manifest")
 	assert.True(t, ValidID(NewID(time.Now())))
+}
+
+func TestEncryptedRoundTripAndWrongIdentity(t *testing.T) {
+	r := newDBRig(t)
+	id, err := age.GenerateX25519Identity()
+	require.NoError(t, err)
+	other, err := age.GenerateX25519Identity()
+	require.NoError(t, err)
+	before := r.psql(t, "lawsker_prod", "SELECT md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM cases")
+	sid := NewID(time.Now())
+	art, info, err := DumpDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, sid+"/database.dump", id.Recipient())
+	require.NoError(t, err)
+	assert.Equal(t, EncryptionAge, art.Encryption)
+	assert.Equal(t, id.Recipient().String(), art.Recipient)
+	stored, err := os.ReadFile(r.store.(FileStore).path(art.Key))
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(stored), "age-encryption.org/v1\n"), "stored encrypted")
+	assert.NotContains(t, string(stored), "case 1000", "no clear text at rest")
+	m := &Manifest{Format: FormatVersion, ID: sid, Created: time.Now(), Components: []string{"database"}, Artifacts: map[string]Artifact{"database": art}, Database: info}
+	require.NoError(t, Check(t.Context(), r.store, m), "integrity is checked without the key")
+
+	r.psql(t, "lawsker_prod", "DELETE FROM cases WHERE id > 10")
+	_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
+	assert.ErrorContains(t, err, "set snapshots.age_identity")
+	_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2, Identity: other})
+	assert.ErrorContains(t, err, "snapshots.age_identity is not its identity; nothing was changed")
+	assert.Equal(t, "10\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM cases"), "nothing changed")
+
+	// Damaged ciphertext: a checksum mismatch, nothing changed.
+	bad := append([]byte(nil), stored...)
+	bad[len(bad)/2] ^= 0xff
+	require.NoError(t, os.WriteFile(r.store.(FileStore).path(art.Key), bad, 0o600))
+	_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2, Identity: id})
+	assert.ErrorIs(t, err, ErrChecksum)
+	assert.Equal(t, "10\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM cases"))
+	require.NoError(t, os.WriteFile(r.store.(FileStore).path(art.Key), stored, 0o600))
+
+	_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2, Identity: id})
+	require.NoError(t, err)
+	assert.Equal(t, before, r.psql(t, "lawsker_prod", "SELECT md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM cases"))
+}
+
+func TestIdentityFromConfig(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	require.NoError(t, err)
+	res := &config.Resolver{LookupEnv: func(k string) (string, bool) {
+		return map[string]string{"AGE_ID": id.String() + "\n", "NOT_AGE": "AGE-SECRET-KEY-1notakeyatall"}[k], true
+	}}
+	cfg := &config.Config{}
+	got, err := Identity(cfg, res)
+	require.NoError(t, err)
+	assert.Nil(t, got)
+	cfg.Snapshots.AgeIdentity = config.SecretRef("env:AGE_ID")
+	got, err = Identity(cfg, res)
+	require.NoError(t, err)
+	assert.Equal(t, id.String(), got.(*age.X25519Identity).String())
+	cfg.Snapshots.AgeIdentity = config.SecretRef("env:NOT_AGE")
+	_, err = Identity(cfg, res)
+	assert.EqualError(t, err, "snapshots.age_identity: not an age X25519 identity (AGE-SECRET-KEY-1...)")
+}
+
+func TestPruneReplacedDatabases(t *testing.T) {
+	r := newDBRig(t)
+	m := r.snapshot(t)
+	res, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
+	require.NoError(t, err)
+	r.psql(t, "postgres", `CREATE DATABASE "lawsker_prod_replaced_notadate"`)
+	r.psql(t, "postgres", `CREATE DATABASE "lawsker_prod_restore_20200101000000"`)   // a restore killed long ago
+	r.psql(t, "postgres", `CREATE DATABASE "lawsker_prodx_replaced_20200101000000"`) // another app's
+	list := func() string {
+		return r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname LIKE 'lawsker%'")
+	}
+	now := time.Now()
+	kept, err := PruneDatabases(t.Context(), r.host, r.db, r.pg.Password, now.Add(-24*time.Hour), now, false)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"lawsker_prod_restore_20200101000000"}, kept, "the replaced one is younger than retention")
+	dry, err := PruneDatabases(t.Context(), r.host, r.db, r.pg.Password, now.Add(time.Minute), now, true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{res.Replaced}, dry)
+	assert.Contains(t, list(), res.Replaced, "a dry run drops nothing")
+	dropped, err := PruneDatabases(t.Context(), r.host, r.db, r.pg.Password, now.Add(time.Minute), now, false)
+	require.NoError(t, err)
+	assert.Equal(t, []string{res.Replaced}, dropped)
+	assert.Equal(t, "lawsker_prod,lawsker_prod_replaced_notadate,lawsker_prodx_replaced_20200101000000\n", list())
 }

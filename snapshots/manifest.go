@@ -15,8 +15,11 @@ const FormatVersion = 1
 // Artifact is one stored file of a snapshot.
 type Artifact struct {
 	Key    string `json:"key"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`   // as stored (encrypted, when it is)
+	SHA256 string `json:"sha256"` // of the stored bytes: checks need no key
+	// Encryption is "age" when the artifact is encrypted to Recipient.
+	Encryption string `json:"encryption,omitempty"`
+	Recipient  string `json:"recipient,omitempty"`
 }
 
 // Manifest describes a snapshot.
@@ -31,6 +34,20 @@ type Manifest struct {
 	Components   []string            `json:"components"`
 	Artifacts    map[string]Artifact `json:"artifacts"` // component -> artifact
 	Images       map[string]string   `json:"images,omitempty"`
+	// ImageTags are the snapshot-<id> tags that keep the images in their
+	// registry (component -> tag reference).
+	ImageTags map[string]string `json:"image_tags,omitempty"`
+	// Warnings say what the snapshot could not do that does not make it
+	// unusable (an image tag the registry refused).
+	Warnings []string `json:"warnings,omitempty"`
+	// Release is the release serving when the snapshot was taken.
+	Release string `json:"release,omitempty"`
+	// ConfigHash is the SHA-256 of the deployment configuration (secret
+	// references, never values) stored as the "config" artifact.
+	ConfigHash string `json:"config_hash,omitempty"`
+	// Baseline holds the verification figures of the release (check name
+	// -> metric -> value), for comparing later releases with it.
+	Baseline map[string]map[string]float64 `json:"baseline,omitempty"`
 	// Database identifies what the dump is of, so a dump is never restored
 	// into another database by mistake.
 	Database *DatabaseInfo `json:"database,omitempty"`

@@ -19,8 +19,8 @@ import (
 
 // OpenStore returns the configured store: "target" keeps snapshots on the
 // first target under <root>/<app>/snapshots (over SFTP), file:///path a
-// folder here.
-func OpenStore(cfg *config.Config, h *target.Host) (Store, error) {
+// folder here, s3://, gs:// and azblob:// URLs a bucket (BlobStore).
+func OpenStore(ctx context.Context, cfg *config.Config, res *config.Resolver, h *target.Host) (Store, error) {
 	s := cfg.Snapshots.Store
 	switch {
 	case s == "target":
@@ -33,7 +33,19 @@ func OpenStore(cfg *config.Config, h *target.Host) (Store, error) {
 		}
 		return FileStore{Dir: u.Path}, nil
 	}
-	return nil, fmt.Errorf("snapshots.store %q: S3, GCS and Azure stores are not available yet; use \"target\" or a file:// folder", s)
+	var creds *S3Credentials
+	if sn := cfg.Snapshots; !sn.S3AccessKeyID.IsZero() {
+		id, err := res.Resolve(sn.S3AccessKeyID)
+		if err != nil {
+			return nil, fmt.Errorf("snapshots.s3_access_key_id: %w", err)
+		}
+		secret, err := res.Resolve(sn.S3SecretAccessKey)
+		if err != nil {
+			return nil, fmt.Errorf("snapshots.s3_secret_access_key: %w", err)
+		}
+		creds = &S3Credentials{AccessKeyID: id, SecretAccessKey: secret}
+	}
+	return OpenBlobStore(ctx, s, creds)
 }
 
 // Current is the serving release, as the caller read it from the target.
@@ -54,6 +66,8 @@ type CreateRequest struct {
 	Trigger      string // manual, pre-deploy, post-deploy
 	DeploymentID string
 	Now          time.Time
+	// Baseline is the release's verification figures (post-deploy).
+	Baseline map[string]map[string]float64
 }
 
 // Create takes a snapshot: the database dump (streamed from the target),
@@ -64,14 +78,21 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 		req.Now = time.Now()
 	}
 	m := &Manifest{Format: FormatVersion, ID: NewID(req.Now), App: req.Config.App, DeploymentID: req.DeploymentID, Created: req.Now.UTC(),
-		Description: req.Description, Trigger: req.Trigger, Artifacts: map[string]Artifact{}, Images: map[string]string{}}
+		Description: req.Description, Trigger: req.Trigger, Artifacts: map[string]Artifact{}, Images: map[string]string{}, Baseline: req.Baseline}
 	cleanup := func() { _ = Delete(context.WithoutCancel(ctx), req.Store, m.ID) }
+	if req.Current == nil && req.Config.Database == nil {
+		return nil, ErrNothing
+	}
 	if db := req.Config.Database; db != nil {
 		pw, err := req.Resolver.Resolve(db.Password)
 		if err != nil {
 			return nil, fmt.Errorf("database.password: %w", err)
 		}
-		art, info, err := DumpDatabase(ctx, req.Host, *db, pw, req.Store, m.ID+"/database.dump")
+		rcpt, err := sealFor(req.Config)
+		if err != nil {
+			return nil, err
+		}
+		art, info, err := DumpDatabase(ctx, req.Host, *db, pw, req.Store, m.ID+"/database.dump", rcpt)
 		if err != nil {
 			cleanup()
 			return nil, err
@@ -81,7 +102,21 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 	}
 	if c := req.Current; c != nil {
 		m.Images["backend"] = c.Image
+		m.Release = c.ID
 		m.Components = append(m.Components, "backend")
+		// The image is pinned by digest; the tag keeps it from registry
+		// clean-ups. A registry that refuses is a warning: the digest still
+		// names the image while the registry has it.
+		auth, err := RegistryAuthFrom(req.Config, req.Resolver)
+		var tag string
+		if err == nil {
+			tag, err = TagImage(ctx, c.Image, m.ID, auth)
+		}
+		if err != nil {
+			m.Warnings = append(m.Warnings, fmt.Sprintf("image tag %s not set: %v", SnapshotTag(m.ID), err))
+		} else {
+			m.ImageTags = map[string]string{"backend": tag}
+		}
 		if c.FrontendDir != "" {
 			pr, pw := io.Pipe()
 			ch := make(chan error, 1)
@@ -103,9 +138,18 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 			m.Components = append(m.Components, "frontend")
 		}
 	}
-	if len(m.Components) == 0 {
-		return nil, errors.New("nothing to snapshot: no database configured and no release deployed yet")
+	cfgJSON, err := config.Marshal(req.Config)
+	if err != nil {
+		cleanup()
+		return nil, fmt.Errorf("the configuration: %w", err)
 	}
+	art, err := req.Store.Put(ctx, m.ID+"/config.json", bytes.NewReader(cfgJSON))
+	if err != nil {
+		cleanup()
+		return nil, fmt.Errorf("storing the configuration: %w", err)
+	}
+	m.Artifacts["config"], m.ConfigHash = art, art.SHA256
+	m.Components = append(m.Components, "config")
 	data, _ := json.MarshalIndent(m, "", "  ")
 	if _, err := req.Store.Put(ctx, ManifestKey(m.ID), bytes.NewReader(data)); err != nil {
 		cleanup()
@@ -113,6 +157,10 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 	}
 	return m, nil
 }
+
+// ErrNothing is returned when there is nothing to snapshot: no database
+// configured and no release deployed yet.
+var ErrNothing = errors.New("nothing to snapshot: no database configured and no release deployed yet")
 
 // List reads every manifest in the store, newest first; unreadable ones
 // are reported, not hidden.

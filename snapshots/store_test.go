@@ -34,7 +34,12 @@ func TestStores(t *testing.T) {
 	h, err := target.Connect(t.Context(), target.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
 	require.NoError(t, err)
 	defer h.Close()
-	for name, st := range map[string]Store{"file": FileStore{Dir: t.TempDir()}, "target": TargetStore{Host: h, Dir: t.TempDir() + "/snapshots"}} {
+	s3 := testenv.StartS3(t)
+	s3.CreateBucket(t, "snapshots")
+	bucket, err := OpenBlobStore(t.Context(), s3URL(s3, "snapshots", "lawsker/prod"), &S3Credentials{AccessKeyID: s3.AccessKey, SecretAccessKey: s3.SecretKey})
+	require.NoError(t, err)
+	defer bucket.Close()
+	for name, st := range map[string]Store{"file": FileStore{Dir: t.TempDir()}, "target": TargetStore{Host: h, Dir: t.TempDir() + "/snapshots"}, "s3": bucket} {
 		t.Run(name, func(t *testing.T) {
 			ctx := t.Context()
 			keys, err := st.List(ctx, "")
@@ -69,4 +74,39 @@ func TestStores(t *testing.T) {
 			assert.Empty(t, keys)
 		})
 	}
+}
+
+func s3URL(s *testenv.S3, bucket, prefix string) string {
+	return "s3://" + bucket + "/" + prefix + "?endpoint=" + s.Endpoint + "&region=" + s.Region + "&use_path_style=true"
+}
+
+func TestBlobStoreBadInput(t *testing.T) {
+	ctx := t.Context()
+	s3 := testenv.StartS3(t)
+	s3.CreateBucket(t, "snapshots")
+	_, err := OpenBlobStore(ctx, "s3://key:secret@snapshots?region=us-east-1", nil)
+	assert.ErrorContains(t, err, "put no credentials in the URL")
+	_, err = OpenBlobStore(ctx, "s3://snapshots?use_path_style=maybe", nil)
+	assert.ErrorContains(t, err, `use_path_style="maybe": must be true or false`)
+
+	wrong, err := OpenBlobStore(ctx, s3URL(s3, "snapshots", ""), &S3Credentials{AccessKeyID: s3.AccessKey, SecretAccessKey: "not-the-secret"})
+	require.NoError(t, err)
+	defer wrong.Close()
+	_, err = wrong.Put(ctx, "snap_20261126_040000_abcdef/manifest.json", strings.NewReader("{}"))
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "not-the-secret")
+	_, err = wrong.List(ctx, "")
+	assert.Error(t, err, "a store that refuses us is an error, not an empty list")
+
+	missing, err := OpenBlobStore(ctx, s3URL(s3, "no-such-bucket", ""), &S3Credentials{AccessKeyID: s3.AccessKey, SecretAccessKey: s3.SecretKey})
+	require.NoError(t, err)
+	defer missing.Close()
+	_, err = missing.Put(ctx, "snap_20261126_040000_abcdef/manifest.json", strings.NewReader("{}"))
+	assert.ErrorContains(t, err, "s3://no-such-bucket/")
+
+	down, err := OpenBlobStore(ctx, "s3://snapshots?endpoint=http://127.0.0.1:1&region=us-east-1&use_path_style=true", &S3Credentials{AccessKeyID: "a", SecretAccessKey: "b"})
+	require.NoError(t, err)
+	defer down.Close()
+	_, err = down.List(ctx, "")
+	assert.ErrorContains(t, err, "connection refused")
 }

@@ -11,10 +11,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
+	"github.com/lawsker/lawsker-deploy/notify"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/report"
+	"github.com/lawsker/lawsker-deploy/rollout"
 	"github.com/lawsker/lawsker-deploy/target"
 )
 
@@ -41,6 +44,7 @@ type deployResult struct {
 	Report   string                 `json:"report"`
 	LogFile  string                 `json:"log_file"`
 	Duration string                 `json:"duration"`
+	Details  any                    `json:"details,omitempty"`
 }
 
 func (c *cli) deploy(ctx context.Context, args []string) error {
@@ -58,22 +62,77 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 		s.end(report.StatusInvalid, errors.New("--backend-image is required"), nil)
 		return usageError{"deploy: --backend-image is required (REGISTRY/REPO@sha256:...)"}
 	}
-	d, err := deploy.Prepare(deploy.Request{Config: l.Config, Resolver: s.res, Image: *image, FrontendDir: *front, Message: *message,
-		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, Logger: s.log.Logger})
+	ro, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: l.Config, Resolver: s.res, Image: *image, FrontendDir: *front, Message: *message,
+		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, Logger: s.log.Logger}})
 	if err != nil {
 		s.end(report.StatusInvalid, err, nil)
 		return err
 	}
-	defer d.Close()
-	res := s.runGraph(ctx, d.Graph(), l.Config)
-	return c.finishTargets(s, res, d.Outcomes(), "deployed")
+	defer ro.Close()
+	res := s.runGraph(ctx, ro.Graph(), l.Config)
+	out, err := ro.Finish(res)
+	return c.finishRelease(s, l.Config, res, ro.Deployment().Outcomes(), out, err, "deployed", nil)
+}
+
+// releaseDetails is what a deploy report holds beyond the run.
+type releaseDetails struct {
+	Targets []deploy.TargetOutcome `json:"targets"`
+	rollout.Outcome
+	Plan          *rollout.RestorePlan `json:"plan,omitempty"`
+	Notifications []notify.Delivery    `json:"notifications,omitempty"`
+}
+
+// finishRelease shows and records a deploy: targets, snapshots, the
+// verification, and the rollback trigger when one fired.
+func (c *cli) finishRelease(s *session, cfg *config.Config, res *pipelines.Result, outcomes []deploy.TargetOutcome, out rollout.Outcome, runErr error, verb string, plan *rollout.RestorePlan) error {
+	details := releaseDetails{Targets: outcomes, Outcome: out, Plan: plan}
+	// A notification never fails the run: what happened is reported.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	details.Notifications = notify.New(cfg.Notifications, s.res).Send(ctx, rollout.EventFor(rollout.EventInput{Config: cfg, ID: s.id, Who: who(), Report: s.report.Path(s.c.reportsDir),
+		Targets: outcomes, Outcome: out, Err: runErr, Plan: plan, SwitchBack: verb == "switched back", Mask: s.red.String}))
+	cancel()
+	for _, d := range details.Notifications {
+		if !d.OK {
+			fmt.Fprintf(c.stderr, "warning: %s notification not delivered after %d attempt(s): %s\n", d.Channel, d.Attempts, s.red.String(d.Error))
+		}
+	}
+	if !c.jsonOut {
+		if out.PreSnapshot != "" {
+			s.out("pre-deploy snapshot: %s\n", out.PreSnapshot)
+		}
+		if out.Verification != nil {
+			s.out("%s", s.red.String(checks.Table(out.Verification)))
+		}
+		if w := out.Watch; w != nil && w.Checks > 0 {
+			s.out("watch: %d health checks over %s, %d failed (at most %d in a row; threshold %d)\n", w.Checks, w.Window, w.Failures, w.MaxConsecutive, w.Threshold)
+		}
+		if t := out.Trigger; t != nil {
+			s.out("rollback trigger: %s: %s\n", t.Kind, s.red.String(t.Reason))
+		}
+		if len(out.RolledBack) > 0 {
+			s.out("rolled back: %s\n", strings.Join(out.RolledBack, ", "))
+		}
+		if out.Database != "" {
+			s.out("database: %s\n", out.Database)
+		}
+		if out.PostSnapshot != "" {
+			s.out("post-deploy snapshot: %s\n", out.PostSnapshot)
+		}
+		if len(out.Pruned) > 0 {
+			s.out("snapshots pruned by retention: %s\n", strings.Join(out.Pruned, ", "))
+		}
+		for _, w := range out.Warnings {
+			fmt.Fprintln(c.stderr, "warning:", s.red.String(w))
+		}
+	}
+	return c.finishTargetsWith(s, res, outcomes, verb, details, runErr)
 }
 
 func (c *cli) rollback(ctx context.Context, args []string) error {
 	fs := c.newFlagSet("rollback")
 	previous := fs.Bool("previous", false, "switch back to the warm previous release")
 	snapshot := fs.String("snapshot", "", "restore from this snapshot (snap_...)")
-	components := fs.String("components", "", "with --snapshot: what to restore (database)")
+	components := fs.String("components", "", "with --snapshot: what to restore, of backend,frontend,config,database (default: the release, and the database when its migration version differs)")
 	dryRun := fs.Bool("dry-run", false, "with --snapshot: print the plan, change nothing")
 	s, l, err := c.begin("rollback", fs, args)
 	if err != nil {
@@ -87,7 +146,7 @@ func (c *cli) rollback(ctx context.Context, args []string) error {
 		return c.rollbackSnapshot(ctx, s, l.Config, *snapshot, *components, *dryRun)
 	case !*previous:
 		s.end(report.StatusInvalid, errors.New("nothing to roll back to"), nil)
-		return usageError{"rollback: pass --previous (the warm previous release) or --snapshot ID (its database)"}
+		return usageError{"rollback: pass --previous (the warm previous release) or --snapshot ID (a snapshot's release and, when needed, its database)"}
 	}
 	d, err := deploy.PrepareSwitchBack(deploy.Request{Config: l.Config, Resolver: s.res, Who: who(), ID: s.id, Logger: s.log.Logger})
 	if err != nil {
@@ -96,14 +155,16 @@ func (c *cli) rollback(ctx context.Context, args []string) error {
 	}
 	defer d.Close()
 	res := s.runGraph(ctx, d.Graph(), l.Config)
-	return c.finishTargets(s, res, d.Outcomes(), "switched back")
+	return c.finishRelease(s, l.Config, res, d.Outcomes(), rollout.Outcome{}, res.Err(), "switched back", nil)
 }
 
-func (c *cli) finishTargets(s *session, res *pipelines.Result, outcomes []deploy.TargetOutcome, verb string) error {
-	s.report.Details = outcomes
-	runErr := res.Err()
+func (c *cli) finishTargetsWith(s *session, res *pipelines.Result, outcomes []deploy.TargetOutcome, verb string, details any, runErr error) error {
+	s.report.Details = details
 	path := s.write(runErr)
 	out := deployResult{ID: s.id, Status: s.report.Status, Targets: outcomes, Report: path, LogFile: s.log.Path, Duration: res.Duration().Round(time.Millisecond).String()}
+	if _, plain := details.([]deploy.TargetOutcome); !plain {
+		out.Details = details
+	}
 	if c.jsonOut {
 		if err := s.jsonOut(out); err != nil {
 			return err
@@ -115,7 +176,7 @@ func (c *cli) finishTargets(s *session, res *pipelines.Result, outcomes []deploy
 				s.out("%s: nothing to do: %s\n", o.Target, o.NoOp)
 			case o.Reverted != "":
 				s.out("%s: %s\n", o.Target, o.Reverted)
-			case runErr == nil:
+			case runErr == nil && o.Image != "":
 				line := fmt.Sprintf("%s: %s to %s (release %s, port %d", o.Target, verb, o.Image, o.Release, o.Port)
 				if o.Previous != "" {
 					line += ", previous " + o.Previous + " kept warm"

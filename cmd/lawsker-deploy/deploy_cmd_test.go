@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +25,16 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	v2 := h.Image(t, "./examples/sample/backend", "sample/backend", "v2")
 	ports := testenv.ReservePorts(t, 20)
 	dir := t.TempDir()
+	var mu sync.Mutex
+	var events []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct{ Event, Status string }
+		_ = json.NewDecoder(r.Body).Decode(&ev)
+		mu.Lock()
+		events = append(events, ev.Event+" "+ev.Status)
+		mu.Unlock()
+	}))
+	defer hook.Close()
 	cfg := filepath.Join(dir, "deploy.json")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`{"version": 1, "app": "sample",
 	  "targets": [{"name": "local", "host": "127.0.0.1",
@@ -31,10 +43,10 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
 	  "backend": {"image": "%s/sample/backend", "network": "host", "secret_env": {"SAMPLE_TOKEN": "env:SAMPLE_TOKEN"},
 	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
-	  "snapshots": {"enabled": false},
+	  "snapshots": {"enabled": false}, "rollback": {"watch_window": "1s"}, "notifications": {"webhook_url": %q},
 	  "verification": {"thresholds": {"cpu_usage_percent": 100}}}`,
 		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
-		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19)), 0o644))
+		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19, hook.URL)), 0o644))
 	const token = "sample-token-never-printed"
 	env := map[string]string{"SAMPLE_TOKEN": token}
 	// version is what nginx serves, allowing a moment after a switch (just
@@ -87,6 +99,11 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "local: switched back to "+v1+" (release ")
 	assert.Equal(t, "v1", version("v1"))
+
+	mu.Lock()
+	assert.Equal(t, []string{"deploy.succeeded succeeded", "deploy.succeeded succeeded", "deploy.succeeded succeeded", "rollback.manual succeeded"}, events,
+		"a webhook event per deploy (the no-op too) and per rollback")
+	mu.Unlock()
 
 	r = runIn(t, dir, env, "lock", "status", "--config", cfg)
 	require.Equal(t, exitOK, r.code, r.stderr)

@@ -4,44 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/report"
+	"github.com/lawsker/lawsker-deploy/rollout"
 	"github.com/lawsker/lawsker-deploy/snapshots"
-	"github.com/lawsker/lawsker-deploy/target"
 )
-
-// firstTarget connects to the first target (snapshots live there or are
-// taken from there).
-func (c *cli) firstTarget(ctx context.Context, s *session, cfg *config.Config) (*target.Host, error) {
-	e, err := deploy.Endpoint(cfg.Targets[0], s.res)
-	if err != nil {
-		return nil, fmt.Errorf("targets[0].%w", err)
-	}
-	return target.Connect(ctx, e, 3)
-}
 
 // openStore connects to the first target and opens the snapshot store; on
 // failure the session ends (failed to connect, invalid store).
-func (c *cli) openStore(ctx context.Context, s *session, cfg *config.Config) (*target.Host, snapshots.Store, error) {
-	h, err := c.firstTarget(ctx, s, cfg)
-	if err != nil {
+func (c *cli) openStore(ctx context.Context, s *session, cfg *config.Config) (*rollout.Store, error) {
+	st, err := rollout.OpenStore(ctx, cfg, s.res)
+	var te *rollout.TargetError
+	switch {
+	case errors.As(err, &te):
 		s.end(report.StatusFailed, err, nil)
-		return nil, nil, failure{err}
-	}
-	store, err := snapshots.OpenStore(cfg, h)
-	if err != nil {
-		h.Close()
+		return nil, failure{s.red.Error(err)}
+	case err != nil:
 		s.end(report.StatusInvalid, err, nil)
-		return nil, nil, err
+		return nil, err
 	}
-	return h, store, nil
+	return st, nil
 }
 
 func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
@@ -66,35 +54,24 @@ func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := l.Config
-	h, store, err := c.openStore(ctx, s, cfg)
+	store, err := c.openStore(ctx, s, cfg)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
+	defer store.Close()
 	var details any
 	switch sub {
 	case "create":
-		var cur *snapshots.Current
-		layout := deploy.NewLayout(cfg, cfg.Targets[0])
-		st, err := deploy.LoadState(h, layout)
-		if err != nil {
-			err = fmt.Errorf("reading the target's releases: %w", err)
-			s.end(report.StatusFailed, err, nil)
-			return failure{err}
-		}
-		if r, ok := st.Current(); ok {
-			cur = &snapshots.Current{ID: r.ID, Image: r.Image}
-			if cfg.Frontend != nil {
-				cur.FrontendDir = layout.Frontend(r.ID)
-			}
-		}
-		m, err := snapshots.Create(ctx, snapshots.CreateRequest{Config: cfg, Resolver: s.res, Host: h, Store: store, Current: cur, Description: *desc, Trigger: "manual"})
+		m, err := rollout.Snapshot(ctx, cfg, s.res, store, *desc)
 		if err != nil {
 			s.end(report.StatusFailed, err, nil)
 			return failure{s.red.Error(err)}
 		}
 		details = m
 		s.out("created %s in %s: %s\n", m.ID, store, describe(m))
+		for _, w := range m.Warnings {
+			fmt.Fprintln(c.stderr, "warning:", s.red.String(w))
+		}
 	case "list":
 		ms, errs := snapshots.List(ctx, store)
 		details = ms
@@ -141,44 +118,28 @@ func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
 			}
 		}
 	case "prune":
-		ms, errs := snapshots.List(ctx, store)
-		for _, e := range errs {
-			fmt.Fprintln(c.stderr, "warning:", e)
-		}
-		protected := map[string]string{}
-		if st, err := deploy.LoadState(h, deploy.NewLayout(cfg, cfg.Targets[0])); err == nil {
-			if r, ok := st.Current(); ok {
-				protected["current"] = r.Image
-			}
-			if r, ok := st.Previous(); ok {
-				protected["previous"] = r.Image
-			}
-		} else {
-			err = fmt.Errorf("reading the target's releases (needed to protect their snapshots): %w", err)
-			s.end(report.StatusFailed, err, nil)
-			return failure{err}
-		}
-		decisions := snapshots.Retention(ms, cfg.Snapshots.KeepLast, cfg.Snapshots.RetentionDays, time.Now(), protected)
-		var deleted []string
-		for _, d := range decisions {
-			verb := "keep  "
-			if !d.Keep {
-				verb = "delete"
-				if !*dryRun {
-					if err := snapshots.Delete(ctx, store, d.Manifest.ID); err != nil {
-						s.end(report.StatusFailed, err, decisions)
-						return failure{err}
-					}
-					deleted = append(deleted, d.Manifest.ID)
+		pr, err := rollout.Prune(ctx, cfg, s.res, store.Host, store, time.Now(), *dryRun)
+		if pr != nil {
+			for _, d := range pr.Decisions {
+				verb := "keep  "
+				if !d.Keep {
+					verb = "delete"
 				}
+				s.out("%s %s (%s)\n", verb, d.Manifest.ID, d.Reason)
 			}
-			s.out("%s %s (%s)\n", verb, d.Manifest.ID, d.Reason)
+			for _, n := range pr.Databases {
+				s.out("drop   database %s (replaced by a restore more than %d days ago)\n", n, cfg.Snapshots.RetentionDays)
+			}
+			details = pr
 		}
-		details = decisions
+		if err != nil {
+			s.end(report.StatusFailed, err, details)
+			return failure{s.red.Error(err)}
+		}
 		if *dryRun {
 			s.out("dry run: nothing deleted\n")
 		} else {
-			s.out("%d snapshot(s) deleted\n", len(deleted))
+			s.out("%d snapshot(s) deleted, %d database(s) dropped\n", len(pr.Deleted), len(pr.Databases))
 		}
 	case "delete":
 		if _, err := snapshots.Load(ctx, store, id); err != nil {
@@ -232,56 +193,33 @@ func human(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// rollbackPlan is what `rollback --snapshot` will do, shown first.
-type rollbackPlan struct {
-	Snapshot   string   `json:"snapshot"`
-	Components []string `json:"components"`
-	Steps      []string `json:"steps"`
-	Risk       string   `json:"risk"`
-	Estimate   string   `json:"estimated_duration"`
-}
-
-// rollbackSnapshot restores the database of a snapshot (backend and
-// frontend from a snapshot come later; the warm previous release is
-// `rollback --previous`).
+// rollbackSnapshot rolls back to a snapshot: the plan first, then the
+// restore (a health-gated deploy of the snapshot's release, its database
+// first when it is restored), then verification and the report.
 func (c *cli) rollbackSnapshot(ctx context.Context, s *session, cfg *config.Config, id, components string, dryRun bool) error {
-	comps := []string{"database"}
+	store, err := c.openStore(ctx, s, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var asked []string
 	if components != "" {
-		comps = strings.Split(components, ",")
+		asked = strings.Split(components, ",")
 	}
-	for _, comp := range comps {
-		if comp != "database" {
-			err := usageError{fmt.Sprintf("rollback --snapshot: restoring %q from a snapshot is not available yet; `rollback --previous` brings back the warm previous release (backend and frontend), and --components database the data", comp)}
-			s.end(report.StatusInvalid, err, nil)
-			return err
-		}
-	}
-	db := cfg.Database
-	if db == nil {
-		err := errors.New("rollback --snapshot --components database: the configuration has no database")
+	m, plan, err := rollout.PlanFor(ctx, cfg, s.res, store, id, asked)
+	var te *rollout.TargetError
+	switch {
+	case errors.As(err, &te):
+		s.end(report.StatusFailed, err, nil)
+		return failure{s.red.Error(err)}
+	case m == nil && err != nil:
 		s.end(report.StatusInvalid, err, nil)
 		return err
-	}
-	h, store, err := c.openStore(ctx, s, cfg)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	m, err := snapshots.Load(ctx, store, id)
-	if err != nil {
+	case err != nil:
 		s.end(report.StatusInvalid, err, nil)
-		return err
+		return usageError{s.red.String(err.Error())}
 	}
-	size := m.Artifacts["database"].Size
-	plan := rollbackPlan{Snapshot: m.ID, Components: comps, Risk: "high (the data of the database goes back to " + m.Created.Local().Format(time.RFC3339) + ")",
-		Estimate: (time.Duration(size/(20<<20))*time.Second + 5*time.Second).String(),
-		Steps: []string{
-			"take the deploy lock",
-			fmt.Sprintf("copy the %s dump to the target and verify its SHA-256", human(size)),
-			"pg_restore --jobs 2 into a fresh database",
-			fmt.Sprintf("swap: %s becomes %s_replaced_<time> (kept), the restored copy becomes %s", db.Name, db.Name, db.Name),
-			"health checks", "release the lock"}}
-	s.out("rollback plan: %s -> %s, risk %s, about %s\n", strings.Join(comps, ","), m.ID, plan.Risk, plan.Estimate)
+	s.out("rollback plan: %s -> %s (release %s), risk %s: %s; about %s\n", strings.Join(plan.Components, ","), m.ID, plan.Release, plan.Risk, plan.RiskWhy, plan.Estimate)
 	for i, st := range plan.Steps {
 		s.out("  %d. %s\n", i+1, st)
 	}
@@ -290,44 +228,20 @@ func (c *cli) rollbackSnapshot(ctx context.Context, s *session, cfg *config.Conf
 		s.out("dry run: nothing changed; report: %s\n", path)
 		return nil
 	}
-	adminPW, err := s.res.Resolve(db.AdminPassword)
+	work, err := os.MkdirTemp("", "lawsker-rollback-")
 	if err != nil {
-		err = fmt.Errorf("database.admin_password: %w", err)
-		s.end(report.StatusInvalid, err, plan)
-		return err
-	}
-	layout := deploy.NewLayout(cfg, cfg.Targets[0])
-	if err := deploy.AcquireLock(ctx, h, layout, deploy.LockInfo{ID: s.id, Who: who(), When: time.Now().UTC(), Message: "rollback to " + m.ID}); err != nil {
 		s.end(report.StatusFailed, err, plan)
 		return failure{err}
 	}
-	defer func() {
-		if err := deploy.ReleaseLock(context.WithoutCancel(ctx), h, layout, s.id, false); err != nil {
-			fmt.Fprintln(c.stderr, "warning:", err)
-		}
-	}()
-	res, err := snapshots.RestoreDatabase(ctx, h, *db, adminPW, store, m, layout.Base, 2)
+	defer os.RemoveAll(work)
+	r, err := rollout.PrepareRestore(ctx, rollout.RestoreRequest{Config: cfg, Resolver: s.res, Store: store.Store, Manifest: m, Plan: plan,
+		ID: s.id, Who: who(), WorkDir: work, Logger: s.log.Logger})
 	if err != nil {
 		s.end(report.StatusFailed, err, plan)
 		return failure{s.red.Error(err)}
 	}
-	s.out("database %s restored from %s in %s (the replaced one is kept as %s)\n", db.Name, m.ID, res.Duration.Round(time.Millisecond), res.Replaced)
-	suite, err := checks.Verify(ctx, checks.Env{Config: cfg, Resolver: s.res, Dial: h.DialTCP, Categories: []checks.Category{checks.Health}}, checks.Options{Deadline: time.Minute})
-	var verr error
-	switch {
-	case err != nil:
-		verr = fmt.Errorf("post-rollback verification could not run: %w", err)
-	case suite.Failed():
-		verr = errors.New("post-rollback health checks failed")
-	}
-	if suite != nil {
-		s.out("%s", s.red.String(checks.Table(suite)))
-	}
-	status := report.StatusSucceeded
-	if verr != nil {
-		status = report.StatusFailed
-	}
-	path := s.end(status, verr, map[string]any{"plan": plan, "replaced": res.Replaced, "verification": suite})
-	s.out("report: %s\n", path)
-	return c.failed(s, verr)
+	defer r.Close()
+	res := s.runGraph(ctx, r.Graph(), cfg)
+	out, runErr := r.Finish(res)
+	return c.finishRelease(s, cfg, res, r.Deployment().Outcomes(), out, runErr, "rolled back", plan)
 }

@@ -31,7 +31,7 @@ func TestSnapshotAndDatabaseRollbackCommands(t *testing.T) {
 	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
 	  "database": {"host": "127.0.0.1", "port": %d, "name": "sample", "user": %q, "password": "env:PG_PW", "sslmode": "disable",
 	    "admin_user": %q, "admin_password": "env:PG_PW"},
-	  "snapshots": {"store": "file://%s", "keep_last": 1}}`,
+	  "snapshots": {"store": "file://%s", "keep_last": 1}, "rollback": {"watch_window": "1s"}}`,
 		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
 		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19,
 		pg.Port, pg.User, pg.User, store)), 0o644))
@@ -67,13 +67,14 @@ func TestSnapshotAndDatabaseRollbackCommands(t *testing.T) {
 
 	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id, "--components", "database", "--dry-run")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "rollback plan: database -> "+id+", risk high")
+	assert.Contains(t, r.stdout, "rollback plan: database -> "+id+" (release ")
+	assert.Contains(t, r.stdout, "risk high: the database's data goes back to")
 	assert.Contains(t, r.stdout, "dry run: nothing changed")
 	assert.Equal(t, "10\n", psql("SELECT count(*) FROM cases"))
 
-	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id)
+	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id, "--components", "database")
 	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
-	assert.Contains(t, r.stdout, "database sample restored from "+id)
+	assert.Contains(t, r.stdout, "database: restored from "+id)
 	assert.Contains(t, r.stdout, "PASS  health      postgresql")
 	assert.Equal(t, "100\n", psql("SELECT count(*) FROM cases"))
 	assert.Equal(t, "0\n", psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'cases' AND column_name = 'status'"))
@@ -83,7 +84,10 @@ func TestSnapshotAndDatabaseRollbackCommands(t *testing.T) {
 	assert.Contains(t, r.stderr, "no snapshot snap_20200101_000000_000000 in file://"+store+"; recent: "+id)
 	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id, "--components", "frontend")
 	assert.Equal(t, exitUsage, r.code)
-	assert.Contains(t, r.stderr, `restoring "frontend" from a snapshot is not available yet`)
+	assert.Contains(t, r.stderr, "has no frontend (it holds: database, backend, config)")
+	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id, "--components", "config")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "frontend and config are restored with the backend")
 
 	// A damaged dump: check says so, and a rollback changes nothing.
 	dump := filepath.Join(store, id, "database.dump")
@@ -95,9 +99,10 @@ func TestSnapshotAndDatabaseRollbackCommands(t *testing.T) {
 	assert.Equal(t, exitFailed, r.code)
 	assert.Contains(t, r.stderr, "checksum mismatch")
 	psql("DELETE FROM cases WHERE id > 50")
-	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id)
+	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id, "--components", "database")
 	assert.Equal(t, exitFailed, r.code)
-	assert.Contains(t, r.stderr, "the artifact is damaged, nothing was changed")
+	assert.Contains(t, r.stderr, "nothing was changed: database (snap_")
+	assert.Contains(t, r.stderr, "checksum mismatch")
 	assert.Equal(t, "50\n", psql("SELECT count(*) FROM cases"))
 
 	// Retention: an old snapshot of no serving release goes; the newest

@@ -2,32 +2,66 @@
 // a static binary with the endpoints a Lawsker-like backend has.
 //
 //	backend            serve on $PORT (default 8000)
-//	backend migrate    run "migrations" (prints what it did)
+//	backend migrate    run "migrations": with SAMPLE_DATABASE_URL set, records
+//	                   the version in alembic_version and creates table
+//	                   release_<version>, as an Alembic migration would
 //
 // Build-time switches (-ldflags -X) make the broken releases tests need:
-// main.version, main.healthy=false (health returns 500), main.migrationFails=true.
+// main.version, main.healthy=false (health returns 500),
+// main.healthyAnswers=N (health returns 500 after N answers),
+// main.migrationFails=true.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 var (
 	version        = "dev"
 	healthy        = "true"
 	migrationFails = "false"
+	healthyAnswers = "0" // 0: no limit
 )
+
+// migrate does what an Alembic upgrade does to the schema: a new table and
+// the version row.
+func migrate(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	table := pgx.Identifier{"release_" + strings.NewReplacer(".", "_", "-", "_").Replace(version)}.Sanitize()
+	_, err = conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS alembic_version (version_num varchar(32) PRIMARY KEY);
+		CREATE TABLE IF NOT EXISTS `+table+` (id int);
+		DELETE FROM alembic_version;
+		INSERT INTO alembic_version VALUES ('`+strings.ReplaceAll(version, "'", "")+`')`)
+	return err
+}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "migrate" {
 		if migrationFails == "true" {
 			fmt.Fprintln(os.Stderr, "migration 0042_add_cases failed: relation \"cases\" already exists")
 			os.Exit(1)
+		}
+		if url := os.Getenv("SAMPLE_DATABASE_URL"); url != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := migrate(ctx, url); err != nil {
+				fmt.Fprintln(os.Stderr, "migration failed:", err)
+				os.Exit(1)
+			}
 		}
 		fmt.Println("migrated to", version)
 		return
@@ -38,9 +72,11 @@ func main() {
 	}
 	started := time.Now()
 	mux := http.NewServeMux()
+	limit, _ := strconv.Atoi(healthyAnswers)
+	var answers atomic.Int64
 	mux.HandleFunc("/api/v1/health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if healthy != "true" {
+		if healthy != "true" || (limit > 0 && answers.Add(1) > int64(limit)) {
 			w.WriteHeader(http.StatusInternalServerError)
 			json.NewEncoder(w).Encode(map[string]string{"status": "error", "version": version, "error": "database unreachable"})
 			return

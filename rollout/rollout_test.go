@@ -1,0 +1,268 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/deploy"
+	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/report"
+	"github.com/lawsker/lawsker-deploy/snapshots"
+	"github.com/lawsker/lawsker-deploy/testenv"
+)
+
+type rig struct {
+	*testenv.TargetHost
+	pg    *testenv.Postgres
+	store string
+	ports int
+}
+
+func newRig(t *testing.T) *rig {
+	r := &rig{TargetHost: testenv.StartTargetHost(t, "sample"), pg: testenv.StartPostgres(t), store: filepath.Join(t.TempDir(), "snapshots"), ports: testenv.ReservePorts(t, 20)}
+	testenv.MustRun(t, testenv.Bin(t, "psql"), r.pg.DSN("postgres"), "-c", "CREATE DATABASE sample")
+	r.psql(t, "CREATE TABLE cases (id int PRIMARY KEY, title text); INSERT INTO cases SELECT g, 'case ' || g FROM generate_series(1, 500) g")
+	return r
+}
+
+func (r *rig) psql(t *testing.T, sql string) string {
+	return strings.TrimSpace(testenv.MustRun(t, testenv.Bin(t, "psql"), r.pg.DSN("sample"), "-v", "ON_ERROR_STOP=1", "-tAc", sql))
+}
+
+func (r *rig) config(t *testing.T, extra string) *config.Config {
+	h := r.TargetHost
+	js := fmt.Sprintf(`{"version": 1, "app": "sample",
+	  "targets": [{"name": "local", "host": "127.0.0.1",
+	    "ssh": {"user": %q, "port": %d, "key": "file:%s", "known_hosts": %q},
+	    "root": %q, "docker": {"host": %q},
+	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
+	  "backend": {"image": "%s/sample/backend", "network": "host", "migrate_command": ["/app/backend", "migrate"],
+	    "secret_env": {"SAMPLE_DATABASE_URL": "env:SAMPLE_DATABASE_URL"},
+	    "health_gate": {"interval": "200ms", "deadline": "6s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
+	  "database": {"host": "127.0.0.1", "port": %d, "name": "sample", "user": %q, "password": "env:PG_PW", "sslmode": "disable",
+	    "admin_user": %q, "admin_password": "env:PG_PW"},
+	  "snapshots": {"store": "file://%s"},
+	  "verification": {"categories": ["health"]},
+	  "rollback": {"watch_window": "1500ms", "health_check_threshold": 3}%s}`,
+		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
+		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, r.ports, r.ports+19,
+		r.pg.Port, r.pg.User, r.pg.User, r.store, extra)
+	l, err := config.Parse([]byte(js), config.ImportOptions{})
+	require.NoError(t, err)
+	return l.Config
+}
+
+func (r *rig) resolver() *config.Resolver {
+	env := map[string]string{"PG_PW": r.pg.Password, "SAMPLE_DATABASE_URL": r.pg.DSN("sample")}
+	return &config.Resolver{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+}
+
+func (r *rig) release(t *testing.T, cfg *config.Config, image string, frontend ...string) (*Rollout, Outcome, error) {
+	dr := deploy.Request{Config: cfg, Image: image, Who: "tester@ci", ID: report.NewID(time.Now()), Resolver: r.resolver()}
+	if len(frontend) > 0 {
+		dr.FrontendDir = frontend[0]
+	}
+	ro, err := Prepare(Request{Deploy: dr})
+	require.NoError(t, err)
+	t.Cleanup(ro.Close)
+	res := pipelines.Run(t.Context(), ro.Graph(), pipelines.Options{MaxWorkers: 4})
+	for _, s := range res.Steps {
+		t.Logf("%s %s %s", s.Name, s.State, s.Duration().Round(time.Millisecond))
+	}
+	out, err := ro.Finish(res)
+	return ro, out, err
+}
+
+func (r *rig) version(t *testing.T, want string) string {
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/version", r.AppPort))
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := strings.TrimSpace(string(b)); got == want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The database travels with the release: a release whose migrations ran
+// and which then fails is rolled back with its database.
+func TestReleaseSnapshotsAndAutomaticRollbackWithTheDatabase(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, "")
+	store := snapshots.FileStore{Dir: r.store}
+	ctx := context.Background()
+
+	// v1: pre-deploy snapshot (the database; nothing serves yet), migrate,
+	// verify, post-deploy snapshot.
+	_, out, err := r.release(t, cfg, r.Image(t, "./examples/sample/backend", "sample/backend", "v1"))
+	require.NoError(t, err, "%+v", out)
+	assert.Nil(t, out.Trigger)
+	require.NotEmpty(t, out.PreSnapshot)
+	require.NotEmpty(t, out.PostSnapshot)
+	require.NotNil(t, out.Verification)
+	assert.False(t, out.Verification.Failed())
+	assert.Positive(t, out.Watch.Checks)
+	assert.Equal(t, "v1", r.version(t, "v1"))
+	assert.Equal(t, "v1", r.psql(t, "SELECT version_num FROM alembic_version"))
+	pre, err := snapshots.Load(ctx, store, out.PreSnapshot)
+	require.NoError(t, err)
+	assert.Equal(t, "pre-deploy", pre.Trigger)
+	assert.Equal(t, []string{"database", "config"}, pre.Components)
+	assert.Equal(t, "", pre.Database.MigrationVersion, "taken before v1's migrations")
+	post, err := snapshots.Load(ctx, store, out.PostSnapshot)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"database", "backend", "config"}, post.Components)
+	assert.Equal(t, "v1", post.Database.MigrationVersion)
+	assert.Equal(t, map[string]string{"backend": r.Registry.Addr + "/sample/backend:snapshot-" + post.ID}, post.ImageTags)
+	assert.Empty(t, post.Warnings)
+	require.NoError(t, snapshots.Check(ctx, store, post))
+
+	// v2 migrates, passes the health gate, then its health fails after the
+	// switch: the watch triggers, v1 serves again and the database goes back
+	// to v1's schema and rows.
+	r.psql(t, "DELETE FROM cases WHERE id > 400")
+	bad := r.Image(t, "./examples/sample/backend", "sample/backend", "v2", "-X main.healthyAnswers=8")
+	_, out, err = r.release(t, cfg, bad)
+	require.Error(t, err)
+	require.NotNil(t, out.Trigger, "%+v", out)
+	assert.Equal(t, TriggerHealth, out.Trigger.Kind, out.Trigger.Reason)
+	assert.True(t, out.Watch.Triggered)
+	assert.Equal(t, []string{"backend", "database"}, out.RolledBack)
+	assert.Contains(t, out.Database, "restored from "+out.PreSnapshot+` (migration version "v2" back to "v1")`)
+	assert.Equal(t, "v1", r.version(t, "v1"))
+	assert.Equal(t, "v1", r.psql(t, "SELECT version_num FROM alembic_version"))
+	assert.Equal(t, "", r.psql(t, "SELECT to_regclass('release_v2')"), "v2's table is gone")
+	assert.Equal(t, "400", r.psql(t, "SELECT count(*) FROM cases"), "the rows as they were before v2")
+	assert.Empty(t, out.PostSnapshot)
+
+	// A migration that fails leaves the version as it was: the database is
+	// kept, the release removed.
+	broken := r.Image(t, "./examples/sample/backend", "sample/backend", "v3", "-X main.migrationFails=true")
+	_, out, err = r.release(t, cfg, broken)
+	require.Error(t, err)
+	assert.Equal(t, TriggerDeployFailure, out.Trigger.Kind)
+	assert.Contains(t, out.Trigger.Reason, "migrate: migration `/app/backend migrate` failed")
+	assert.Equal(t, `kept: the migration version is unchanged ("v1")`, out.Database)
+	assert.Empty(t, out.RolledBack, "v1 never stopped serving")
+	assert.Equal(t, "v1", r.version(t, "v1"))
+
+	// A release that never becomes healthy after migrating: reverted before
+	// any switch, and its migration undone.
+	sick := r.Image(t, "./examples/sample/backend", "sample/backend", "v4", "-X main.healthy=false")
+	_, out, err = r.release(t, cfg, sick)
+	require.Error(t, err)
+	assert.Equal(t, TriggerDeployFailure, out.Trigger.Kind)
+	assert.Contains(t, out.Trigger.Reason, "health-gate:local")
+	assert.Contains(t, out.Database, `(migration version "v4" back to "v1")`)
+	assert.Equal(t, "v1", r.psql(t, "SELECT version_num FROM alembic_version"))
+	assert.Equal(t, "v1", r.version(t, "v1"))
+
+	// With rollback.auto off, the failing release stays and the run fails.
+	manual := *cfg
+	manual.Rollback.Auto = false
+	_, out, err = r.release(t, &manual, r.Image(t, "./examples/sample/backend", "sample/backend", "v5", "-X main.healthyAnswers=8"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "rollback.auto is false, so the release stays")
+	assert.Equal(t, TriggerHealth, out.Trigger.Kind)
+	assert.Empty(t, out.RolledBack)
+	assert.Equal(t, "v5", r.version(t, "v5"))
+	assert.Equal(t, "v5", r.psql(t, "SELECT version_num FROM alembic_version"))
+}
+
+func frontendDir(t *testing.T, version string) string {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "assets"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "index.html"), []byte("<!doctype html><p>frontend "+version+"</p>"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "assets", version+".css"), []byte("body{}"), 0o644))
+	return dir
+}
+
+func (r *rig) index(t *testing.T) string {
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get(fmt.Sprintf("http://127.0.0.1:%d/", r.AppPort))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// rollback --snapshot: the release of a snapshot (image, frontend,
+// configuration) comes back, with the database when its migration version
+// differs; checksums are verified before anything changes.
+func TestRollbackToASnapshotWithItsDatabase(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, `, "frontend": {}`)
+	store := snapshots.FileStore{Dir: r.store}
+	ctx := context.Background()
+	v1 := r.Image(t, "./examples/sample/backend", "sample/backend", "v1")
+	_, out, err := r.release(t, cfg, v1, frontendDir(t, "v1"))
+	require.NoError(t, err, "%+v", out)
+	s1, err := snapshots.Load(ctx, store, out.PostSnapshot)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"database", "backend", "frontend", "config"}, s1.Components)
+	rowsAtS1 := r.psql(t, "SELECT count(*) FROM cases")
+
+	_, out, err = r.release(t, cfg, r.Image(t, "./examples/sample/backend", "sample/backend", "v2"), frontendDir(t, "v2"))
+	require.NoError(t, err, "%+v", out)
+	r.psql(t, "DELETE FROM cases WHERE id > 100")
+	assert.Equal(t, "v2", r.version(t, "v2"))
+
+	// Bad input first: nothing changes.
+	_, err = PlanRestore(cfg, s1, []string{"kernel"}, "v2")
+	assert.ErrorContains(t, err, `unknown component "kernel" (backend, frontend, config, database)`)
+	_, err = PlanRestore(cfg, s1, []string{"frontend"}, "v2")
+	assert.ErrorContains(t, err, "frontend and config are restored with the backend")
+	_, err = PlanRestore(cfg, s1, []string{"backend"}, "v2")
+	assert.ErrorContains(t, err, "restore both (add frontend)")
+	same, err := PlanRestore(cfg, s1, nil, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"backend", "frontend", "config"}, same.Components, "the same migration version: the data stays")
+	assert.Equal(t, "medium", same.Risk)
+
+	plan, err := PlanRestore(cfg, s1, nil, "v2")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"backend", "frontend", "config", "database"}, plan.Components)
+	assert.Equal(t, "high", plan.Risk)
+	assert.Equal(t, v1, plan.Image)
+
+	// A damaged frontend tarball: refused before any change.
+	tarball := filepath.Join(r.store, s1.Artifacts["frontend"].Key)
+	good, err := os.ReadFile(tarball)
+	require.NoError(t, err)
+	bad := append([]byte(nil), good...)
+	bad[len(bad)/2] ^= 0xff
+	require.NoError(t, os.WriteFile(tarball, bad, 0o600))
+	_, err = PrepareRestore(ctx, RestoreRequest{Config: cfg, Resolver: r.resolver(), Store: store, Manifest: s1, Plan: plan, ID: report.NewID(time.Now()), Who: "tester@ci", WorkDir: t.TempDir()})
+	assert.ErrorIs(t, err, snapshots.ErrChecksum)
+	assert.Equal(t, "v2", r.version(t, "v2"))
+	assert.Equal(t, "v2", r.psql(t, "SELECT version_num FROM alembic_version"))
+	require.NoError(t, os.WriteFile(tarball, good, 0o600))
+
+	rs, err := PrepareRestore(ctx, RestoreRequest{Config: cfg, Resolver: r.resolver(), Store: store, Manifest: s1, Plan: plan, ID: report.NewID(time.Now()), Who: "tester@ci", WorkDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(rs.Close)
+	res := pipelines.Run(t.Context(), rs.Graph(), pipelines.Options{MaxWorkers: 4})
+	out, err = rs.Finish(res)
+	require.NoError(t, err, "%+v", out)
+	assert.Equal(t, plan.Components, out.RolledBack)
+	assert.Contains(t, out.Database, "restored from "+s1.ID)
+	assert.False(t, out.Verification.Failed())
+	assert.Equal(t, "v1", r.version(t, "v1"))
+	assert.Contains(t, r.index(t), "frontend v1")
+	assert.Equal(t, "v1", r.psql(t, "SELECT version_num FROM alembic_version"))
+	assert.Equal(t, rowsAtS1, r.psql(t, "SELECT count(*) FROM cases"))
+}

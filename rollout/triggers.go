@@ -1,0 +1,153 @@
+package rollout
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/checks"
+	"github.com/lawsker/lawsker-deploy/config"
+)
+
+// Watch is what the watch window saw: the health endpoint polled through
+// the public address after the switch.
+type Watch struct {
+	URL            string `json:"url"`
+	Window         string `json:"window"`
+	Checks         int    `json:"checks"`
+	Failures       int    `json:"failures"`
+	MaxConsecutive int    `json:"max_consecutive_failures"`
+	Threshold      int    `json:"threshold"`
+	Triggered      bool   `json:"triggered"`
+	LastError      string `json:"last_error,omitempty"`
+}
+
+// WatchOptions bound a watch.
+type WatchOptions struct {
+	URL       string
+	Host      string // Host header ("" keeps the URL's)
+	Interval  time.Duration
+	Window    time.Duration
+	Threshold int // consecutive failures that trigger
+	TLS       *tls.Config
+}
+
+// WatchOptionsFor is the watch of a configuration: the suite's base URL
+// and health path, every health_gate.interval for rollback.watch_window,
+// rollback.health_check_threshold failures in a row.
+func WatchOptionsFor(cfg *config.Config, roots *x509.CertPool) WatchOptions {
+	o := WatchOptions{URL: checks.BaseURL(cfg, "") + cfg.Backend.HealthPath, Interval: cfg.Backend.HealthGate.Interval.D(),
+		Window: cfg.Rollback.WatchWindow.D(), Threshold: cfg.Rollback.HealthCheckThreshold}
+	if roots != nil {
+		o.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	return o
+}
+
+// RunWatch polls the health URL until the window ends, the threshold of
+// consecutive failures is reached, or ctx ends.
+func RunWatch(ctx context.Context, o WatchOptions) *Watch {
+	w := &Watch{URL: o.URL, Window: o.Window.String(), Threshold: o.Threshold}
+	if o.Window <= 0 {
+		return w
+	}
+	interval := max(o.Interval, 100*time.Millisecond)
+	h := checks.NewHTTP(max(interval, 2*time.Second), o.TLS)
+	h.Host = o.Host
+	probe := checks.BackendHealth(h, o.URL)
+	end := time.Now().Add(o.Window)
+	consecutive := 0
+	for {
+		pctx, cancel := context.WithTimeout(ctx, max(interval, 2*time.Second))
+		res, err := probe(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return w
+		}
+		w.Checks++
+		if err != nil || res.Status == checks.Fail {
+			w.Failures++
+			consecutive++
+			w.MaxConsecutive = max(w.MaxConsecutive, consecutive)
+			if err != nil {
+				w.LastError = err.Error()
+			} else {
+				w.LastError = res.Message
+			}
+			if o.Threshold > 0 && consecutive >= o.Threshold {
+				w.Triggered = true
+				return w
+			}
+		} else {
+			consecutive = 0
+		}
+		if time.Now().Add(interval).After(end) {
+			return w
+		}
+		select {
+		case <-ctx.Done():
+			return w
+		case <-time.After(interval):
+		}
+	}
+}
+
+// Classify turns a verification into a rollback trigger (nil: keep the
+// release). In order: the watch's consecutive health failures, a failed
+// health check, the load test's error rate, the baseline comparison, other
+// performance limits of the release (not the host's resources), functional
+// checks, and security checks when
+// rollback.on_security_failure is set.
+func Classify(s *checks.Suite, w *Watch, rb config.Rollback) *Trigger {
+	if w != nil && w.Triggered {
+		return &Trigger{Kind: TriggerHealth, Reason: fmt.Sprintf("%d consecutive failed health checks of %s (threshold %d): %s", w.MaxConsecutive, w.URL, w.Threshold, w.LastError)}
+	}
+	if s == nil {
+		return nil
+	}
+	failed := func(match func(checks.Result) bool) []string {
+		var out []string
+		for _, r := range s.Results {
+			if r.Status == checks.Fail && match(r) {
+				out = append(out, r.Name+": "+r.Message)
+			}
+		}
+		return out
+	}
+	cat := func(c checks.Category) func(checks.Result) bool {
+		return func(r checks.Result) bool { return r.Category == c }
+	}
+	errorRate := func(r checks.Result) bool {
+		v, ok := r.Details["error_rate"].(float64)
+		return r.Category == checks.Performance && ok && v > rb.ErrorRateThreshold
+	}
+	order := []struct {
+		kind  string
+		match func(checks.Result) bool
+	}{
+		{TriggerHealth, cat(checks.Health)},
+		{TriggerErrorRate, errorRate},
+		{TriggerPerformance, func(r checks.Result) bool { return r.Name == "baseline" }},
+		// The target's CPU, memory and disk are reported, not held against
+		// the release: other work on the host moves them.
+		{TriggerPerformance, func(r checks.Result) bool {
+			return r.Category == checks.Performance && !strings.HasPrefix(r.Name, "system resources")
+		}},
+		{TriggerFunctional, cat(checks.Functional)},
+	}
+	if rb.OnSecurityFailure {
+		order = append(order, struct {
+			kind  string
+			match func(checks.Result) bool
+		}{TriggerSecurity, cat(checks.Security)})
+	}
+	for _, o := range order {
+		if f := failed(o.match); len(f) > 0 {
+			return &Trigger{Kind: o.kind, Reason: strings.Join(f, "; ")}
+		}
+	}
+	return nil
+}
