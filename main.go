@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/checks"
@@ -121,25 +122,42 @@ func (m *LawskerDeploy) Preflight(
 	return text, nil
 }
 
-// Deploy puts a prebuilt release on every target: lock, a pre-deploy
-// snapshot (database dump, serving image tagged snapshot-<id>, frontend,
-// configuration), pull the backend image by digest, run migrations, start
-// the new backend beside the old one, health-gate it, upload the changed
-// frontend files, switch nginx (backend and frontend together), run the
-// verification suite with a watch window, then a post-deploy snapshot; a
-// failure or a rollback trigger puts the previous release back, and the
-// database too when the migrations changed it. Prints the run's progress,
-// the verification table and, as its last line, the JSON outcome.
+// Deploy releases the application to every target. Without
+// --backend-image it first builds from the source: the backend image and
+// the frontend in parallel, the migration rehearsal on a copy of the
+// newest snapshot's database (--skip-rehearsal skips it), then both images
+// published tagged with --git-sha. Then, under the deploy lock on each
+// target: a pre-deploy snapshot (database dump, serving image tagged
+// snapshot-<id>, frontend, configuration), pull the backend image by
+// digest, run migrations, start the new backend beside the old one,
+// health-gate it, upload the changed frontend files, switch nginx (backend
+// and frontend together), run the verification suite with a watch window,
+// then a post-deploy snapshot; a failure or a rollback trigger puts the
+// previous release back, and the database too when the migrations changed
+// it. Builds and rehearsal run before the lock is taken: a broken build
+// never holds production's lock. Prints the run's progress, the
+// verification table and, as its last line, the JSON outcome.
 // +cache="never"
 func (m *LawskerDeploy) Deploy(
 	ctx context.Context,
 	// the configuration file
 	config *dagger.File,
-	// backend image pinned by digest: REGISTRY/REPO@sha256:...
+	// the application's source, built when no --backend-image is given
+	// +defaultPath="/"
+	// +ignore=[".git", "**/node_modules", "**/__pycache__", "**/.venv", "**/dist", "**/build", ".cache", "bin", "reports", "logs"]
+	source *dagger.Directory,
+	// a prebuilt backend image pinned by digest (REGISTRY/REPO@sha256:...); skips the builds
+	// +optional
 	backendImage string,
-	// the built frontend files (when the configuration has a frontend)
+	// prebuilt frontend files (with --backend-image)
 	// +optional
 	frontend *dagger.Directory,
+	// the commit the built images are tagged with (e.g. $GITHUB_SHA)
+	// +optional
+	gitSha string,
+	// do not rehearse the migrations before deploying
+	// +optional
+	skipRehearsal bool,
 	// what this release is, for the history and the lock
 	// +optional
 	message string,
@@ -161,6 +179,16 @@ func (m *LawskerDeploy) Deploy(
 		return "", err
 	}
 	defer env.cleanup()
+	var prelude string
+	if backendImage == "" {
+		if frontend != nil {
+			return "", errors.New("--frontend goes with --backend-image (prebuilt artifacts); without them deploy builds both from --source")
+		}
+		backendImage, frontend, prelude, err = buildAndPublish(ctx, env, source, gitSha, skipRehearsal)
+		if err != nil {
+			return "", err
+		}
+	}
 	frontendDir := ""
 	if frontend != nil {
 		dir, err := os.MkdirTemp("", "lawsker-frontend-")
@@ -180,10 +208,64 @@ func (m *LawskerDeploy) Deploy(
 		return "", err
 	}
 	defer r.Close()
-	return env.runRelease(ctx, id, r.Graph(), func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
+	text, err := env.runRelease(ctx, id, r.Graph(), func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
 		out, err := r.Finish(res)
 		return r.Deployment().Outcomes(), out, err
 	}, nil, false)
+	if err != nil {
+		return "", fmt.Errorf("%s%w", prelude, err)
+	}
+	return prelude + text, nil
+}
+
+// buildAndPublish builds the backend and frontend in parallel, rehearses
+// the migrations, publishes both images and returns the backend reference
+// pinned by digest, the built frontend and what it printed.
+func buildAndPublish(ctx context.Context, env *runEnv, source *dagger.Directory, gitSha string, skipRehearsal bool) (string, *dagger.Directory, string, error) {
+	cfg := env.cfg
+	backend, plan, err := buildBackend(ctx, source, cfg)
+	if err != nil {
+		return "", nil, "", err
+	}
+	var front *dagger.Directory
+	var wg sync.WaitGroup
+	var berr, ferr error
+	wg.Add(1)
+	go func() { // the backend image is built while the frontend builds below
+		defer wg.Done()
+		_, berr = backend.Sync(ctx)
+	}()
+	if cfg.Frontend != nil {
+		if front, ferr = buildFrontend(ctx, source, cfg); ferr == nil {
+			_, ferr = front.Sync(ctx)
+		}
+	}
+	wg.Wait()
+	if err := errors.Join(berr, ferr); err != nil {
+		return "", nil, "", fmt.Errorf("build: %w", err)
+	}
+	out := fmt.Sprintf("backend built (%s recipe from %s)\n", plan.Recipe, plan.Context)
+	if !skipRehearsal {
+		text, err := rehearse(ctx, env, backend, "", false)
+		if err != nil {
+			return "", nil, "", err
+		}
+		out += text
+	}
+	var password *dagger.Secret
+	if reg := cfg.Registry; reg != nil && reg.Username != "" {
+		pw, err := env.res.Resolve(reg.Password)
+		if err != nil {
+			return "", nil, "", fmt.Errorf("registry.password: %w", err)
+		}
+		password = dag.SetSecret("lawsker-registry-password", pw)
+	}
+	refs, err := publish(ctx, source, cfg, backend, front, password, gitSha)
+	if err != nil {
+		return "", nil, "", err
+	}
+	out += "published " + strings.Join(refs, ", ") + "\n"
+	return refs[0], front, env.red.String(out), nil
 }
 
 // Rollback puts a previous state back. With --previous: every target

@@ -117,6 +117,10 @@ var formats = map[string]*format{
 		pattern: `^[A-Za-z0-9._+/-]+$`,
 		says:    "must be a command name or absolute path (letters, digits and ._+/-)",
 	},
+	"asgiapp": {
+		pattern: `^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$`,
+		says:    "must be module:attribute, such as app.main:app",
+	},
 	"agerecipient": {
 		pattern: `^age1[02-9ac-hj-np-z]{58}$`,
 		says:    "must be an age X25519 recipient (age1...)",

@@ -29,7 +29,7 @@ func TestLegacyLawskerFileIsUnderstood(t *testing.T) {
 	assert.Equal(t, 8000, c.Backend.Port)
 	require.NotNil(t, c.Database)
 	assert.Equal(t, Database{Host: "localhost", Port: 5432, Name: "lawsker_prod", User: "lawsker_user",
-		Password: "env:DB_PASSWORD", SSLMode: "prefer", PoolSizeEnv: "DB_POOL_SIZE", MaxOverflowEnv: "DB_MAX_OVERFLOW"}, *c.Database)
+		Password: "env:DB_PASSWORD", SSLMode: "prefer", PoolSizeEnv: "DB_POOL_SIZE", MaxOverflowEnv: "DB_MAX_OVERFLOW", URLEnv: "DATABASE_URL"}, *c.Database)
 	assert.Equal(t, "redis://localhost:6379/0", c.Redis.URL)
 	assert.Equal(t, "http://localhost:9090", c.Monitoring.PrometheusURL)
 	assert.Equal(t, "http://localhost:3000", c.Monitoring.GrafanaURL)

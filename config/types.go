@@ -93,6 +93,7 @@ type Backend struct {
 	HostPortMax    int                  `json:"host_port_max,omitempty" min:"1024" max:"65535" default:"18999" doc:"highest 127.0.0.1 port a new backend may get on the target"`
 	HealthPath     string               `json:"health_path,omitempty" format:"urlpath" default:"\"/api/v1/health\"" doc:"health endpoint used by the health gate"`
 	MigrateCommand []string             `json:"migrate_command,omitempty" doc:"argv run once in the new image before the switch, e.g. [\"alembic\", \"upgrade\", \"head\"]; empty: no migrations"`
+	ASGIApp        string               `json:"asgi_app,omitempty" format:"asgiapp" default:"\"app.main:app\"" doc:"module:attribute uvicorn serves in the Python preset (no Dockerfile)"`
 	Env            map[string]string    `json:"env,omitempty" keys:"envname" doc:"plain environment variables of the backend"`
 	SecretEnv      map[string]SecretRef `json:"secret_env,omitempty" keys:"envname" doc:"environment variables whose values are secrets (written to a 0600 env file on the target)"`
 	HealthGate     HealthGate           `json:"health_gate" doc:"how a new backend proves it is healthy before traffic moves to it"`
@@ -128,6 +129,7 @@ type Database struct {
 	AdminPassword  SecretRef `json:"admin_password,omitempty" doc:"password of admin_user"`
 	PoolSizeEnv    string    `json:"pool_size_env,omitempty" format:"envname" default:"\"DB_POOL_SIZE\"" doc:"backend env variable that receives the pool size computed from the target's CPUs"`
 	MaxOverflowEnv string    `json:"max_overflow_env,omitempty" format:"envname" default:"\"DB_MAX_OVERFLOW\"" doc:"backend env variable that receives the pool overflow"`
+	URLEnv         string    `json:"url_env,omitempty" format:"envname" default:"\"DATABASE_URL\"" doc:"backend env variable that carries the database URL; the migration rehearsal points it at its throwaway database"`
 }
 
 // Redis is the application's Redis cache.

@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -225,7 +223,7 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 			return nil, errors.New("the configuration has a frontend, and the snapshot has none to restore")
 		}
 		dir := filepath.Join(req.WorkDir, "frontend-"+m.ID)
-		if err := unpackFrontend(ctx, req.Store, m.Artifacts["frontend"], dir); err != nil {
+		if err := unpackFrontend(ctx, req.Store, m.ID, m.Artifacts["frontend"], dir); err != nil {
 			return nil, err
 		}
 		dr.FrontendDir = dir
@@ -283,26 +281,15 @@ func snapshotConfig(ctx context.Context, store snapshots.Store, m *snapshots.Man
 
 // unpackFrontend downloads the tarball, checks its SHA-256 and unpacks it
 // into dir: regular files and folders only, inside dir.
-func unpackFrontend(ctx context.Context, store snapshots.Store, a snapshots.Artifact, dir string) error {
-	rc, err := store.Open(ctx, a.Key)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
+func unpackFrontend(ctx context.Context, store snapshots.Store, snapshot string, a snapshots.Artifact, dir string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dir), ".frontend-*.tar.gz")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	sum := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, sum), rc)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", a.Key, err)
-	}
-	if got := hex.EncodeToString(sum.Sum(nil)); got != a.SHA256 || n != a.Size {
-		return fmt.Errorf("%s: %w (manifest: %d bytes, sha256 %s; stored: %d bytes, sha256 %s): the artifact is damaged, nothing was changed",
-			a.Key, snapshots.ErrChecksum, a.Size, a.SHA256, n, got)
+	if err := snapshots.ReadArtifact(ctx, store, snapshot, a, nil, tmp); err != nil {
+		return err
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return err

@@ -16,7 +16,7 @@ ssh_port=2222
 registry_addr=127.0.0.1:5000
 log() { printf 'local-target: %s\n' "$*" >&2; }
 
-stop_pid() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null || true; rm -f "$1"; }
+stop_pid() { [ -f "$1" ] && kill "$(head -n 1 "$1")" 2>/dev/null || true; rm -f "$1"; }  # postmaster.pid has more lines
 nginx_prefix=/var/tmp/lawsker-demo/nginx
 pg_dir=/var/tmp/lawsker-demo/pg
 redis_dir=/var/tmp/lawsker-demo/redis

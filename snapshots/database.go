@@ -195,10 +195,32 @@ func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, ad
 	return &RestoreResult{Replaced: replaced, Duration: time.Since(start)}, nil
 }
 
-// copyVerified streams an artifact to path on the target, decrypting it
-// when it is encrypted and hashing what the store holds; on a mismatch the
-// copy is removed and ErrChecksum returned.
+// copyVerified streams an artifact to path on the target (decrypted when
+// it is encrypted); the file appears only once its checksum matched.
 func copyVerified(ctx context.Context, h *target.Host, store Store, snapshot string, art Artifact, p string, id age.Identity) error {
+	pr, pw := io.Pipe()
+	ch := make(chan error, 1)
+	go func() {
+		err := ReadArtifact(ctx, store, snapshot, art, id, pw)
+		pw.CloseWithError(err) // a mismatch reaches WriteFrom before its rename
+		ch <- err
+	}()
+	_, werr := h.WriteFrom(p, pr, 0o600)
+	pr.CloseWithError(werr)
+	if err := <-ch; err != nil {
+		return err
+	}
+	if werr != nil {
+		return fmt.Errorf("copying %s to the target: %w", art.Key, werr)
+	}
+	return nil
+}
+
+// ReadArtifact writes an artifact's content to w, decrypting it when it is
+// encrypted (id), and checks the stored bytes against the manifest's size
+// and SHA-256 once they are all read: a mismatch returns ErrChecksum (what
+// w received must then be discarded).
+func ReadArtifact(ctx context.Context, store Store, snapshot string, art Artifact, id age.Identity, w io.Writer) error {
 	r, err := store.Open(ctx, art.Key)
 	if err != nil {
 		return err
@@ -208,15 +230,14 @@ func copyVerified(ctx context.Context, h *target.Host, store Store, snapshot str
 	counted := &countingReader{r: io.TeeReader(&ctxReader{ctx, r}, sum)}
 	plain, err := openSealed(art, counted, id, snapshot)
 	if err != nil {
-		return err // a key problem: nothing was copied
+		return err // a key problem: nothing was read
 	}
-	_, err = h.WriteFrom(p, plain, 0o600)
+	_, err = io.Copy(w, plain)
 	// Hash all the store holds (also what follows an age stream's last
 	// chunk, and the rest after a decryption failure: damage shows as a
 	// checksum mismatch, not as a cryptic decryption error).
 	_, derr := io.Copy(io.Discard, counted)
 	if got := hex.EncodeToString(sum.Sum(nil)); derr == nil && (got != art.SHA256 || counted.n != art.Size) {
-		h.Remove(p)
 		return fmt.Errorf("%s: %w (manifest: %d bytes, sha256 %s; stored: %d bytes, sha256 %s): the artifact is damaged, nothing was changed",
 			art.Key, ErrChecksum, art.Size, art.SHA256, counted.n, got)
 	}
@@ -224,8 +245,7 @@ func copyVerified(ctx context.Context, h *target.Host, store Store, snapshot str
 		err = derr
 	}
 	if err != nil {
-		h.Remove(p)
-		return fmt.Errorf("copying %s to the target: %w", art.Key, err)
+		return fmt.Errorf("reading %s: %w", art.Key, err)
 	}
 	return nil
 }

@@ -1,0 +1,403 @@
+package main
+
+// The containerized half: builds, the migration rehearsal and publishing.
+// What decides (which recipe, which tag, which snapshot, which PostgreSQL)
+// is package builds; this file turns its plans into containers.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"sync"
+
+	"github.com/lawsker/lawsker-deploy/builds"
+	cfgpkg "github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/internal/dagger"
+	"github.com/lawsker/lawsker-deploy/rollout"
+	"github.com/lawsker/lawsker-deploy/snapshots"
+)
+
+// BuildBackend builds the backend image from the source: the backend
+// folder's Dockerfile (backend.context, backend.dockerfile) when there is
+// one, else the Python preset (a slim Python image, `pip install -r
+// requirements.txt` with a pip cache volume, uvicorn serving
+// backend.asgi_app).
+func (m *LawskerDeploy) BuildBackend(
+	ctx context.Context,
+	// the application's source (node_modules, .git and build output are left out)
+	// +defaultPath="/"
+	// +ignore=[".git", "**/node_modules", "**/__pycache__", "**/.venv", "**/dist", "**/build", ".cache", "bin", "reports", "logs"]
+	source *dagger.Directory,
+	// the configuration file (default: deploy.json in the source)
+	// +optional
+	config *dagger.File,
+) (*dagger.Container, error) {
+	cfg, err := sourceConfig(ctx, source, config)
+	if err != nil {
+		return nil, err
+	}
+	c, _, err := buildBackend(ctx, source, cfg)
+	return c, err
+}
+
+// BuildFrontend returns the frontend's built files: `npm ci` and the build
+// command (frontend.build_command) in a Node image with an npm cache volume
+// when frontend.source has a package.json, else its files as they are.
+func (m *LawskerDeploy) BuildFrontend(
+	ctx context.Context,
+	// the application's source (node_modules, .git and build output are left out)
+	// +defaultPath="/"
+	// +ignore=[".git", "**/node_modules", "**/__pycache__", "**/.venv", "**/dist", "**/build", ".cache", "bin", "reports", "logs"]
+	source *dagger.Directory,
+	// the configuration file (default: deploy.json in the source)
+	// +optional
+	config *dagger.File,
+) (*dagger.Directory, error) {
+	cfg, err := sourceConfig(ctx, source, config)
+	if err != nil {
+		return nil, err
+	}
+	return buildFrontend(ctx, source, cfg)
+}
+
+// RehearseMigrations runs backend.migrate_command in the freshly built
+// backend image against a throwaway PostgreSQL service container, before
+// production sees the migration. With a snapshot store configured, the
+// service is first loaded with a snapshot's dump (--from-snapshot, or the
+// newest snapshot with a database), so the migration is rehearsed on a copy
+// of production data. Prints the migration's output and the migration
+// version before and after.
+// +cache="never"
+func (m *LawskerDeploy) RehearseMigrations(
+	ctx context.Context,
+	// the application's source (node_modules, .git and build output are left out)
+	// +defaultPath="/"
+	// +ignore=[".git", "**/node_modules", "**/__pycache__", "**/.venv", "**/dist", "**/build", ".cache", "bin", "reports", "logs"]
+	source *dagger.Directory,
+	// the configuration file (default: deploy.json in the source)
+	// +optional
+	config *dagger.File,
+	// the snapshot whose database the rehearsal starts from (default: the newest with a dump)
+	// +optional
+	fromSnapshot string,
+	// rehearse on an empty database, without reading the snapshot store
+	// +optional
+	emptyDatabase bool,
+	// secrets the configuration references (env://NAME, file://PATH): the
+	// SSH key and, for an encrypted dump, the age identity
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for the first target (the snapshot store is reached through it)
+	// +optional
+	knownHosts *dagger.File,
+) (string, error) {
+	env, err := sourceRunEnv(ctx, source, config, secrets, knownHosts)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	backend, _, err := buildBackend(ctx, source, env.cfg)
+	if err != nil {
+		return "", err
+	}
+	return rehearse(ctx, env, backend, fromSnapshot, emptyDatabase)
+}
+
+// Publish builds the backend image and a frontend image (nginx serving the
+// built files), tags both with the git commit (--git-sha, e.g.
+// $GITHUB_SHA; else the source's content digest) and pushes them to
+// registry.host. Returns both references pinned by digest, one per line:
+// backend first.
+// +cache="never"
+func (m *LawskerDeploy) Publish(
+	ctx context.Context,
+	// the application's source (node_modules, .git and build output are left out)
+	// +defaultPath="/"
+	// +ignore=[".git", "**/node_modules", "**/__pycache__", "**/.venv", "**/dist", "**/build", ".cache", "bin", "reports", "logs"]
+	source *dagger.Directory,
+	// the configuration file (default: deploy.json in the source)
+	// +optional
+	config *dagger.File,
+	// the registry password or token (registry.username logs in with it)
+	// +optional
+	registryPassword *dagger.Secret,
+	// the commit the images are tagged with
+	// +optional
+	gitSha string,
+) (string, error) {
+	cfg, err := sourceConfig(ctx, source, config)
+	if err != nil {
+		return "", err
+	}
+	backend, _, err := buildBackend(ctx, source, cfg)
+	if err != nil {
+		return "", err
+	}
+	var frontend *dagger.Directory
+	if cfg.Frontend != nil {
+		if frontend, err = buildFrontend(ctx, source, cfg); err != nil {
+			return "", err
+		}
+	}
+	refs, err := publish(ctx, source, cfg, backend, frontend, registryPassword, gitSha)
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(refs, "\n") + "\n", nil
+}
+
+// sourceConfig loads the configuration given, or deploy.json in the source.
+func sourceConfig(ctx context.Context, source *dagger.Directory, config *dagger.File) (*cfgpkg.Config, error) {
+	if config == nil {
+		ok, err := source.Exists(ctx, "deploy.json", dagger.DirectoryExistsOpts{ExpectedType: dagger.ExistsTypeRegularType})
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errors.New("no --config given and no deploy.json in the source")
+		}
+		config = source.File("deploy.json")
+	}
+	l, err := loadConfig(ctx, config)
+	if err != nil {
+		return nil, err
+	}
+	return l.Config, nil
+}
+
+func sourceRunEnv(ctx context.Context, source *dagger.Directory, config *dagger.File, secrets []*dagger.Secret, knownHosts *dagger.File) (*runEnv, error) {
+	if config == nil {
+		config = source.File("deploy.json")
+	}
+	return newRunEnv(ctx, config, secrets, knownHosts)
+}
+
+// existsIn reports whether a regular file exists in dir; the first error
+// is kept in *errp (a plan made on a failed lookup is discarded).
+func existsIn(ctx context.Context, dir *dagger.Directory, errp *error) func(string) bool {
+	return func(rel string) bool {
+		ok, err := dir.Exists(ctx, rel, dagger.DirectoryExistsOpts{ExpectedType: dagger.ExistsTypeRegularType})
+		if err != nil && *errp == nil {
+			*errp = err
+		}
+		return ok
+	}
+}
+
+func buildBackend(ctx context.Context, source *dagger.Directory, cfg *cfgpkg.Config) (*dagger.Container, *builds.BackendPlan, error) {
+	var lookupErr error
+	plan, err := builds.PlanBackend(cfg.Backend, existsIn(ctx, source, &lookupErr))
+	if lookupErr != nil {
+		return nil, nil, lookupErr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := source.Directory(plan.Context)
+	switch plan.Recipe {
+	case builds.RecipeDockerfile:
+		return dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: plan.Dockerfile}), plan, nil
+	case builds.RecipePython:
+		c := dag.Container().From(plan.BaseImage).
+			WithEnvVariable("PYTHONDONTWRITEBYTECODE", "1").
+			WithEnvVariable("PYTHONUNBUFFERED", "1").
+			WithEnvVariable("PIP_DISABLE_PIP_VERSION_CHECK", "1").
+			WithWorkdir("/app").
+			WithMountedCache("/root/.cache/pip", dag.CacheVolume("lawsker-deploy-pip")).
+			WithFile("/app/"+plan.Requirements, dir.File(plan.Requirements)).
+			WithExec([]string{"pip", "install", "-r", plan.Requirements}).
+			WithDirectory("/app", dir).
+			WithExposedPort(plan.Port).
+			WithEntrypoint(plan.Command)
+		return c, plan, nil
+	}
+	return nil, nil, fmt.Errorf("unknown backend recipe %q", plan.Recipe)
+}
+
+func buildFrontend(ctx context.Context, source *dagger.Directory, cfg *cfgpkg.Config) (*dagger.Directory, error) {
+	var lookupErr error
+	plan, err := builds.PlanFrontend(cfg.Frontend, existsIn(ctx, source, &lookupErr))
+	if lookupErr != nil {
+		return nil, lookupErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	dir := source.Directory(plan.Source)
+	if plan.Recipe == builds.RecipeStatic {
+		return dir.Directory(plan.Output), nil
+	}
+	c := dag.Container().From(plan.Image).
+		WithMountedCache("/root/.npm", dag.CacheVolume("lawsker-deploy-npm")).
+		WithDirectory("/src", dir).
+		WithWorkdir("/src")
+	for _, step := range plan.Steps {
+		c = c.WithExec(step)
+	}
+	return c.Directory(path.Join("/src", plan.Output)), nil
+}
+
+// publish pushes the backend image (and the frontend image when there is a
+// frontend) and returns their references pinned by digest.
+func publish(ctx context.Context, source *dagger.Directory, cfg *cfgpkg.Config, backend *dagger.Container, frontend *dagger.Directory, password *dagger.Secret, gitSha string) ([]string, error) {
+	digest, err := source.Digest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tag, err := builds.ImageTag(gitSha, digest)
+	if err != nil {
+		return nil, err
+	}
+	auth := func(c *dagger.Container) *dagger.Container {
+		if reg := cfg.Registry; reg != nil && reg.Username != "" && password != nil {
+			return c.WithRegistryAuth(reg.Host, reg.Username, password)
+		}
+		return c
+	}
+	images := []struct {
+		c    *dagger.Container
+		repo string
+	}{{backend, cfg.Backend.Image}}
+	if frontend != nil {
+		web := dag.Container().From("nginx:1.27-alpine").WithDirectory("/usr/share/nginx/html", frontend)
+		images = append(images, struct {
+			c    *dagger.Container
+			repo string
+		}{web, builds.FrontendRepository(cfg.Backend.Image)})
+	}
+	refs := make([]string, len(images))
+	errs := make([]error, len(images))
+	var wg sync.WaitGroup
+	for i, im := range images {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := auth(im.c).Publish(ctx, im.repo+":"+tag)
+			if err == nil {
+				out, err = builds.PinnedRef(out)
+			}
+			refs[i], errs[i] = out, err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("publishing: %w", err)
+	}
+	return refs, nil
+}
+
+// rehearse runs the migrations in backend against a throwaway PostgreSQL,
+// loaded with a snapshot's dump unless emptyDatabase.
+func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromSnapshot string, emptyDatabase bool) (string, error) {
+	cfg := env.cfg
+	if len(cfg.Backend.MigrateCommand) == 0 {
+		return "no backend.migrate_command: nothing to rehearse\n", nil
+	}
+	if cfg.Database == nil {
+		return "", errors.New("backend.migrate_command needs a database section to rehearse against")
+	}
+	db := cfg.Database
+	var snap *snapshots.Manifest
+	var dump *dagger.File
+	if !emptyDatabase {
+		store, err := rollout.OpenStore(ctx, cfg, env.res)
+		if err != nil {
+			return "", env.red.Error(fmt.Errorf("opening the snapshot store (--empty-database rehearses without it): %w", err))
+		}
+		defer store.Close()
+		ms, _ := snapshots.List(ctx, store.Store)
+		if snap, err = builds.RehearsalSnapshot(ms, fromSnapshot); err != nil {
+			return "", err
+		}
+		if snap != nil {
+			id, err := snapshots.Identity(cfg, env.res)
+			if err != nil {
+				return "", err
+			}
+			// The module's scratch folder: the engine reads the dump from
+			// there (it never leaves this session).
+			f, err := os.Create("rehearsal.dump")
+			if err != nil {
+				return "", err
+			}
+			err = snapshots.ReadArtifact(ctx, store.Store, snap.ID, snap.Artifacts["database"], id, f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return "", env.red.Error(err)
+			}
+			defer os.Remove("rehearsal.dump")
+			dump = dag.CurrentModule().WorkdirFile("rehearsal.dump")
+		}
+	}
+	image := builds.PostgresImage("")
+	if snap != nil {
+		image = builds.PostgresImage(snap.Database.ServerVersion)
+	}
+	var b [18]byte
+	_, _ = rand.Read(b[:])
+	pw := hex.EncodeToString(b[:])
+	env.red.Add(pw)
+	password := dag.SetSecret("lawsker-rehearsal-password", pw)
+	svc, err := dag.Container().From(image).
+		WithEnvVariable("POSTGRES_USER", db.User).
+		WithEnvVariable("POSTGRES_DB", db.Name).
+		WithSecretVariable("POSTGRES_PASSWORD", password).
+		WithExposedPort(5432).
+		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true}).
+		Start(ctx)
+	if err != nil {
+		return "", fmt.Errorf("starting the rehearsal database (%s): %w", image, err)
+	}
+	defer svc.Stop(context.WithoutCancel(ctx))
+	client := dag.Container().From(image).
+		WithServiceBinding("db", svc).
+		WithSecretVariable("PGPASSWORD", password).
+		WithEnvVariable("PGHOST", "db").WithEnvVariable("PGUSER", db.User).WithEnvVariable("PGDATABASE", db.Name).
+		WithExec([]string{"sh", "-c", "until pg_isready -q; do sleep 0.5; done"})
+	var out strings.Builder
+	if dump != nil {
+		if _, err := client.WithFile("/rehearsal.dump", dump).
+			WithExec([]string{"pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--jobs", "2", "-d", db.Name, "/rehearsal.dump"}).
+			Sync(ctx); err != nil {
+			return "", fmt.Errorf("loading snapshot %s into the rehearsal database: %w", snap.ID, err)
+		}
+		fmt.Fprintf(&out, "rehearsal database: %s, loaded with snapshot %s (%s, migration version %q)\n", image, snap.ID, snap.Created.Format("2006-01-02 15:04"), snap.Database.MigrationVersion)
+	} else {
+		fmt.Fprintf(&out, "rehearsal database: %s, empty\n", image)
+	}
+	version := func() string {
+		v, err := client.WithExec([]string{"sh", "-c", "psql -tAc \"SELECT version_num FROM alembic_version\" 2>/dev/null || true"}).Stdout(ctx)
+		if err != nil {
+			return "?"
+		}
+		return strings.TrimSpace(v)
+	}
+	before := version()
+	url := dag.SetSecret("lawsker-rehearsal-url", builds.DatabaseURL(db.User, pw, "db", 5432, db.Name))
+	mig := backend.WithServiceBinding("db", svc).WithSecretVariable(db.URLEnv, url)
+	for k, v := range cfg.Backend.Env {
+		mig = mig.WithEnvVariable(k, v)
+	}
+	for k, ref := range cfg.Backend.SecretEnv {
+		if k == db.URLEnv {
+			continue
+		}
+		if v, err := env.res.Resolve(ref); err == nil {
+			env.red.Add(v)
+			mig = mig.WithSecretVariable(k, dag.SetSecret("lawsker-rehearsal-"+strings.ToLower(k), v))
+		}
+	}
+	logs, err := mig.WithExec(cfg.Backend.MigrateCommand).Stdout(ctx)
+	if err != nil {
+		return "", env.red.Error(fmt.Errorf("%sthe migration failed in rehearsal (production is untouched): %w", out.String(), err))
+	}
+	fmt.Fprintf(&out, "`%s`:\n%s\nmigration version: %q -> %q\n", strings.Join(cfg.Backend.MigrateCommand, " "), strings.TrimSpace(logs), before, version())
+	return env.red.String(out.String()), nil
+}
