@@ -173,12 +173,16 @@ func (m *LawskerDeploy) Deploy(
 	// deploy even when the same release already serves
 	// +optional
 	force bool,
+	// print the verification as Markdown (for a GitHub job summary) instead of a table
+	// +optional
+	markdown bool,
 ) (string, error) {
 	env, err := newRunEnv(ctx, config, secrets, knownHosts)
 	if err != nil {
 		return "", err
 	}
 	defer env.cleanup()
+	env.markdown = markdown
 	var prelude string
 	if backendImage == "" {
 		if frontend != nil {
@@ -300,6 +304,9 @@ func (m *LawskerDeploy) Rollback(
 	// known_hosts for every target
 	// +optional
 	knownHosts *dagger.File,
+	// print the verification as Markdown (for a GitHub job summary) instead of a table
+	// +optional
+	markdown bool,
 ) (string, error) {
 	if previous == (snapshot != "") {
 		return "", errors.New("rollback: pass --previous (the warm previous release) or --snapshot=ID (a snapshot's release and, when needed, its database)")
@@ -309,6 +316,7 @@ func (m *LawskerDeploy) Rollback(
 		return "", err
 	}
 	defer env.cleanup()
+	env.markdown = markdown
 	id := report.NewID(time.Now())
 	if previous {
 		d, err := deploy.PrepareSwitchBack(deploy.Request{Config: env.cfg, Resolver: env.res, Who: "dagger@" + hostname(), ID: id})
@@ -466,10 +474,11 @@ func openSnapshotStore(ctx context.Context, config *dagger.File, secrets []*dagg
 // configuration, its secrets resolved from Dagger secrets (and registered
 // with a redactor), known_hosts written where the targets read it.
 type runEnv struct {
-	cfg     *cfgpkg.Config
-	red     *redact.Redactor
-	res     *cfgpkg.Resolver
-	cleanup func()
+	markdown bool // verification as Markdown instead of a table
+	cfg      *cfgpkg.Config
+	red      *redact.Redactor
+	res      *cfgpkg.Resolver
+	cleanup  func()
 }
 
 func newRunEnv(ctx context.Context, config *dagger.File, secrets []*dagger.Secret, knownHosts *dagger.File) (*runEnv, error) {
@@ -523,8 +532,10 @@ func (e *runEnv) runRelease(ctx context.Context, id string, g *pipelines.Graph, 
 	deliveries := notify.New(e.cfg.Notifications, e.res).Send(nctx, rollout.EventFor(rollout.EventInput{Config: e.cfg, ID: id, Who: "dagger@" + hostname(),
 		Targets: targets, Outcome: outcome, Err: runErr, Plan: plan, SwitchBack: switchBack, Mask: e.red.String}))
 	cancel()
-	if outcome.Verification != nil {
-		out.WriteString(e.red.String(checks.Table(outcome.Verification)))
+	if v := outcome.Verification; v != nil && e.markdown {
+		out.WriteString(e.red.String(checks.Markdown(v, fmt.Sprintf("Verification of %s (%s)", e.cfg.App, e.cfg.Environment))))
+	} else if v != nil {
+		out.WriteString(e.red.String(checks.Table(v)))
 	}
 	data, _ := json.Marshal(map[string]any{"id": id, "targets": targets, "outcome": outcome, "notifications": deliveries})
 	text := out.String() + e.red.String(string(data)) + "\n"
@@ -719,8 +730,9 @@ func (m *LawskerDeploy) ConfigSchema() (*dagger.File, error) {
 	return dag.Directory().WithNewFile("deploy.schema.json", string(data)).File("deploy.schema.json"), nil
 }
 
-// Lint checks the module's own source: gofmt, go vet, and the type-check of
-// this Dagger layer against the pinned SDK.
+// Lint checks the module's own source: gofmt, go vet, the type-check of
+// this Dagger layer against the pinned SDK, and actionlint over the GitHub
+// workflows.
 // +check
 func (m *LawskerDeploy) Lint(
 	ctx context.Context,
@@ -729,7 +741,9 @@ func (m *LawskerDeploy) Lint(
 	// +ignore=[".cache", "reports", "logs", "bin", "dagger.gen.go", "internal/dagger", "internal/querybuilder", "internal/telemetry"]
 	source *dagger.Directory,
 ) error {
-	_, err := goContainer(source).WithExec([]string{"bash", "scripts/lint.sh"}).Sync(ctx)
+	_, err := goContainer(source).
+		WithExec([]string{"go", "install", "github.com/rhysd/actionlint/cmd/actionlint@v1.7.7"}).
+		WithExec([]string{"bash", "scripts/lint.sh"}).Sync(ctx)
 	return execErr("lint", err)
 }
 

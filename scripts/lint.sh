@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# gofmt, a tidy go.mod, go vet and the type-check of the Dagger layer against the pinned SDK.
+# gofmt, a tidy go.mod, go vet, the type-check of the Dagger layer against the
+# pinned SDK, and actionlint over the GitHub workflows.
 # The root package (main.go) imports code `dagger develop` generates; outside
 # an engine it is checked by hack/daggercheck, so vet skips it here.
 set -euo pipefail
@@ -22,4 +23,12 @@ module=$(go list -m)
 pkgs=$(go list -e ./... | grep -v -x "$module")
 go vet $pkgs
 go run ./hack/daggercheck
-echo "lint: gofmt, go mod tidy, go vet and the Dagger type-check pass"
+# The GitHub workflows (actionlint is built by scripts/setup-testenv.sh).
+actionlint=.cache/bin/actionlint
+[ -x "$actionlint" ] || actionlint=$(command -v actionlint || true)
+if [ -z "$actionlint" ]; then
+  echo "lint: actionlint is missing: run scripts/setup-testenv.sh" >&2
+  exit 1
+fi
+"$actionlint" .github/workflows/*.yml
+echo "lint: gofmt, go mod tidy, go vet, the Dagger type-check and actionlint pass"

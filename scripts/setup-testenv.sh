@@ -47,12 +47,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 fi
 
-# Go-built servers, pinned (TESTENV.md).
+# Go-built servers and tools, pinned (TESTENV.md; actionlint lints the workflows).
 gotools=(
   "registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2"
   "versitygw github.com/versity/versitygw/cmd/versitygw@v1.8.0"
   "pebble github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1"
   "pebble-challtestsrv github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@v2.10.1"
+  "actionlint github.com/rhysd/actionlint/cmd/actionlint@v1.7.7"
 )
 for entry in "${gotools[@]}"; do
   name=${entry%% *}; pkg=${entry#* }
