@@ -117,6 +117,10 @@ var formats = map[string]*format{
 		pattern: `^[A-Za-z0-9._+/-]+$`,
 		says:    "must be a command name or absolute path (letters, digits and ._+/-)",
 	},
+	"hostport": {
+		pattern: `^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$`,
+		says:    "must be host:port, such as 127.0.0.1:53",
+	},
 	"asgiapp": {
 		pattern: `^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$`,
 		says:    "must be module:attribute, such as app.main:app",

@@ -60,7 +60,8 @@ type Nginx struct {
 	Config        string `json:"config,omitempty" format:"abspath" doc:"main configuration passed as -c; empty uses nginx's own default"`
 	Prefix        string `json:"prefix,omitempty" format:"abspath" doc:"prefix passed as -p; empty uses nginx's own default"`
 	SitePath      string `json:"site_path,omitempty" format:"abspath" doc:"the file the main configuration includes for this app (a symlink lawsker-deploy switches); default /etc/nginx/sites-enabled/<app>.conf"`
-	Listen        int    `json:"listen,omitempty" min:"1" max:"65535" default:"80" doc:"port the app's server block listens on (TLS adds 443)"`
+	Listen        int    `json:"listen,omitempty" min:"1" max:"65535" default:"80" doc:"port the app's server block listens on (with TLS: the HTTP-to-HTTPS redirect and ACME HTTP-01)"`
+	ListenTLS     int    `json:"listen_tls,omitempty" min:"1" max:"65535" default:"443" doc:"port the HTTPS server blocks listen on when TLS is on"`
 	ListenAddress string `json:"listen_address,omitempty" format:"ip" doc:"address the app's server block listens on; empty listens on every address"`
 }
 
@@ -144,7 +145,13 @@ type TLS struct {
 	Email         string `json:"email,omitempty" format:"email" doc:"ACME account email (expiry notices)"`
 	Challenge     string `json:"challenge,omitempty" enum:"http-01|dns-01" default:"\"http-01\"" doc:"ACME challenge; wildcard domains need dns-01"`
 	DNSProvider   string `json:"dns_provider,omitempty" format:"name" doc:"lego DNS provider name for dns-01 (its credentials come from the environment)"`
-	ACMEDirectory string `json:"acme_directory,omitempty" format:"httpurl" default:"\"https://acme-v02.api.letsencrypt.org/directory\"" doc:"ACME directory URL"`
+	ACMEDirectory string `json:"acme_directory,omitempty" format:"httpurl" default:"\"https://acme-v02.api.letsencrypt.org/directory\"" doc:"ACME directory URL (any ACME server)"`
+	Staging       bool   `json:"staging,omitempty" doc:"use Let's Encrypt's staging directory (untrusted certificates, generous rate limits) instead of acme_directory"`
+	// DNSCredentials are the lego DNS provider's settings, by the
+	// environment variable names the provider reads (CF_DNS_API_TOKEN, ...).
+	DNSCredentials map[string]SecretRef `json:"dns_credentials,omitempty" keys:"envname" doc:"the DNS provider's credentials as secret references, keyed by the variable names lego's provider reads (e.g. CF_DNS_API_TOKEN)"`
+	Resolver       string               `json:"resolver,omitempty" format:"hostport" doc:"DNS server (host:port) for the domain check and the DNS-01 propagation check; empty uses the system's"`
+	ACMECABundle   string               `json:"acme_ca_bundle,omitempty" format:"path" doc:"PEM file of extra CAs trusted for the ACME server's HTTPS (a private ACME server)"`
 }
 
 // Monitoring configures Prometheus and Grafana.

@@ -50,6 +50,9 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 		if c.TLS.Email == "" {
 			add("tls.email", "is required when tls.enabled is true (the ACME account's contact)")
 		}
+		if c.TLS.Staging && c.TLS.ACMEDirectory != "https://acme-v02.api.letsencrypt.org/directory" {
+			add("tls.staging", "and a custom tls.acme_directory exclude each other: keep one")
+		}
 		if c.TLS.Challenge == "dns-01" && c.TLS.DNSProvider == "" {
 			add("tls.dns_provider", `is required when tls.challenge is "dns-01" (a lego provider name such as "cloudflare")`)
 		} else if c.TLS.Challenge == "http-01" && c.TLS.DNSProvider != "" {

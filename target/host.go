@@ -298,6 +298,22 @@ func (h *Host) MkdirAll(p string) error {
 	return nil
 }
 
+// MkdirPrivate creates p (and its parents) and makes p readable by its
+// owner only (a folder of private keys).
+func (h *Host) MkdirPrivate(p string) error {
+	if err := h.MkdirAll(p); err != nil {
+		return err
+	}
+	fs, err := h.Files()
+	if err != nil {
+		return err
+	}
+	if err := fs.Chmod(p, 0o700); err != nil {
+		return fmt.Errorf("%s: chmod %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	return nil
+}
+
 // Remove removes a file or an empty folder over SFTP; a missing one is not
 // an error.
 func (h *Host) Remove(p string) error {

@@ -2,8 +2,10 @@ package testenv
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +32,8 @@ type PebbleOptions struct {
 	HTTPPort  int    // port HTTP-01 validation connects to (default 5002)
 	TLSPort   int    // port TLS-ALPN-01 validation connects to (default 5001)
 	DNSServer string // resolver for validation and DNS-01 (host:port), "" for the system one
+	// Validity of the certificates issued (0: Pebble's default, years).
+	Validity time.Duration
 }
 
 // StartPebble starts Pebble with its random sleeps and nonce rejections off.
@@ -45,10 +49,14 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 	ca := NewTestCA(t)
 	certPath, keyPath := ca.WriteIssued(t, dir, "pebble", 24*time.Hour, "127.0.0.1", "localhost")
 	listen, mgmt := fmt.Sprintf("127.0.0.1:%d", FreePort(t)), fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-	cfg, err := json.Marshal(map[string]any{"pebble": map[string]any{
+	pc := map[string]any{
 		"listenAddress": listen, "managementListenAddress": mgmt, "certificate": certPath, "privateKey": keyPath,
 		"httpPort": opts.HTTPPort, "tlsPort": opts.TLSPort, "ocspResponderURL": "", "externalAccountBindingRequired": false,
-	}})
+	}
+	if opts.Validity > 0 {
+		pc["profiles"] = map[string]any{"default": map[string]any{"description": "test", "validityPeriod": uint64(opts.Validity.Seconds())}}
+	}
+	cfg, err := json.Marshal(map[string]any{"pebble": pc})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -72,4 +80,24 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 // HTTPClient trusts Pebble's HTTPS certificate.
 func (p *Pebble) HTTPClient() *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: p.CA.ClientConfig()}}
+}
+
+// Roots returns the pool of Pebble's issuing roots (certificates it issues
+// chain to them).
+func (p *Pebble) Roots(t testing.TB) *x509.CertPool {
+	t.Helper()
+	resp, err := p.HTTPClient().Get(p.Management + "/roots/0")
+	if err != nil {
+		t.Fatalf("testenv: pebble roots: %v", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("testenv: pebble roots: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		t.Fatalf("testenv: pebble roots: no PEM in %q", data)
+	}
+	return pool
 }
