@@ -136,7 +136,13 @@ type Status struct {
 // Read loads a domain's installed certificate from the first target (nil
 // when there is none).
 func (m *Manager) Read(domain string) (*x509.Certificate, error) {
-	data, err := m.targets[0].Host.ReadFile(CertPath(m.targets[0].Base, domain))
+	return ReadInstalled(m.targets[0].Host, m.targets[0].Base, domain)
+}
+
+// ReadInstalled loads a domain's certificate from a target (nil when there
+// is none).
+func ReadInstalled(h *target.Host, base, domain string) (*x509.Certificate, error) {
+	data, err := h.ReadFile(CertPath(base, domain))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -145,7 +151,7 @@ func (m *Manager) Read(domain string) (*x509.Certificate, error) {
 	}
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s: not a PEM certificate", CertPath(m.targets[0].Base, domain))
+		return nil, fmt.Errorf("%s: not a PEM certificate", CertPath(base, domain))
 	}
 	return x509.ParseCertificate(block.Bytes)
 }

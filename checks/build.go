@@ -79,6 +79,7 @@ func Build(env Env) ([]Check, error) {
 	on := func(c Category) bool { return slices.Contains(want, c) }
 	timeout := v.CheckTimeout.D()
 	h := NewHTTP(min(timeout, 10*time.Second), tlsConfig(env.Roots))
+	h.ConnectTo(v.ConnectTo)
 	var checks []Check
 	add := func(name string, cat Category, run func(context.Context) (Result, error)) {
 		if on(cat) {
@@ -153,7 +154,7 @@ func Build(env Env) ([]Check, error) {
 	if loadPath == "" {
 		loadPath = health
 	}
-	add("load "+loadPath, Performance, LoadTest(base+loadPath, LoadOptions{Concurrency: v.Load.Concurrency, Duration: v.Load.Duration.D(), Host: h.Host, TLS: tlsConfig(env.Roots)},
+	add("load "+loadPath, Performance, LoadTest(base+loadPath, LoadOptions{Concurrency: v.Load.Concurrency, Duration: v.Load.Duration.D(), Host: h.Host, TLS: tlsConfig(env.Roots), ConnectTo: v.ConnectTo},
 		limit, cfg.Rollback.ErrorRateThreshold))
 	if env.System != nil && on(Performance) {
 		add("system resources "+cfg.Targets[0].Name, Performance, System(env.System, cfg.Targets[0].Root,
@@ -185,7 +186,7 @@ func Build(env Env) ([]Check, error) {
 		}
 		for _, d := range domains {
 			if !strings.HasPrefix(d, "*.") {
-				add("tls "+d, Security, TLSCheck(addr, d, env.Roots))
+				add("tls "+d, Security, TLSCheck(MapAddr(v.ConnectTo, addr), d, env.Roots))
 			}
 		}
 		add("security headers", Security, Headers(h, tlsBase+"/", v.MinHeaderScore))

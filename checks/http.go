@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -40,6 +41,28 @@ func NewHTTP(timeout time.Duration, tlsConfig *tls.Config) *HTTP {
 			return nil
 		},
 	}}
+}
+
+// ConnectTo sends connections for the map's host:port keys to their
+// host:port values (like curl --connect-to); the URL's host stays the
+// Host header and the TLS server name.
+func (h *HTTP) ConnectTo(m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	tr := h.Client.Transport.(*http.Transport)
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, network, MapAddr(m, addr))
+	}
+}
+
+// MapAddr returns where a connection to addr goes under a connect-to map.
+func MapAddr(m map[string]string, addr string) string {
+	if to, ok := m[addr]; ok {
+		return to
+	}
+	return addr
 }
 
 // Response is a bounded response.

@@ -42,6 +42,9 @@ type LoadOptions struct {
 	Host        string        // Host header (default: the URL's)
 	Timeout     time.Duration // one request, connecting included (default 10 s)
 	TLS         *tls.Config   // for https URLs (nil: system roots)
+	// ConnectTo maps host:port to the address connected to (Host header
+	// and TLS name stay the URL's).
+	ConnectTo map[string]string
 }
 
 // Load sends GET url from Concurrency workers. Each worker owns one
@@ -90,7 +93,7 @@ func Load(ctx context.Context, target string, o LoadOptions) *LoadResult {
 		wg.Add(1)
 		go func(h *Histogram) {
 			defer wg.Done()
-			c := &loadConn{addr: addr, tls: u.Scheme == "https", tlsConfig: o.TLS, serverName: u.Hostname(), timeout: o.Timeout}
+			c := &loadConn{addr: MapAddr(o.ConnectTo, addr), tls: u.Scheme == "https", tlsConfig: o.TLS, serverName: u.Hostname(), timeout: o.Timeout}
 			defer c.close()
 			buf := make([]byte, 32<<10)
 			for ctx.Err() == nil {

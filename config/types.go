@@ -177,7 +177,12 @@ type Verification struct {
 	Ports          PortScan   `json:"ports" doc:"the open-port check of every target"`
 	ProtectedFiles []string   `json:"protected_files,omitempty" default:"[\"releases/*/backend.env\"]" doc:"glob patterns (relative to <root>/<app> or absolute) of files that must not be readable by group or others"`
 	CheckTimeout   Duration   `json:"check_timeout,omitempty" default:"\"20s\"" doc:"bound of one check"`
-	Deadline       Duration   `json:"deadline,omitempty" default:"\"2m\"" doc:"bound of the whole suite"`
+	// ConnectTo sends the suite's connections for host:port to another
+	// address, like curl --connect-to: verify a host before DNS points at
+	// it, or reach a target by its address while checking its domain's
+	// certificate.
+	ConnectTo map[string]string `json:"connect_to,omitempty" keys:"hostport" doc:"host:port -> host:port the suite connects to instead (like curl --connect-to); the Host header and TLS name stay the URL's"`
+	Deadline  Duration          `json:"deadline,omitempty" default:"\"2m\"" doc:"bound of the whole suite"`
 }
 
 // Endpoint is a declarative API check.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"strings"
 )
 
@@ -79,6 +80,11 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 	}
 	if c.Notifications.Email != "" && c.Notifications.SMTP == nil {
 		add("notifications.email", "needs notifications.smtp (the mail server to send through)")
+	}
+	for from, to := range c.Verification.ConnectTo {
+		if _, port, err := net.SplitHostPort(to); err != nil || port == "" {
+			add("verification.connect_to."+from, "must be host:port, got %s", quote(to))
+		}
 	}
 	if sn := c.Snapshots; sn.S3AccessKeyID.IsZero() != sn.S3SecretAccessKey.IsZero() {
 		add("snapshots.s3_access_key_id", "and snapshots.s3_secret_access_key go together: set both or neither")

@@ -41,6 +41,29 @@ type SiteData struct {
 	ServerNames string
 	Upstream    string // 127.0.0.1:port
 	Frontend    string // the release's frontend folder; "" proxies everything
+	// Webroot serves ACME HTTP-01 tokens at /.well-known/acme-challenge/
+	// ("" serves none).
+	Webroot string
+	// TLS: one HTTPS server per domain; the HTTP server then only
+	// redirects (and serves ACME tokens).
+	ListenTLS string // "443" or "127.0.0.1:8443"
+	TLS       []TLSServer
+}
+
+// TLSServer is one domain's HTTPS server.
+type TLSServer struct {
+	Name     string
+	Cert     string // fullchain.pem
+	Key      string // privkey.pem (0600)
+	Stapling bool   // the certificate names an OCSP responder
+}
+
+// siteServer is one rendered server block.
+type siteServer struct {
+	SiteData
+	Listen, Names string
+	TLS           *TLSServer
+	Redirect      string // non-empty: redirect to https (":port" when not 443)
 }
 
 // The site: one upstream (the release's backend), the release's own
@@ -48,21 +71,58 @@ type SiteData struct {
 // serves switch together, in one reload), /api to the backend, security
 // headers, gzip, a year of caching for hashed assets, no caching for
 // index.html, and X-Lawsker-Release on every response so a switch can
-// confirm nginx serves the new release.
+// confirm nginx serves the new release. With TLS: the HTTP server only
+// redirects to HTTPS (and serves ACME tokens); each domain gets an HTTPS
+// server with its certificate, TLS 1.2/1.3 only, modern AEAD ciphers, HSTS,
+// and OCSP stapling when its certificate names a responder.
 var siteTemplate = template.Must(template.New("site").Parse(`# lawsker-deploy: {{.App}} release {{.Release}} (generated; edits are replaced by the next deploy)
 upstream {{.App}}_backend {
     server {{.Upstream}} max_fails=0;
     keepalive 16;
 }
-
+{{range .Servers}}
 server {
     listen {{.Listen}};
-    server_name {{.ServerNames}};
+    server_name {{.Names}};
+{{- with .TLS}}
+
+    ssl_certificate {{.Cert}};
+    ssl_certificate_key {{.Key}};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    ssl_session_cache shared:{{$.App}}_tls:10m;
+    ssl_session_timeout 1d;
+    ssl_session_tickets off;
+{{- if .Stapling}}
+    ssl_stapling on;
+    ssl_stapling_verify on;
+{{- end}}
+{{- end}}
+{{- if .Webroot}}
+
+    location ^~ /.well-known/acme-challenge/ {
+        root {{.Webroot}};
+        default_type text/plain;
+        add_header X-Lawsker-Release "{{.Release}}" always;
+    }
+{{- end}}
+{{- if .Redirect}}
+
+    add_header X-Lawsker-Release "{{.Release}}" always;
+    location / {
+        return 301 https://$host{{.Redirect}}$request_uri;
+    }
+}
+{{- else}}
 
     add_header X-Content-Type-Options "nosniff" always;
     add_header X-Frame-Options "DENY" always;
     add_header Referrer-Policy "strict-origin-when-cross-origin" always;
     add_header X-Lawsker-Release "{{.Release}}" always;
+{{- if .TLS}}
+    add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
+{{- end}}
 
     gzip on;
     gzip_comp_level 5;
@@ -89,6 +149,9 @@ server {
         add_header Cache-Control "public, immutable" always;
         add_header X-Content-Type-Options "nosniff" always;
         add_header X-Lawsker-Release "{{.Release}}" always;
+{{- if .TLS}}
+        add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
+{{- end}}
         try_files $uri =404;
     }
 
@@ -98,6 +161,9 @@ server {
         add_header X-Frame-Options "DENY" always;
         add_header Referrer-Policy "strict-origin-when-cross-origin" always;
         add_header X-Lawsker-Release "{{.Release}}" always;
+{{- if .TLS}}
+        add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
+{{- end}}
     }
 
     location / {
@@ -115,7 +181,8 @@ server {
     }
 {{- end}}
 }
-`))
+{{- end}}
+{{end}}`))
 
 // RenderSite renders a release's nginx site file. Every value in it comes
 // from validated configuration (names, domains, absolute paths of safe
@@ -124,8 +191,27 @@ func RenderSite(d SiteData) ([]byte, error) {
 	if d.ServerNames == "" {
 		d.ServerNames = "_"
 	}
+	var servers []siteServer
+	if len(d.TLS) == 0 {
+		servers = append(servers, siteServer{SiteData: d, Listen: d.Listen, Names: d.ServerNames})
+	} else {
+		redirect := ":" + d.ListenTLS[strings.LastIndexByte(d.ListenTLS, ':')+1:]
+		if redirect == ":443" {
+			redirect = ""
+		}
+		servers = append(servers, siteServer{SiteData: d, Listen: d.Listen, Names: d.ServerNames, Redirect: redirect})
+		for i := range d.TLS {
+			tls := d.TLS[i]
+			sd := d
+			sd.Webroot = "" // tokens are fetched over HTTP only
+			servers = append(servers, siteServer{SiteData: sd, Listen: d.ListenTLS + " ssl http2", Names: tls.Name, TLS: &tls})
+		}
+	}
 	var b bytes.Buffer
-	if err := siteTemplate.Execute(&b, d); err != nil {
+	if err := siteTemplate.Execute(&b, struct {
+		App, Release, Upstream string
+		Servers                []siteServer
+	}{d.App, d.Release, d.Upstream, servers}); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil

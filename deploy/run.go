@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/lawsker/lawsker-deploy/certs"
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/target"
@@ -33,6 +35,9 @@ type Request struct {
 	Force       bool   // deploy even when the same release already serves
 	Logger      *slog.Logger
 	Hooks       Hooks
+	// ACMEClient reaches the ACME server (nil: system roots and
+	// tls.acme_ca_bundle).
+	ACMEClient *http.Client
 }
 
 // Hooks put work of other packages (snapshots, the verification suite)
@@ -64,6 +69,8 @@ type Deployment struct {
 	configHash string
 	targets    []*targetRun
 	migrated   bool // the migration step ran (even when it failed)
+	mu         sync.Mutex
+	tlsResults []certs.Result
 	graph      *pipelines.Graph
 	log        *slog.Logger
 }
@@ -88,6 +95,7 @@ type targetRun struct {
 	noop      string // why nothing is to be done, when set
 	started   bool
 	linked    bool // site link points at the new release
+	tlsOn     bool // the new release's site serves HTTPS
 	switched  bool // nginx reloaded with the new release
 	completed bool
 	reverted  string
@@ -144,9 +152,6 @@ func (d *Deployment) Close() {
 // pretend.
 func Unsupported(cfg *config.Config) []string {
 	var out []string
-	if cfg.TLS.Enabled {
-		out = append(out, "tls.enabled: certificates are not issued by deploy yet; set tls.enabled to false and terminate TLS elsewhere for now")
-	}
 	if cfg.Monitoring.Enabled {
 		out = append(out, "monitoring.enabled: monitoring is not applied by deploy yet; set monitoring.enabled to false for now")
 	}
@@ -295,8 +300,13 @@ func (d *Deployment) steps() []pipelines.Step {
 			Run:         func(ctx context.Context) error { return d.verify(ctx, tr) }}))
 	}
 	kept := verifies
+	if cfg.TLS.Enabled {
+		kept = []string{add(pipelines.Step{Name: StepCertificates, Needs: verifies, Timeout: 15 * time.Minute,
+			Description: fmt.Sprintf("check DNS, obtain or renew certificates for %s (%s), install them, switch the site to HTTPS", strings.Join(cfg.Domains, ", "), cfg.TLS.Challenge),
+			Run:         func(ctx context.Context) error { return d.certificates(ctx) }})}
+	}
 	if hk := d.req.Hooks.Verify; hk != nil {
-		kept = []string{add(pipelines.Step{Name: StepVerifyRelease, Needs: verifies, Timeout: time.Hour,
+		kept = []string{add(pipelines.Step{Name: StepVerifyRelease, Needs: kept, Timeout: time.Hour,
 			Description: "verification suite and watch window; a trigger rolls every target back",
 			Run: func(ctx context.Context) error {
 				if d.allNoop() {
@@ -365,6 +375,7 @@ const (
 	StepVerifyRelease = "verify-release"
 	StepAfterKeep     = "snapshot-after"
 	StepAfterRevert   = "restore-database"
+	StepCertificates  = "certificates"
 )
 
 // allNoop reports whether every target already serves the requested release.
@@ -660,6 +671,14 @@ func nginxAddr(n config.Nginx) string {
 	return net.JoinHostPort(a, strconv.Itoa(n.Listen))
 }
 
+func nginxTLSAddr(n config.Nginx) string {
+	a := n.ListenAddress
+	if a == "" || a == "0.0.0.0" || a == "::" {
+		a = "127.0.0.1"
+	}
+	return net.JoinHostPort(a, strconv.Itoa(n.ListenTLS))
+}
+
 // stillRunning checks the new container runs and never restarted.
 func (d *Deployment) stillRunning(ctx context.Context, tr *targetRun) error {
 	out, err := tr.host.Run(ctx, tr.docker.cmd("inspect", "--format", "{{.State.Running}} {{.RestartCount}}", tr.container)...)
@@ -708,16 +727,7 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 	if a := tr.cfg.Nginx.ListenAddress; a != "" {
 		listen = net.JoinHostPort(a, listen)
 	}
-	data := SiteData{App: cfg.App, Release: d.req.ID, Listen: listen, ServerNames: ServerNames(cfg.Domains),
-		Upstream: fmt.Sprintf("127.0.0.1:%d", tr.port)}
-	if d.local != nil {
-		data.Frontend = l.Frontend(d.req.ID)
-	}
-	site, err := RenderSite(data)
-	if err != nil {
-		return err
-	}
-	if err := h.WriteFile(l.SiteConf(d.req.ID), site, 0o644); err != nil {
+	if err := d.writeSite(tr); err != nil {
 		return err
 	}
 	tr.state.InProgress.Phase = PhaseSwitching
@@ -744,13 +754,120 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 	if _, err := h.RunScript(ctx, nil, append([][]string{tr.nginx.Reload()}, target.SymlinkCmds(l.Release(d.req.ID), l.Current())...)...); err != nil {
 		return fmt.Errorf("nginx reload: %w", err)
 	}
-	if err := WaitServing(ctx, h, nginxAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, hostHeader(cfg), d.req.ID, 15*time.Second); err != nil {
+	if err := WaitServing(ctx, h, "http://"+nginxAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, hostHeader(cfg), d.req.ID, 15*time.Second); err != nil {
 		return err
 	}
 	if err := h.WriteFile(l.CurrentContainer(), []byte(tr.container+"\n"), 0o644); err != nil {
 		return err
 	}
 	return d.recordCurrent(tr)
+}
+
+// siteData is the new release's site on a target: HTTPS servers when every
+// domain's certificate is installed there (tls.enabled), else HTTP with the
+// ACME webroot.
+func (d *Deployment) siteData(tr *targetRun) (SiteData, bool) {
+	cfg, l := d.req.Config, tr.layout
+	listen := strconv.Itoa(tr.cfg.Nginx.Listen)
+	if a := tr.cfg.Nginx.ListenAddress; a != "" {
+		listen = net.JoinHostPort(a, listen)
+	}
+	data := SiteData{App: cfg.App, Release: d.req.ID, Listen: listen, ServerNames: ServerNames(cfg.Domains),
+		Upstream: fmt.Sprintf("127.0.0.1:%d", tr.port), Webroot: certs.Webroot(l.Base)}
+	if d.local != nil {
+		data.Frontend = l.Frontend(d.req.ID)
+	}
+	if !cfg.TLS.Enabled {
+		return data, false
+	}
+	var servers []TLSServer
+	for _, dom := range cfg.Domains {
+		c, err := certs.ReadInstalled(tr.host, l.Base, dom)
+		if err != nil || c == nil {
+			return data, false // not yet: the certificates step issues them, then renders TLS
+		}
+		servers = append(servers, TLSServer{Name: dom, Cert: certs.CertPath(l.Base, dom), Key: certs.KeyPath(l.Base, dom), Stapling: len(c.OCSPServer) > 0})
+	}
+	data.TLS = servers
+	data.ListenTLS = strconv.Itoa(tr.cfg.Nginx.ListenTLS)
+	if a := tr.cfg.Nginx.ListenAddress; a != "" {
+		data.ListenTLS = net.JoinHostPort(a, data.ListenTLS)
+	}
+	return data, true
+}
+
+// writeSite renders and writes the new release's site file.
+func (d *Deployment) writeSite(tr *targetRun) error {
+	data, tlsOn := d.siteData(tr)
+	site, err := RenderSite(data)
+	if err != nil {
+		return err
+	}
+	if err := tr.host.MkdirAll(data.Webroot); err != nil {
+		return err
+	}
+	if err := tr.host.WriteFile(tr.layout.SiteConf(d.req.ID), site, 0o644); err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	tr.tlsOn = tlsOn
+	tr.mu.Unlock()
+	return nil
+}
+
+// certificates issues or renews every domain's certificate (tls.enabled)
+// on all targets, then turns HTTPS on where the site still lacks it
+// (nginx -t, reload). A domain left without a valid certificate fails the
+// step, so the deploy is reverted; a failed renewal of a still-valid
+// certificate is reported and the serving one stays.
+func (d *Deployment) certificates(ctx context.Context) error {
+	if d.allNoop() {
+		return pipelines.Skip("%s", d.targets[0].noop)
+	}
+	var ts []certs.Target
+	for _, tr := range d.targets {
+		ts = append(ts, certs.Target{Name: tr.cfg.Name, Host: tr.host, Base: tr.layout.Base})
+	}
+	m, err := certs.New(d.req.Config, d.req.Resolver, ts)
+	if err != nil {
+		return err
+	}
+	m.HTTPClient = d.req.ACMEClient
+	res, err := m.Issue(ctx, false)
+	d.mu.Lock()
+	d.tlsResults = res
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, tr := range d.targets {
+		if tr.noop != "" || tr.tlsOn {
+			continue
+		}
+		if err := d.writeSite(tr); err != nil {
+			return err
+		}
+		if !tr.tlsOn {
+			return fmt.Errorf("%s: the certificates are not all installed after issuance", tr.cfg.Name)
+		}
+		if _, err := tr.host.Run(ctx, tr.nginx.Test()...); err != nil {
+			return fmt.Errorf("%s: nginx -t refused the HTTPS site (the HTTP one keeps serving): %w", tr.cfg.Name, err)
+		}
+		if _, err := tr.host.Run(ctx, tr.nginx.Reload()...); err != nil {
+			return fmt.Errorf("%s: nginx reload: %w", tr.cfg.Name, err)
+		}
+		if err := WaitServing(ctx, tr.host, "https://"+nginxTLSAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, hostHeader(d.req.Config), d.req.ID, 15*time.Second); err != nil {
+			return fmt.Errorf("%s: HTTPS: %w", tr.cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// TLSResults are what the certificates step did (nil without TLS).
+func (d *Deployment) TLSResults() []certs.Result {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.tlsResults
 }
 
 // recordCurrent makes the new release current in state.json: the old
@@ -783,7 +900,11 @@ func (d *Deployment) verify(ctx context.Context, tr *targetRun) error {
 	g := d.req.Config.Backend.HealthGate
 	g.ConsecutivePasses = 1
 	g.Deadline = config.Duration(20 * time.Second)
-	if err := healthThrough(ctx, tr.host, nginxAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, hostHeader(d.req.Config), g); err != nil {
+	base := "http://" + nginxAddr(tr.cfg.Nginx)
+	if tr.tlsOn {
+		base = "https://" + nginxTLSAddr(tr.cfg.Nginx)
+	}
+	if err := healthThrough(ctx, tr.host, base, d.req.Config.Backend.HealthPath, hostHeader(d.req.Config), g); err != nil {
 		return fmt.Errorf("through nginx: %w", err)
 	}
 	return nil

@@ -94,7 +94,7 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	if _, err := h.RunScript(ctx, nil, cmds...); err != nil {
 		return fmt.Errorf("nginx reload: %w", err)
 	}
-	if err := WaitServing(ctx, h, nginxAddr(tr.cfg.Nginx), b.HealthPath, hostHeader(d.req.Config), prev.ID, 15*time.Second); err != nil {
+	if err := WaitServing(ctx, h, "http://"+nginxAddr(tr.cfg.Nginx), b.HealthPath, hostHeader(d.req.Config), prev.ID, 15*time.Second); err != nil {
 		return err
 	}
 	if err := h.WriteFile(l.CurrentContainer(), []byte(prev.Container+"\n"), 0o644); err != nil {

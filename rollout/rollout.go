@@ -17,6 +17,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/lawsker/lawsker-deploy/certs"
 	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
@@ -64,7 +65,9 @@ type Outcome struct {
 	// Database says what happened to the database on a rollback.
 	Database string   `json:"database,omitempty"`
 	Pruned   []string `json:"pruned_snapshots,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
+	// Certificates is what the certificates step did (tls.enabled).
+	Certificates []certs.Result `json:"certificates,omitempty"`
+	Warnings     []string       `json:"warnings,omitempty"`
 }
 
 // Rollout is a prepared release.
@@ -120,6 +123,7 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.out
+	out.Certificates = r.d.TLSResults()
 	runErr := res.Err()
 	if runErr != nil && out.Trigger == nil {
 		out.Trigger = &Trigger{Kind: TriggerDeployFailure, Reason: firstFailure(res)}

@@ -33,6 +33,7 @@ type WatchOptions struct {
 	Window    time.Duration
 	Threshold int // consecutive failures that trigger
 	TLS       *tls.Config
+	ConnectTo map[string]string // verification.connect_to
 }
 
 // WatchOptionsFor is the watch of a configuration: the suite's base URL
@@ -40,7 +41,7 @@ type WatchOptions struct {
 // rollback.health_check_threshold failures in a row.
 func WatchOptionsFor(cfg *config.Config, roots *x509.CertPool) WatchOptions {
 	o := WatchOptions{URL: checks.BaseURL(cfg, "") + cfg.Backend.HealthPath, Interval: cfg.Backend.HealthGate.Interval.D(),
-		Window: cfg.Rollback.WatchWindow.D(), Threshold: cfg.Rollback.HealthCheckThreshold}
+		Window: cfg.Rollback.WatchWindow.D(), Threshold: cfg.Rollback.HealthCheckThreshold, ConnectTo: cfg.Verification.ConnectTo}
 	if roots != nil {
 		o.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
@@ -57,6 +58,7 @@ func RunWatch(ctx context.Context, o WatchOptions) *Watch {
 	interval := max(o.Interval, 100*time.Millisecond)
 	h := checks.NewHTTP(max(interval, 2*time.Second), o.TLS)
 	h.Host = o.Host
+	h.ConnectTo(o.ConnectTo)
 	probe := checks.BackendHealth(h, o.URL)
 	end := time.Now().Add(o.Window)
 	consecutive := 0
