@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -400,4 +401,65 @@ func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromS
 	}
 	fmt.Fprintf(&out, "`%s`:\n%s\nmigration version: %q -> %q\n", strings.Join(cfg.Backend.MigrateCommand, " "), strings.TrimSpace(logs), before, version())
 	return env.red.String(out.String()), nil
+}
+
+// TLSStatus shows every domain's certificate: issuer, expiry, days left,
+// when it is renewed (a third of its lifetime before expiry), as JSON.
+// +cache="never"
+func (m *LawskerDeploy) TLSStatus(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// secrets the configuration references (env://NAME, file://PATH)
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for every target
+	// +optional
+	knownHosts *dagger.File,
+) (string, error) {
+	env, err := newRunEnv(ctx, config, secrets, knownHosts)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	st, err := rollout.CertificateStatus(ctx, env.cfg, env.res)
+	if err != nil {
+		return "", env.red.Error(err)
+	}
+	data, _ := json.MarshalIndent(st, "", "  ")
+	return string(data) + "\n", nil
+}
+
+// IssueCertificates obtains the missing certificates and renews the due
+// ones (all with --force) with lego: every domain is first checked to
+// resolve to a target; HTTP-01 through nginx's webroot on the targets, or
+// DNS-01 through tls.dns_provider with tls.dns_credentials; installed on
+// every target (keys 0600), then nginx reloads. A renewal that fails keeps
+// the serving certificate and says why.
+// +cache="never"
+func (m *LawskerDeploy) IssueCertificates(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// renew every certificate, due or not
+	// +optional
+	force bool,
+	// secrets the configuration references (env://NAME, file://PATH)
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for every target
+	// +optional
+	knownHosts *dagger.File,
+) (string, error) {
+	env, err := newRunEnv(ctx, config, secrets, knownHosts)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	rep, err := rollout.IssueCertificates(ctx, env.cfg, env.res, force, nil)
+	data, _ := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("%s\n%w", data, env.red.Error(err))
+	}
+	return env.red.String(string(data)) + "\n", nil
 }

@@ -219,3 +219,6 @@ func RenderSite(d SiteData) ([]byte, error) {
 
 // ServerNames joins the configured domains for server_name.
 func ServerNames(domains []string) string { return strings.Join(domains, " ") }
+
+// NginxFor is the nginx of a target.
+func NginxFor(t config.Target) Nginx { return Nginx{cfg: t.Nginx} }

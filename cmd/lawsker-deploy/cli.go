@@ -40,9 +40,11 @@ Commands:
                   SSH to every target (host key checked), the registry
   deploy          put a release on every target: --backend-image REPO@sha256:...
                   [--frontend-dir DIR] [--message M] [--no-snapshot] [--force]
+                  (pre/post-deploy snapshots, verification, automatic rollback)
   rollback        --previous: switch back to the warm previous release;
-                  --snapshot ID [--components database] [--dry-run]: restore
-                  the database of a snapshot (plan first)
+                  --snapshot ID [--components backend,frontend,config,database]
+                  [--dry-run]: a snapshot's release and, when needed, its
+                  database (plan first)
   snapshot        create [--description D] | list | show ID | check ID | delete ID |
                   prune [--dry-run] (keep snapshots.keep_last and retention_days,
                   never those of the current or previous release)
@@ -51,6 +53,8 @@ Commands:
                   [--baseline REPORT] [--no-ssh]; exit 1 when a check fails
   releases        list the releases on every target (current, previous, ...)
   lock            status | release [--force]: the deploy lock on every target
+  tls             issue [--force] | renew | status: certificates of every
+                  domain (lego; renewal when a third of the lifetime is left)
   config import   convert Lawsker's deployment_config.json into deploy.json
   config schema   print the JSON Schema of deploy.json
   version         print the version
@@ -149,6 +153,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.snapshotCmd(ctx, vargs)
 	case "lock":
 		err = c.lockCmd(ctx, vargs)
+	case "tls":
+		err = c.tlsCmd(ctx, vargs)
 	case "config":
 		err = c.configCmd(vargs)
 	case "version":
@@ -160,7 +166,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 }
 
 func suggestVerb(v string) string {
-	for _, known := range []string{"validate", "plan", "preflight", "deploy", "rollback", "verify", "snapshot", "releases", "lock", "config", "version", "help"} {
+	for _, known := range []string{"validate", "plan", "preflight", "deploy", "rollback", "verify", "snapshot", "releases", "lock", "tls", "config", "version", "help"} {
 		if strings.HasPrefix(known, v) || strings.HasPrefix(v, known) {
 			return fmt.Sprintf("; did you mean %q?", known)
 		}
