@@ -38,3 +38,7 @@ go test ./checks -run '^$' -bench 'LoadVsWrk|LoadMemory' -benchtime 1x
 # Snapshot into S3 and restore of a ~200 MB database against raw
 # pg_dump/pg_restore (medians of three rounds), and the peak heap.
 go test ./snapshots -run '^$' -bench 'SnapshotAndRestore' -benchtime 1x
+# Three certificates against Pebble: our issuance against lego's own
+# library calls in a loop (medians of five rounds), and what ours adds per
+# domain outside lego.
+go test ./certs -run '^$' -bench 'IssueVsLego' -benchtime 1x

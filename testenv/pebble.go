@@ -67,7 +67,7 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 		args = append(args, "-dnsserver", opts.DNSServer)
 	}
 	cmd := exec.Command(Bin(t, "pebble"), args...)
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
 	p := &Pebble{Directory: "https://" + listen + "/dir", Management: "https://" + mgmt, CA: ca}
 	p.proc = Start(t, "pebble", cmd)
 	client := p.HTTPClient()
