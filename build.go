@@ -463,3 +463,49 @@ func (m *LawskerDeploy) IssueCertificates(
 	}
 	return env.red.String(string(data)) + "\n", nil
 }
+
+// ApplyMonitoring renders the monitoring of the release serving on the
+// first target (Prometheus config scraping its backend, node and nginx
+// exporters when configured; alert rules for backend down, error rate,
+// p95 latency, certificate expiry and disk; Grafana provisioning with a
+// dashboard), checks it with promtool in the Prometheus image, then applies
+// it: Prometheus (and Grafana) run as containers there, and Prometheus
+// reloads without a restart.
+// +cache="never"
+func (m *LawskerDeploy) ApplyMonitoring(
+	ctx context.Context,
+	// the configuration file
+	config *dagger.File,
+	// secrets the configuration references (env://NAME, file://PATH)
+	// +optional
+	secrets []*dagger.Secret,
+	// known_hosts for every target
+	// +optional
+	knownHosts *dagger.File,
+) (string, error) {
+	env, err := newRunEnv(ctx, config, secrets, knownHosts)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	files, err := rollout.MonitoringFiles(ctx, env.cfg, env.res)
+	if err != nil {
+		return "", env.red.Error(err)
+	}
+	dir := dag.Directory()
+	for _, name := range files.Names() {
+		dir = dir.WithNewFile(name, string(files[name]))
+	}
+	check := dag.Container().From(env.cfg.Monitoring.PrometheusImage).
+		WithDirectory("/check", dir).
+		WithExec([]string{"promtool", "check", "config", "/check/prometheus.yml"}, dagger.ContainerWithExecOpts{UseEntrypoint: false})
+	if _, err := check.Sync(ctx); err != nil {
+		return "", fmt.Errorf("promtool refused the monitoring configuration (nothing was applied): %w", err)
+	}
+	res, _, err := rollout.ApplyMonitoring(ctx, env.cfg, env.res, false)
+	if err != nil {
+		return "", env.red.Error(err)
+	}
+	data, _ := json.MarshalIndent(res, "", "  ")
+	return string(data) + "\n", nil
+}

@@ -120,7 +120,9 @@ func Build(env Env) ([]Check, error) {
 	}
 	if cfg.Monitoring.Enabled {
 		add("prometheus", Health, Prometheus(h, cfg.Monitoring.PrometheusURL))
-		add("grafana", Health, Grafana(h, cfg.Monitoring.GrafanaURL))
+		if g := cfg.Monitoring.GrafanaImage; g != "none" {
+			add("grafana", Health, Grafana(h, cfg.Monitoring.GrafanaURL))
+		}
 	}
 
 	for _, ep := range v.Endpoints {

@@ -121,6 +121,10 @@ var formats = map[string]*format{
 		pattern: `^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$`,
 		says:    "must be host:port, such as 127.0.0.1:53",
 	},
+	"imageref": {
+		pattern: `^(none|[a-z0-9][a-z0-9._/:@-]*)$`,
+		says:    "must be an image reference such as prom/prometheus:v2.55.1 (or none)",
+	},
 	"asgiapp": {
 		pattern: `^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$`,
 		says:    "must be module:attribute, such as app.main:app",

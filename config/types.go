@@ -160,6 +160,12 @@ type Monitoring struct {
 	PrometheusURL        string    `json:"prometheus_url,omitempty" format:"httpurl" default:"\"http://127.0.0.1:9090\"" doc:"Prometheus as seen from where verification runs"`
 	GrafanaURL           string    `json:"grafana_url,omitempty" format:"httpurl" default:"\"http://127.0.0.1:3000\"" doc:"Grafana as seen from where verification runs"`
 	GrafanaAdminPassword SecretRef `json:"grafana_admin_password,omitempty" doc:"Grafana admin password"`
+	PrometheusImage      string    `json:"prometheus_image,omitempty" format:"imageref" default:"\"prom/prometheus:v2.55.1\"" doc:"Prometheus image run on the first target (network host)"`
+	GrafanaImage         string    `json:"grafana_image,omitempty" format:"imageref" default:"\"grafana/grafana:11.3.0\"" doc:"Grafana image run on the first target; \"none\" renders its provisioning without running it"`
+	ScrapeInterval       Duration  `json:"scrape_interval,omitempty" default:"\"15s\"" doc:"Prometheus scrape and rule evaluation interval"`
+	NodeExporter         string    `json:"node_exporter,omitempty" format:"hostport" doc:"node_exporter to scrape (host:port as seen from the target); the disk and certificate alerts use it"`
+	NginxExporter        string    `json:"nginx_exporter,omitempty" format:"hostport" doc:"nginx-prometheus-exporter to scrape (host:port as seen from the target)"`
+	ExtraRules           string    `json:"extra_rules,omitempty" format:"path" doc:"a Prometheus rule file of yours, checked with promtool and applied beside the generated rules"`
 }
 
 // Verification configures the verification suite.

@@ -30,6 +30,9 @@ func (d Docker) cmd(args ...string) []string {
 	return append(argv, args...)
 }
 
+// Cmd is the docker argv for args (on this target's engine).
+func (d Docker) Cmd(args ...string) []string { return d.cmd(args...) }
+
 // Login reads the password on standard input (never in argv).
 func (d Docker) Login(registry, user string) []string {
 	return d.cmd("login", "--username", user, "--password-stdin", registry)

@@ -96,13 +96,14 @@ func TestPlanFollowsTheConfig(t *testing.T) {
 	assert.Equal(t, []string{"pull:a", "snapshot-before", "prepare:a", "prepare:b"}, steps["migrate"].Needs, "migrations run once, on the first target, after the pre-deploy snapshot")
 	assert.Equal(t, []string{"pull:b", "migrate", "snapshot-before"}, steps["start-backend:b"].Needs)
 	assert.Equal(t, []string{"verify:a", "verify:b"}, steps["certificates"].Needs, "TLS: certificates once every target serves the release")
-	assert.Equal(t, []string{"certificates"}, steps["verify-release"].Needs)
+	assert.Equal(t, []string{"certificates"}, steps["monitoring"].Needs, "monitoring once the certificates are in")
+	assert.Equal(t, []string{"monitoring"}, steps["verify-release"].Needs)
 	assert.Equal(t, []string{"prune:a", "snapshot-after"}, steps["revert:a"].Needs)
 	assert.Equal(t, []string{"health-gate:a", "upload-frontend:a"}, steps["switch:a"].Needs)
 	assert.True(t, steps["revert:a"].Always)
 	assert.True(t, steps["unlock:b"].Always)
 	assert.Equal(t, 3, steps["lock:a"].Attempts)
-	assert.Len(t, p.NotYet, 1, "monitoring is not available yet")
+	assert.Empty(t, p.NotYet, "deploy does everything this configuration asks")
 }
 
 func TestPlanJSON(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lawsker/lawsker-deploy/certs"
 	"github.com/lawsker/lawsker-deploy/config"
+	monitoringpkg "github.com/lawsker/lawsker-deploy/monitoring"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/target"
 )
@@ -95,6 +96,7 @@ type targetRun struct {
 	noop      string // why nothing is to be done, when set
 	started   bool
 	linked    bool // site link points at the new release
+	monitored bool // Prometheus was pointed at the new backend
 	tlsOn     bool // the new release's site serves HTTPS
 	switched  bool // nginx reloaded with the new release
 	completed bool
@@ -152,9 +154,6 @@ func (d *Deployment) Close() {
 // pretend.
 func Unsupported(cfg *config.Config) []string {
 	var out []string
-	if cfg.Monitoring.Enabled {
-		out = append(out, "monitoring.enabled: monitoring is not applied by deploy yet; set monitoring.enabled to false for now")
-	}
 	return out
 }
 
@@ -305,6 +304,11 @@ func (d *Deployment) steps() []pipelines.Step {
 			Description: fmt.Sprintf("check DNS, obtain or renew certificates for %s (%s), install them, switch the site to HTTPS", strings.Join(cfg.Domains, ", "), cfg.TLS.Challenge),
 			Run:         func(ctx context.Context) error { return d.certificates(ctx) }})}
 	}
+	if cfg.Monitoring.Enabled {
+		kept = []string{add(pipelines.Step{Name: StepMonitoring, Needs: kept, Timeout: 5 * time.Minute,
+			Description: "render Prometheus config, alert rules and Grafana provisioning for the new backend, check them with promtool, apply on " + first.cfg.Name + " (Prometheus reloads without a restart)",
+			Run:         func(ctx context.Context) error { return d.monitoring(ctx, first) }})}
+	}
 	if hk := d.req.Hooks.Verify; hk != nil {
 		kept = []string{add(pipelines.Step{Name: StepVerifyRelease, Needs: kept, Timeout: time.Hour,
 			Description: "verification suite and watch window; a trigger rolls every target back",
@@ -376,6 +380,7 @@ const (
 	StepAfterKeep     = "snapshot-after"
 	StepAfterRevert   = "restore-database"
 	StepCertificates  = "certificates"
+	StepMonitoring    = "monitoring"
 )
 
 // allNoop reports whether every target already serves the requested release.
@@ -863,6 +868,37 @@ func (d *Deployment) certificates(ctx context.Context) error {
 	return nil
 }
 
+// monitoring points Prometheus at the new backend: render, promtool, apply
+// on the first target. When the deploy is reverted after this, revert
+// points it back at the previous backend.
+func (d *Deployment) monitoring(ctx context.Context, tr *targetRun) error {
+	if tr.noop != "" {
+		return pipelines.Skip("%s", tr.noop)
+	}
+	tr.mu.Lock()
+	tr.monitored = true
+	tr.mu.Unlock()
+	return d.applyMonitoring(ctx, tr, tr.port, d.req.ID, true)
+}
+
+func (d *Deployment) applyMonitoring(ctx context.Context, tr *targetRun, port int, release string, check bool) error {
+	files, err := monitoringpkg.Render(d.req.Config, monitoringpkg.Input{Backends: []string{fmt.Sprintf("127.0.0.1:%d", port)}, Release: release})
+	if err != nil {
+		return err
+	}
+	if check {
+		if err := monitoringpkg.Check(ctx, files); err != nil {
+			return err
+		}
+	}
+	res, err := monitoringpkg.Apply(ctx, d.req.Config, d.req.Resolver, monitoringpkg.Target{Host: tr.host, Base: tr.layout.Base, App: d.req.Config.App, Docker: tr.docker}, files)
+	if err != nil {
+		return err
+	}
+	d.log.Info("monitoring applied", "release", release, "prometheus", res.Prometheus, "grafana", res.Grafana)
+	return nil
+}
+
 // TLSResults are what the certificates step did (nil without TLS).
 func (d *Deployment) TLSResults() []certs.Result {
 	d.mu.Lock()
@@ -1015,6 +1051,11 @@ func (d *Deployment) revert(ctx context.Context, tr *targetRun) error {
 		tr.state.InProgress = nil
 		if err := SaveState(h, l, tr.state); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if tr.monitored && tr.previous != nil {
+		if err := d.applyMonitoring(ctx, tr, tr.previous.Port, tr.previous.ID, false); err != nil {
+			errs = append(errs, fmt.Errorf("pointing Prometheus back at the previous backend: %w", err))
 		}
 	}
 	what := "removed the new release; the previous one kept serving"

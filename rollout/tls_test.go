@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -33,6 +34,14 @@ func TestDeployWithTLS(t *testing.T) {
 	}
 	tlsPort := testenv.FreePort(t)
 	ports := testenv.ReservePorts(t, 20)
+	promImage := "lawsker-test/prometheus:tls-deploy"
+	h.Docker.ImportFiles(t, promImage, map[string]string{
+		testenv.Bin(t, "prometheus"):      "/bin/prometheus",
+		"/lib/x86_64-linux-gnu/libc.so.6": "/lib/x86_64-linux-gnu/libc.so.6",
+		"/lib64/ld-linux-x86-64.so.2":     "/lib64/ld-linux-x86-64.so.2",
+	})
+	promPort := testenv.FreePort(t)
+	t.Cleanup(func() { _, _ = h.Docker.Run(context.Background(), "rm", "-f", "sample-prometheus") })
 	verification := fmt.Sprintf(`"verification": {"categories": ["health", "security"], "base_url": "https://a.lawsker.test:%d",
 	    "connect_to": {"a.lawsker.test:%d": "127.0.0.1:%d"}, "ports": {"scan": [1]}}`, tlsPort, tlsPort, tlsPort)
 	js := fmt.Sprintf(`{"version": 1, "app": "sample",
@@ -45,10 +54,11 @@ func TestDeployWithTLS(t *testing.T) {
 	  "domains": ["a.lawsker.test", "b.lawsker.test"],
 	  "tls": {"enabled": true, "email": "ops@lawsker.test", "acme_directory": %q, "resolver": %q},
 	  "snapshots": {"enabled": false}, %s,
+	  "monitoring": {"enabled": true, "prometheus_url": "http://127.0.0.1:%d", "prometheus_image": %q, "grafana_image": "none", "scrape_interval": "1s"},
 	  "rollback": {"watch_window": "1s"}}`,
 		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
 		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, tlsPort, h.Registry.Addr, ports, ports+19,
-		pebble.Directory, dns.DNS, verification)
+		pebble.Directory, dns.DNS, verification, promPort, promImage)
 	l, err := config.Parse([]byte(js), config.ImportOptions{})
 	require.NoError(t, err)
 	cfg := l.Config
@@ -72,6 +82,11 @@ func TestDeployWithTLS(t *testing.T) {
 	}
 	require.NotNil(t, out.Verification)
 	assert.False(t, out.Verification.Failed(), "%+v", out.Verification.Results)
+	var promChecked bool
+	for _, r := range out.Verification.Results {
+		promChecked = promChecked || (r.Name == "prometheus" && r.Status == "pass")
+	}
+	assert.True(t, promChecked, "the monitoring step started Prometheus and the suite found it healthy: %+v", out.Verification.Results)
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "b.lawsker.test"}, DisableKeepAlives: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -125,3 +125,50 @@ func BuildStatic(t testing.TB, pkg, name string, ldflags ...string) string {
 	}
 	return out
 }
+
+// ImportFiles makes an image of host files (host path -> path in the
+// image, symlinks followed) with /tmp, and removes it when the test ends:
+// a dynamically linked program with its libraries (nothing can be pulled
+// here).
+func (d *Docker) ImportFiles(t testing.TB, ref string, files map[string]string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	write := func(h *tar.Header, data []byte) {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		if data != nil {
+			if _, err := tw.Write(data); err != nil {
+				t.Fatalf("testenv: %v", err)
+			}
+		}
+	}
+	write(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}, nil)
+	for src, dst := range files {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		dst = strings.TrimPrefix(dst, "/")
+		for dir := filepath.Dir(dst); dir != "." && !dirs[dir]; dir = filepath.Dir(dir) {
+			dirs[dir] = true
+			write(&tar.Header{Name: dir + "/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
+		}
+		write(&tar.Header{Name: dst, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data))}, data)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	tarPath := filepath.Join(t.TempDir(), "layer.tar")
+	if err := os.WriteFile(tarPath, buf.Bytes(), 0o644); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	d.MustRun(t, "import", tarPath, ref)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = d.Run(ctx, "image", "rm", "-f", ref)
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -40,4 +41,27 @@ func StartPrometheus(t testing.TB, config string) *Prometheus {
 // Promtool runs promtool with args (check config/rules ...).
 func Promtool(ctx context.Context, t testing.TB, args ...string) (string, error) {
 	return Run(ctx, Bin(t, "promtool"), args...)
+}
+
+// StartPrometheusFiles starts Prometheus on a folder of files
+// (prometheus.yml and what it names, e.g. rules/*.yml).
+func StartPrometheusFiles(t testing.TB, files map[string][]byte) *Prometheus {
+	t.Helper()
+	dir := TempDir(t, "prometheus")
+	for name, data := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		writeFile(t, p, string(data), 0o644)
+	}
+	port := FreePort(t)
+	p := &Prometheus{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Conf: filepath.Join(dir, "prometheus.yml")}
+	p.proc = Start(t, "prometheus", exec.Command(Bin(t, "prometheus"), "--config.file="+p.Conf,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
+		"--web.enable-lifecycle"))
+	p.proc.WaitFor(t, 30*time.Second, "ready", func(ctx context.Context) error {
+		return httpStatus(ctx, http.DefaultClient, p.URL+"/-/ready", http.StatusOK)
+	})
+	return p
 }

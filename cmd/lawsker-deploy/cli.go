@@ -55,6 +55,8 @@ Commands:
   lock            status | release [--force]: the deploy lock on every target
   tls             issue [--force] | renew | status: certificates of every
                   domain (lego; renewal when a third of the lifetime is left)
+  monitoring      apply [--dry-run]: Prometheus config, alert rules and Grafana
+                  provisioning for the serving release, checked with promtool
   config import   convert Lawsker's deployment_config.json into deploy.json
   config schema   print the JSON Schema of deploy.json
   version         print the version
@@ -155,6 +157,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.lockCmd(ctx, vargs)
 	case "tls":
 		err = c.tlsCmd(ctx, vargs)
+	case "monitoring":
+		err = c.monitoringCmd(ctx, vargs)
 	case "config":
 		err = c.configCmd(vargs)
 	case "version":
@@ -166,7 +170,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 }
 
 func suggestVerb(v string) string {
-	for _, known := range []string{"validate", "plan", "preflight", "deploy", "rollback", "verify", "snapshot", "releases", "lock", "tls", "config", "version", "help"} {
+	for _, known := range []string{"validate", "plan", "preflight", "deploy", "rollback", "verify", "snapshot", "releases", "lock", "tls", "monitoring", "config", "version", "help"} {
 		if strings.HasPrefix(known, v) || strings.HasPrefix(v, known) {
 			return fmt.Sprintf("; did you mean %q?", known)
 		}

@@ -1,0 +1,78 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/deploy"
+	"github.com/lawsker/lawsker-deploy/monitoring"
+	"github.com/lawsker/lawsker-deploy/target"
+)
+
+// ApplyMonitoring renders the monitoring for the release serving on the
+// first target, checks it with promtool (unless the caller checked it:
+// check false) and applies it there.
+func ApplyMonitoring(ctx context.Context, cfg *config.Config, res *config.Resolver, check bool) (*monitoring.Result, monitoring.Files, error) {
+	h, files, err := monitoringFiles(ctx, cfg, res)
+	if err != nil {
+		return nil, files, err
+	}
+	defer h.Close()
+	t := cfg.Targets[0]
+	l := deploy.NewLayout(cfg, t)
+	if check {
+		if err := monitoring.Check(ctx, files); err != nil {
+			return nil, files, err
+		}
+	}
+	r, err := monitoring.Apply(ctx, cfg, res, monitoring.Target{Host: h, Base: l.Base, App: cfg.App, Docker: deploy.Docker{Host: t.Docker.Host}}, files)
+	return r, files, err
+}
+
+// MonitoringFiles renders the monitoring for the release serving on the
+// first target (to check elsewhere, e.g. promtool in a container).
+func MonitoringFiles(ctx context.Context, cfg *config.Config, res *config.Resolver) (monitoring.Files, error) {
+	h, files, err := monitoringFiles(ctx, cfg, res)
+	if h != nil {
+		h.Close()
+	}
+	return files, err
+}
+
+func monitoringFiles(ctx context.Context, cfg *config.Config, res *config.Resolver) (*target.Host, monitoring.Files, error) {
+	if !cfg.Monitoring.Enabled {
+		return nil, nil, errors.New("monitoring.enabled is false: nothing to apply")
+	}
+	t := cfg.Targets[0]
+	e, err := deploy.Endpoint(t, res)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := target.Connect(ctx, e, 3)
+	if err != nil {
+		return nil, nil, &TargetError{err}
+	}
+	st, err := deploy.LoadState(h, deploy.NewLayout(cfg, t))
+	if err != nil {
+		h.Close()
+		return nil, nil, &TargetError{err}
+	}
+	cur, ok := st.Current()
+	if !ok {
+		h.Close()
+		return nil, nil, fmt.Errorf("%s serves no release yet: deploy first (the backend is what Prometheus scrapes)", t.Name)
+	}
+	files, err := RenderMonitoring(cfg, cur)
+	if err != nil {
+		h.Close()
+		return nil, nil, err
+	}
+	return h, files, nil
+}
+
+// RenderMonitoring renders the monitoring of a release.
+func RenderMonitoring(cfg *config.Config, r deploy.Release) (monitoring.Files, error) {
+	return monitoring.Render(cfg, monitoring.Input{Backends: []string{fmt.Sprintf("127.0.0.1:%d", r.Port)}, Release: r.ID})
+}
