@@ -291,7 +291,7 @@ func (m *LawskerDeploy) Rollback(
 	// roll back to this snapshot (snap_YYYYMMDD_HHMMSS_xxxxxx)
 	// +optional
 	snapshot string,
-	// with --snapshot: what to restore, of backend,frontend,config,database
+	// with --snapshot: what to restore, of backend,frontend,config,database,tls,monitoring
 	// (default: the release, and the database when its migration version differs)
 	// +optional
 	components string,

@@ -233,3 +233,13 @@ func waitLoaded(ctx context.Context, h *target.Host, addr string, want []byte, i
 		}
 	}
 }
+
+// Reload asks the running Prometheus to reload its configuration (after a
+// restore of the monitoring folder).
+func Reload(ctx context.Context, h *target.Host, cfg *config.Config) error {
+	listen, err := listenAddr(cfg.Monitoring.PrometheusURL)
+	if err != nil {
+		return err
+	}
+	return post(ctx, h, listen, "/-/reload")
+}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,15 +15,18 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
+	"github.com/lawsker/lawsker-deploy/monitoring"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/snapshots"
 	"github.com/lawsker/lawsker-deploy/target"
 )
 
 // Components a snapshot rollback can restore.
-var Components = []string{"backend", "frontend", "config", "database"}
+var Components = []string{"backend", "frontend", "config", "database", "tls", "monitoring"}
 
 // RestorePlan is what a rollback to a snapshot will do, shown before it
 // does it.
@@ -59,7 +63,7 @@ func PlanRestore(cfg *config.Config, m *snapshots.Manifest, asked []string, nowV
 		for _, c := range asked {
 			c = strings.TrimSpace(c)
 			if !slices.Contains(Components, c) {
-				return nil, fmt.Errorf("--components: unknown component %q (backend, frontend, config, database)", c)
+				return nil, fmt.Errorf("--components: unknown component %q (backend, frontend, config, database, tls, monitoring)", c)
 			}
 			if !has(c) {
 				return nil, fmt.Errorf("--components: snapshot %s has no %s (it holds: %s)", m.ID, c, strings.Join(m.Components, ", "))
@@ -102,10 +106,18 @@ func PlanRestore(cfg *config.Config, m *snapshots.Manifest, asked []string, nowV
 		}
 		p.Steps = append(p.Steps, "switch nginx to it; the release switched away from stays warm for backend.rollback_window")
 	}
+	if on("tls") {
+		p.Steps = append(p.Steps, "restore the certificates, their keys and the ACME account (tls/; the replaced folder kept as tls.replaced), reload nginx")
+	}
+	if on("monitoring") {
+		p.Steps = append(p.Steps, "restore the monitoring configuration (monitoring/; the replaced folder kept as monitoring.replaced), reload Prometheus")
+	}
 	p.Steps = append(p.Steps, "verification suite", "release the lock")
 	switch {
 	case on("database"):
 		p.Risk, p.RiskWhy = "high", "the database's data goes back to "+p.Created+" (the replaced database is kept)"
+	case on("tls"):
+		p.Risk, p.RiskWhy = "medium", "the certificates of "+p.Created+" come back (check they are still valid: tls status)"
 	case on("config"):
 		p.Risk, p.RiskWhy = "medium", "the release runs with the snapshot's configuration"
 	default:
@@ -138,6 +150,7 @@ type RestoreRequest struct {
 	Who      string
 	WorkDir  string // local scratch space for the frontend
 	Logger   *slog.Logger
+	Roots    *x509.CertPool // verifies TLS in the suite (nil: the system's)
 }
 
 // Restore is a prepared rollback to a snapshot.
@@ -177,7 +190,7 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 		Message: "rollback to " + m.ID}
 	// A rollback whose verification fails is reported, not reverted: the
 	// release it replaced is the one that was rolled back from.
-	ro := &Rollout{req: Request{Deploy: dr}, store: req.Store, keepOnTrigger: true}
+	ro := &Rollout{req: Request{Deploy: dr, Roots: req.Roots}, store: req.Store, keepOnTrigger: true}
 	r.Rollout = ro
 	if on("database") {
 		if cfg.Database == nil {
@@ -187,7 +200,28 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 			return nil, fmt.Errorf("snapshot %s holds a dump of database %q, not %q: nothing was changed", m.ID, dbName(m), cfg.Database.Name)
 		}
 	}
+	restoreFolders := func(ctx context.Context, h *target.Host) error {
+		var id age.Identity
+		var err error
+		for _, c := range []string{"tls", "monitoring"} {
+			if !on(c) {
+				continue
+			}
+			if id == nil {
+				if id, err = snapshots.Identity(cfg, req.Resolver); err != nil {
+					return err
+				}
+			}
+			if err := snapshots.RestoreFolder(ctx, h, req.Store, m, c, deploy.NewLayout(cfg, cfg.Targets[0]).Base, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	restoreDB := func(ctx context.Context, h *target.Host, _ *deploy.Release) error {
+		if !on("database") {
+			return restoreFolders(ctx, h)
+		}
 		db := cfg.Database
 		pw, err := req.Resolver.Resolve(db.AdminPassword)
 		if err != nil {
@@ -203,7 +237,7 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 		}
 		r.dbResult = res
 		ro.setDatabase(fmt.Sprintf("restored from %s in %s; the replaced database is kept as %s", m.ID, res.Duration.Round(time.Millisecond), res.Replaced))
-		return nil
+		return restoreFolders(ctx, h)
 	}
 	if !on("backend") {
 		g, err := r.databaseOnly(cfg, req, restoreDB)
@@ -229,10 +263,11 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 		dr.FrontendDir = dir
 	}
 	dr.Hooks.Verify = ro.verify
-	if on("database") {
+	if on("database") || on("tls") || on("monitoring") {
 		dr.Hooks.BeforeChange = restoreDB
 	}
 	ro.req.Deploy = dr
+	ro.req.Roots = req.Roots
 	d, err := deploy.Prepare(dr)
 	if err != nil {
 		return nil, err
@@ -248,14 +283,29 @@ func dbName(m *snapshots.Manifest) string {
 	return m.Database.Name
 }
 
-// databaseOnly is the graph of a database-only rollback: lock, restore,
-// health verification, unlock.
+// databaseOnly is the graph of a rollback without the release (database,
+// tls, monitoring): lock, restore, reloads, verification, unlock.
 func (r *Restore) databaseOnly(cfg *config.Config, req RestoreRequest, restoreDB func(context.Context, *target.Host, *deploy.Release) error) (*deploy.Deployment, error) {
 	return deploy.PrepareLocked(deploy.Request{Config: cfg, Resolver: req.Resolver, Who: req.Who, ID: req.ID, Logger: req.Logger, Message: "rollback to " + req.Manifest.ID},
 		"restore-database", "restore the database into a fresh one and swap it in",
 		func(ctx context.Context, h *target.Host) error {
 			if err := restoreDB(ctx, h, nil); err != nil {
 				return err
+			}
+			t := cfg.Targets[0]
+			if slices.Contains(req.Plan.Components, "tls") {
+				n := deploy.NginxFor(t)
+				if _, err := h.Run(ctx, n.Test()...); err != nil {
+					return fmt.Errorf("nginx -t with the restored certificates: %w", err)
+				}
+				if _, err := h.Run(ctx, n.Reload()...); err != nil {
+					return err
+				}
+			}
+			if slices.Contains(req.Plan.Components, "monitoring") {
+				if err := monitoring.Reload(ctx, h, cfg); err != nil {
+					return fmt.Errorf("reloading Prometheus with the restored configuration: %w", err)
+				}
 			}
 			return r.verify(ctx, h)
 		})

@@ -223,7 +223,7 @@ func TestRollbackToASnapshotWithItsDatabase(t *testing.T) {
 
 	// Bad input first: nothing changes.
 	_, err = PlanRestore(cfg, s1, []string{"kernel"}, "v2")
-	assert.ErrorContains(t, err, `unknown component "kernel" (backend, frontend, config, database)`)
+	assert.ErrorContains(t, err, `unknown component "kernel" (backend, frontend, config, database, tls, monitoring)`)
 	_, err = PlanRestore(cfg, s1, []string{"frontend"}, "v2")
 	assert.ErrorContains(t, err, "frontend and config are restored with the backend")
 	_, err = PlanRestore(cfg, s1, []string{"backend"}, "v2")

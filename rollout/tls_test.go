@@ -119,4 +119,39 @@ func TestDeployWithTLS(t *testing.T) {
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Equal(t, "v2", strings.TrimSpace(string(body)))
+
+	// Certificates and monitoring are part of snapshots, and come back
+	// with rollback --components tls,monitoring.
+	serial := func() string {
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", tlsPort), &tls.Config{RootCAs: roots, ServerName: "a.lawsker.test"})
+		require.NoError(t, err)
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	store, err := OpenStore(t.Context(), cfg, &config.Resolver{})
+	require.NoError(t, err)
+	defer store.Close()
+	snap, err := Snapshot(t.Context(), cfg, &config.Resolver{}, store, "with certificates")
+	require.NoError(t, err)
+	assert.Contains(t, snap.Components, "tls")
+	assert.Contains(t, snap.Components, "monitoring")
+	assert.Contains(t, snap.Warnings, "tls: private keys are stored unencrypted in the snapshot store; set snapshots.age_recipient to encrypt them")
+	before := serial()
+	rep, err := IssueCertificates(t.Context(), cfg, &config.Resolver{}, true, pebble.HTTPClient())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"local"}, rep.Reloaded)
+	require.Eventually(t, func() bool { return serial() != before }, 10*time.Second, 100*time.Millisecond, "renewed certificates serve after the reload")
+
+	plan, err := PlanRestore(cfg, snap, []string{"tls", "monitoring"}, "")
+	require.NoError(t, err)
+	assert.Equal(t, "medium", plan.Risk)
+	rs, err := PrepareRestore(t.Context(), RestoreRequest{Config: cfg, Resolver: &config.Resolver{}, Store: store.Store, Manifest: snap, Plan: plan,
+		ID: report.NewID(time.Now()), Who: "tester@ci", WorkDir: t.TempDir(), Roots: roots})
+	require.NoError(t, err)
+	defer rs.Close()
+	res := pipelines.Run(t.Context(), rs.Graph(), pipelines.Options{MaxWorkers: 2})
+	out, err = rs.Finish(res)
+	require.NoError(t, err, "%+v", out)
+	assert.Equal(t, []string{"tls", "monitoring"}, out.RolledBack)
+	require.Eventually(t, func() bool { return serial() == before }, 10*time.Second, 100*time.Millisecond, "the snapshot's certificate serves again")
 }

@@ -118,18 +118,7 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 			m.ImageTags = map[string]string{"backend": tag}
 		}
 		if c.FrontendDir != "" {
-			pr, pw := io.Pipe()
-			ch := make(chan error, 1)
-			go func() {
-				err := req.Host.RunStream(ctx, nil, pw, "tar", "-C", c.FrontendDir, "-czf", "-", ".")
-				pw.CloseWithError(err)
-				ch <- err
-			}()
-			art, err := req.Store.Put(ctx, m.ID+"/frontend.tar.gz", pr)
-			pr.CloseWithError(err)
-			if terr := <-ch; terr != nil && err == nil {
-				err = terr
-			}
+			art, err := putTar(ctx, req.Host, req.Store, m.ID+"/frontend.tar.gz", c.FrontendDir, nil, nil)
 			if err != nil {
 				cleanup()
 				return nil, fmt.Errorf("frontend tarball: %w", err)
@@ -137,6 +126,14 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 			m.Artifacts["frontend"] = art
 			m.Components = append(m.Components, "frontend")
 		}
+	}
+	rcpt, err := sealFor(req.Config)
+	if err == nil {
+		err = folderArtifacts(ctx, req, m, rcpt)
+	}
+	if err != nil {
+		cleanup()
+		return nil, err
 	}
 	cfgJSON, err := config.Marshal(req.Config)
 	if err != nil {

@@ -42,7 +42,7 @@ Commands:
                   [--frontend-dir DIR] [--message M] [--no-snapshot] [--force]
                   (pre/post-deploy snapshots, verification, automatic rollback)
   rollback        --previous: switch back to the warm previous release;
-                  --snapshot ID [--components backend,frontend,config,database]
+                  --snapshot ID [--components backend,frontend,config,database,tls,monitoring]
                   [--dry-run]: a snapshot's release and, when needed, its
                   database (plan first)
   snapshot        create [--description D] | list | show ID | check ID | delete ID |

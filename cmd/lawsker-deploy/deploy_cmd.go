@@ -132,7 +132,7 @@ func (c *cli) rollback(ctx context.Context, args []string) error {
 	fs := c.newFlagSet("rollback")
 	previous := fs.Bool("previous", false, "switch back to the warm previous release")
 	snapshot := fs.String("snapshot", "", "restore from this snapshot (snap_...)")
-	components := fs.String("components", "", "with --snapshot: what to restore, of backend,frontend,config,database (default: the release, and the database when its migration version differs)")
+	components := fs.String("components", "", "with --snapshot: what to restore, of backend,frontend,config,database,tls,monitoring (default: the release, and the database when its migration version differs)")
 	dryRun := fs.Bool("dry-run", false, "with --snapshot: print the plan, change nothing")
 	s, l, err := c.begin("rollback", fs, args)
 	if err != nil {

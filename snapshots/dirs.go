@@ -1,0 +1,116 @@
+package snapshots
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+
+	"filippo.io/age"
+
+	"github.com/lawsker/lawsker-deploy/target"
+)
+
+// putTar streams `tar -czf - .` of dir on the target into key, encrypted
+// to recipient when given.
+func putTar(ctx context.Context, h *target.Host, store Store, key, dir string, excludes []string, recipient age.Recipient) (Artifact, error) {
+	pr, pw := io.Pipe()
+	ch := make(chan error, 1)
+	go func() {
+		var out io.Writer = pw
+		var sealed io.WriteCloser
+		var err error
+		if recipient != nil {
+			if sealed, err = age.Encrypt(pw, recipient); err == nil {
+				out = sealed
+			}
+		}
+		if err == nil {
+			argv := []string{"tar", "-C", dir}
+			for _, x := range excludes {
+				argv = append(argv, "--exclude="+x)
+			}
+			err = h.RunStream(ctx, nil, out, append(argv, "-czf", "-", ".")...)
+		}
+		if sealed != nil && err == nil {
+			err = sealed.Close()
+		}
+		pw.CloseWithError(err)
+		ch <- err
+	}()
+	art, err := store.Put(ctx, key, pr)
+	pr.CloseWithError(err)
+	if terr := <-ch; terr != nil && err == nil {
+		err = terr
+	}
+	if err != nil {
+		return Artifact{}, err
+	}
+	if recipient != nil {
+		art.Encryption, art.Recipient = EncryptionAge, fmt.Sprint(recipient)
+	}
+	return art, nil
+}
+
+// FolderComponents are the components kept as folders of the app on the
+// target: TLS (certificates, private keys, the ACME account key) and the
+// monitoring configuration.
+var FolderComponents = map[string]string{"tls": "tls", "monitoring": "monitoring"}
+
+// folderExcludes are left out of a folder component: previous copies, and
+// the Grafana env file (its password is a secret, rewritten by every apply).
+var folderExcludes = map[string][]string{"monitoring": {"./previous", "./grafana.env"}}
+
+// RestoreFolder puts a folder component back on the target: the tarball is
+// copied with its checksum checked (decrypted with id when encrypted),
+// unpacked beside the folder, then swapped in (the replaced one kept as
+// <folder>.replaced).
+func RestoreFolder(ctx context.Context, h *target.Host, store Store, m *Manifest, component, base string, id age.Identity) error {
+	art, ok := m.Artifacts[component]
+	dir, known := FolderComponents[component]
+	if !ok || !known {
+		return fmt.Errorf("snapshot %s has no %s", m.ID, component)
+	}
+	dst := path.Join(base, dir)
+	tgz := path.Join(base, ".restore-"+m.ID+"-"+component+".tar.gz")
+	if err := copyVerified(ctx, h, store, m.ID, art, tgz, id); err != nil {
+		return err
+	}
+	defer h.Remove(tgz)
+	script := `set -e; rm -rf "$1.new"; mkdir -p "$1.new"; chmod 700 "$1.new"; tar -xzf "$2" -C "$1.new"; rm -rf "$1.replaced"; if [ -e "$1" ]; then mv "$1" "$1.replaced"; fi; mv "$1.new" "$1"`
+	if _, err := h.Run(ctx, "sh", "-c", script, "sh", dst, tgz); err != nil {
+		return fmt.Errorf("restoring %s into %s: %w", component, dst, err)
+	}
+	return nil
+}
+
+// folderArtifacts snapshots the folder components the configuration uses
+// and that exist on the target; TLS private keys are encrypted when a
+// recipient is configured, else a warning says they are not.
+func folderArtifacts(ctx context.Context, req CreateRequest, m *Manifest, recipient age.Recipient) error {
+	base := path.Join(req.Config.Targets[0].Root, req.Config.App)
+	on := map[string]bool{"tls": req.Config.TLS.Enabled, "monitoring": req.Config.Monitoring.Enabled}
+	for _, comp := range []string{"tls", "monitoring"} {
+		if !on[comp] {
+			continue
+		}
+		dir := path.Join(base, FolderComponents[comp])
+		if out, err := req.Host.Run(ctx, "sh", "-c", `[ -d "$1" ] && echo yes || true`, "sh", dir); err != nil || strings.TrimSpace(out) != "yes" {
+			continue // nothing there yet (no certificate issued, monitoring never applied)
+		}
+		rcpt := recipient
+		if comp != "tls" {
+			rcpt = nil
+		} else if rcpt == nil {
+			m.Warnings = append(m.Warnings, "tls: private keys are stored unencrypted in the snapshot store; set snapshots.age_recipient to encrypt them")
+		}
+		art, err := putTar(ctx, req.Host, req.Store, m.ID+"/"+comp+".tar.gz", dir, folderExcludes[comp], rcpt)
+		if err != nil {
+			return fmt.Errorf("%s tarball: %w", comp, err)
+		}
+		m.Artifacts[comp] = art
+		m.Components = append(m.Components, comp)
+	}
+	return nil
+}
