@@ -90,7 +90,7 @@ func PlanRestore(cfg *config.Config, m *snapshots.Manifest, asked []string, nowV
 		size := m.Artifacts["database"].Size
 		est += time.Duration(size/(20<<20))*time.Second + 5*time.Second
 		db := cfg.Database
-		p.Steps = append(p.Steps, fmt.Sprintf("copy the %s dump to the target, pg_restore --jobs 2 into a fresh database", humanBytes(size)),
+		p.Steps = append(p.Steps, fmt.Sprintf("copy the %s dump to the target, pg_restore --jobs 2 into a fresh database", HumanBytes(size)),
 			fmt.Sprintf("swap: %s becomes %s_replaced_<time> (kept), the restored copy becomes %s", db.Name, db.Name, db.Name))
 	}
 	if on("backend") {
@@ -99,7 +99,7 @@ func PlanRestore(cfg *config.Config, m *snapshots.Manifest, asked []string, nowV
 		if on("frontend") {
 			size := m.Artifacts["frontend"].Size
 			est += time.Duration(size/(10<<20)) * time.Second
-			p.Steps = append(p.Steps, fmt.Sprintf("unpack the %s frontend tarball, upload what differs", humanBytes(size)))
+			p.Steps = append(p.Steps, fmt.Sprintf("unpack the %s frontend tarball, upload what differs", HumanBytes(size)))
 		}
 		if on("config") {
 			p.Steps = append(p.Steps, "use the snapshot's backend, frontend and domain configuration (secret references resolved now)")
@@ -127,7 +127,8 @@ func PlanRestore(cfg *config.Config, m *snapshots.Manifest, asked []string, nowV
 	return p, nil
 }
 
-func humanBytes(n int64) string {
+// HumanBytes renders a size for people (KiB, MiB, GiB).
+func HumanBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))

@@ -49,12 +49,8 @@ func IssueCertificates(ctx context.Context, cfg *config.Config, res *config.Reso
 	if !cfg.TLS.Enabled {
 		return nil, errors.New("tls.enabled is false: nothing to issue")
 	}
-	ts, closeAll, err := connectTargets(ctx, cfg, res)
+	m, ts, closeAll, err := manager(ctx, cfg, res)
 	defer closeAll()
-	if err != nil {
-		return nil, err
-	}
-	m, err := certs.New(cfg, res, ts)
 	if err != nil {
 		return nil, err
 	}
@@ -91,14 +87,20 @@ func IssueCertificates(ctx context.Context, cfg *config.Config, res *config.Reso
 
 // CertificateStatus reads every domain's certificate from the first target.
 func CertificateStatus(ctx context.Context, cfg *config.Config, res *config.Resolver) ([]certs.Status, error) {
-	ts, closeAll, err := connectTargets(ctx, cfg, res)
+	m, _, closeAll, err := manager(ctx, cfg, res)
 	defer closeAll()
 	if err != nil {
 		return nil, err
 	}
-	m, err := certs.New(cfg, res, ts)
-	if err != nil {
-		return nil, err
-	}
 	return m.Status(), nil
+}
+
+// manager connects to every target and makes the certificate manager.
+func manager(ctx context.Context, cfg *config.Config, res *config.Resolver) (*certs.Manager, []certs.Target, func(), error) {
+	ts, closeAll, err := connectTargets(ctx, cfg, res)
+	if err != nil {
+		return nil, ts, closeAll, err
+	}
+	m, err := certs.New(cfg, res, ts)
+	return m, ts, closeAll, err
 }

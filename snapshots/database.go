@@ -37,47 +37,18 @@ func DumpDatabase(ctx context.Context, h *target.Host, db config.Database, passw
 	if err != nil {
 		return Artifact{}, nil, err
 	}
-	pr, pw := io.Pipe()
-	type put struct {
-		a   Artifact
-		err error
-	}
-	ch := make(chan put, 1)
-	go func() {
-		a, err := store.Put(ctx, key, pr)
-		pr.CloseWithError(err) // unblocks pg_dump's writer if the store failed
-		ch <- put{a, err}
-	}()
-	var out io.Writer = pw
-	var sealed io.WriteCloser
-	var runErr error
-	if recipient != nil {
-		// age writes its header at once: the store is reading by now.
-		if sealed, runErr = age.Encrypt(pw, recipient); runErr == nil {
-			out = sealed
-		}
-	}
-	if runErr == nil {
-		runErr = h.RunStream(ctx, strings.NewReader(password+"\n"), out,
+	art, err := putStream(ctx, store, key, recipient, func(w io.Writer) error {
+		err := h.RunStream(ctx, strings.NewReader(password+"\n"), w,
 			"sh", "-c", dumpScript, "sh", db.Host, fmt.Sprint(db.Port), db.User, db.Name)
+		if err != nil {
+			return fmt.Errorf("pg_dump of %s on %s: %w", db.Name, h.Endpoint.Addr(), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Artifact{}, nil, err
 	}
-	if sealed != nil && runErr == nil {
-		runErr = sealed.Close() // the last chunk
-	}
-	pw.CloseWithError(runErr)
-	p := <-ch
-	switch {
-	case runErr != nil:
-		_ = store.Delete(context.WithoutCancel(ctx), key)
-		return Artifact{}, nil, fmt.Errorf("pg_dump of %s on %s: %w", db.Name, h.Endpoint.Addr(), runErr)
-	case p.err != nil:
-		return Artifact{}, nil, fmt.Errorf("storing the dump in %s: %w", store, p.err)
-	}
-	if recipient != nil {
-		p.a.Encryption = EncryptionAge
-		p.a.Recipient = fmt.Sprint(recipient)
-	}
-	return p.a, info, nil
+	return art, info, nil
 }
 
 // inspect reads the server version, the number of tables and the alembic

@@ -12,45 +12,60 @@ import (
 	"github.com/lawsker/lawsker-deploy/target"
 )
 
-// putTar streams `tar -czf - .` of dir on the target into key, encrypted
-// to recipient when given.
-func putTar(ctx context.Context, h *target.Host, store Store, key, dir string, excludes []string, recipient age.Recipient) (Artifact, error) {
+// putStream stores what write produces under key, through a pipe (no
+// copy anywhere), encrypted to recipient when given. A failed write or
+// store leaves no object behind.
+func putStream(ctx context.Context, store Store, key string, recipient age.Recipient, write func(io.Writer) error) (Artifact, error) {
 	pr, pw := io.Pipe()
-	ch := make(chan error, 1)
-	go func() {
-		var out io.Writer = pw
-		var sealed io.WriteCloser
-		var err error
-		if recipient != nil {
-			if sealed, err = age.Encrypt(pw, recipient); err == nil {
-				out = sealed
-			}
-		}
-		if err == nil {
-			argv := []string{"tar", "-C", dir}
-			for _, x := range excludes {
-				argv = append(argv, "--exclude="+x)
-			}
-			err = h.RunStream(ctx, nil, out, append(argv, "-czf", "-", ".")...)
-		}
-		if sealed != nil && err == nil {
-			err = sealed.Close()
-		}
-		pw.CloseWithError(err)
-		ch <- err
-	}()
-	art, err := store.Put(ctx, key, pr)
-	pr.CloseWithError(err)
-	if terr := <-ch; terr != nil && err == nil {
-		err = terr
+	type put struct {
+		a   Artifact
+		err error
 	}
-	if err != nil {
-		return Artifact{}, err
+	ch := make(chan put, 1)
+	go func() {
+		a, err := store.Put(ctx, key, pr)
+		pr.CloseWithError(err) // unblocks the writer if the store failed
+		ch <- put{a, err}
+	}()
+	var out io.Writer = pw
+	var sealed io.WriteCloser
+	var werr error
+	if recipient != nil {
+		// age writes its header at once: the store is reading by now.
+		if sealed, werr = age.Encrypt(pw, recipient); werr == nil {
+			out = sealed
+		}
+	}
+	if werr == nil {
+		werr = write(out)
+	}
+	if sealed != nil && werr == nil {
+		werr = sealed.Close() // the last chunk
+	}
+	pw.CloseWithError(werr)
+	p := <-ch
+	switch {
+	case werr != nil:
+		_ = store.Delete(context.WithoutCancel(ctx), key)
+		return Artifact{}, werr
+	case p.err != nil:
+		return Artifact{}, fmt.Errorf("storing %s in %s: %w", key, store, p.err)
 	}
 	if recipient != nil {
-		art.Encryption, art.Recipient = EncryptionAge, fmt.Sprint(recipient)
+		p.a.Encryption, p.a.Recipient = EncryptionAge, fmt.Sprint(recipient)
 	}
-	return art, nil
+	return p.a, nil
+}
+
+// putTar stores `tar -czf - .` of dir on the target under key.
+func putTar(ctx context.Context, h *target.Host, store Store, key, dir string, excludes []string, recipient age.Recipient) (Artifact, error) {
+	return putStream(ctx, store, key, recipient, func(w io.Writer) error {
+		argv := []string{"tar", "-C", dir}
+		for _, x := range excludes {
+			argv = append(argv, "--exclude="+x)
+		}
+		return h.RunStream(ctx, nil, w, append(argv, "-czf", "-", ".")...)
+	})
 }
 
 // FolderComponents are the components kept as folders of the app on the

@@ -181,17 +181,7 @@ func totalSize(m *snapshots.Manifest) int64 {
 	return n
 }
 
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+func human(n int64) string { return rollout.HumanBytes(n) }
 
 // rollbackSnapshot rolls back to a snapshot: the plan first, then the
 // restore (a health-gated deploy of the snapshot's release, its database
