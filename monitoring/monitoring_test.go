@@ -123,11 +123,7 @@ func (d docker) Cmd(args ...string) []string {
 func TestApplyRunsAndReloadsPrometheus(t *testing.T) {
 	h := testenv.StartTargetHost(t, "sample")
 	image := "lawsker-test/prometheus:" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
-	h.Docker.ImportFiles(t, image, map[string]string{
-		testenv.Bin(t, "prometheus"):      "/bin/prometheus",
-		"/lib/x86_64-linux-gnu/libc.so.6": "/lib/x86_64-linux-gnu/libc.so.6",
-		"/lib64/ld-linux-x86-64.so.2":     "/lib64/ld-linux-x86-64.so.2",
-	})
+	h.Docker.ImportPrometheus(t, image)
 	backend := startBackend(t)
 	promPort := testenv.FreePort(t)
 	cfg := parse(t, fmt.Sprintf(`, "prometheus_url": "http://127.0.0.1:%d", "prometheus_image": %q, "grafana_image": "none"`, promPort, image))

@@ -35,11 +35,7 @@ func TestDeployWithTLS(t *testing.T) {
 	tlsPort := testenv.FreePort(t)
 	ports := testenv.ReservePorts(t, 20)
 	promImage := "lawsker-test/prometheus:tls-deploy"
-	h.Docker.ImportFiles(t, promImage, map[string]string{
-		testenv.Bin(t, "prometheus"):      "/bin/prometheus",
-		"/lib/x86_64-linux-gnu/libc.so.6": "/lib/x86_64-linux-gnu/libc.so.6",
-		"/lib64/ld-linux-x86-64.so.2":     "/lib64/ld-linux-x86-64.so.2",
-	})
+	h.Docker.ImportPrometheus(t, promImage)
 	promPort := testenv.FreePort(t)
 	t.Cleanup(func() { _, _ = h.Docker.Run(context.Background(), "rm", "-f", "sample-prometheus") })
 	verification := fmt.Sprintf(`"verification": {"categories": ["health", "security"], "base_url": "https://a.lawsker.test:%d",

@@ -65,3 +65,15 @@ func StartPrometheusFiles(t testing.TB, files map[string][]byte) *Prometheus {
 	})
 	return p
 }
+
+// ImportPrometheus makes an image of Debian's prometheus binary (with the
+// C library it links) as ref, /bin/prometheus its program: what a target
+// runs when monitoring.prometheus_image is ref (nothing can be pulled here).
+func (d *Docker) ImportPrometheus(t testing.TB, ref string) {
+	t.Helper()
+	d.ImportFiles(t, ref, map[string]string{
+		Bin(t, "prometheus"):              "/bin/prometheus",
+		"/lib/x86_64-linux-gnu/libc.so.6": "/lib/x86_64-linux-gnu/libc.so.6",
+		"/lib64/ld-linux-x86-64.so.2":     "/lib64/ld-linux-x86-64.so.2",
+	})
+}
