@@ -241,7 +241,35 @@ func (m *Manager) Issue(ctx context.Context, force bool) ([]Result, error) {
 		}
 		out = append(out, Result{Domain: d, Action: action, NotAfter: res.NotAfter, Issuer: res.Issuer.CommonName})
 	}
+	if err := m.writeExpiryMetrics(); err != nil {
+		errs = append(errs, err)
+	}
 	return out, errors.Join(errs...)
+}
+
+// TextfilePath is where the certificates' expiry is written for
+// node_exporter's textfile collector (--collector.textfile.directory=<its
+// folder>); the CertificateExpiringSoon alert reads it.
+func TextfilePath(base string) string {
+	return path.Join(base, "monitoring", "textfile", "lawsker_tls.prom")
+}
+
+// writeExpiryMetrics writes every installed certificate's expiry on every
+// target, as lawsker_certificate_expiry_timestamp_seconds{domain}.
+func (m *Manager) writeExpiryMetrics() error {
+	var b strings.Builder
+	b.WriteString("# HELP lawsker_certificate_expiry_timestamp_seconds When the certificate of a domain expires.\n# TYPE lawsker_certificate_expiry_timestamp_seconds gauge\n")
+	for _, d := range m.cfg.Domains {
+		if c, err := m.Read(d); err == nil && c != nil {
+			fmt.Fprintf(&b, "lawsker_certificate_expiry_timestamp_seconds{domain=%q} %d\n", d, c.NotAfter.Unix())
+		}
+	}
+	for _, t := range m.targets {
+		if err := t.Host.WriteFile(TextfilePath(t.Base), []byte(b.String()), 0o644); err != nil {
+			return fmt.Errorf("%s: the certificate expiry metrics: %w", t.Name, err)
+		}
+	}
+	return nil
 }
 
 // obtain gets one certificate and installs it on every target (key 0600,

@@ -105,6 +105,9 @@ func TestHTTP01IssueKeepRenewAndStatus(t *testing.T) {
 		assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "private key mode")
 		assert.InDelta(t, 6*24*time.Hour, c.NotAfter.Sub(c.NotBefore), float64(time.Hour))
 	}
+	prom, err := os.ReadFile(TextfilePath(r.base))
+	require.NoError(t, err)
+	assert.Contains(t, string(prom), fmt.Sprintf(`lawsker_certificate_expiry_timestamp_seconds{domain="a.lawsker.test"} %d`, r.leaf(t, "a.lawsker.test").NotAfter.Unix()))
 	acctKey, err := os.ReadFile(filepath.Join(r.base, "tls", "account", "key.pem"))
 	require.NoError(t, err)
 

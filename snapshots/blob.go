@@ -65,7 +65,9 @@ func OpenBlobStore(ctx context.Context, rawURL string, creds *S3Credentials) (*B
 
 func openS3(ctx context.Context, u *url.URL, creds *S3Credentials) (*blob.Bucket, error) {
 	q := u.Query()
-	var opts []func(*s3.Options)
+	// Multipart objects carry no whole-object checksum; the SDK would say so
+	// on stderr at every read. The artifact's SHA-256 is checked instead.
+	opts := []func(*s3.Options){func(o *s3.Options) { o.DisableLogOutputChecksumValidationSkipped = true }}
 	for _, key := range []string{"use_path_style", "s3ForcePathStyle"} {
 		if v := q.Get(key); v != "" {
 			q.Del(key)
