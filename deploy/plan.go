@@ -62,8 +62,9 @@ func NewPlan(cfg *config.Config) (*Plan, error) {
 	return NewPlanWith(cfg, PlanHooks(cfg, false))
 }
 
-// PlanHooks are placeholders for the hook steps a deploy of cfg runs
-// (rollout sets the real ones under the same conditions).
+// PlanHooks gives a plan the hook steps a deploy of cfg runs: no-op
+// functions, since a plan is drawn, never run (rollout sets the real hooks
+// under the same conditions).
 func PlanHooks(cfg *config.Config, noSnapshot bool) Hooks {
 	var h Hooks
 	h.Verify = func(context.Context, *target.Host) error { return nil }

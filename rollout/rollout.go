@@ -89,7 +89,7 @@ func Prepare(req Request) (*Rollout, error) {
 	r := &Rollout{req: req}
 	cfg := req.Deploy.Config
 	h := deploy.PlanHooks(cfg, req.Deploy.NoSnapshot)
-	// The same conditions as the plan's placeholders, the real work.
+	// The plan's conditions decide which hooks exist; these do the work.
 	h.Verify = r.verify
 	if h.BeforeChange != nil {
 		h.BeforeChange, h.AfterKeep = r.beforeChange, r.afterKeep
