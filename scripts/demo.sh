@@ -75,6 +75,12 @@ bin/lawsker-deploy preflight --config "$cfg"
 page() { sleep 0.3; curl -sS --max-time 5 "http://127.0.0.1:28080$1"; }
 
 sql() { PGPASSWORD="$SAMPLE_DB_PASSWORD" psql -h 127.0.0.1 -p 15432 -U sample -d sample -tAc "$1"; }
+# Every run starts from an empty app on the local target: no releases, no
+# snapshots, no tables (a previous run's containers may be gone, e.g. after
+# a reboot, while its state remains).
+docker rm -f $(docker ps -aq --filter label=lawsker.base=/var/tmp/lawsker-demo/srv/sample) >/dev/null 2>&1 || true
+rm -rf /var/tmp/lawsker-demo/srv/sample /var/tmp/lawsker-demo/snapshots /var/tmp/lawsker-demo/nginx/sites/sample.conf
+nginx -p /var/tmp/lawsker-demo/nginx -c /var/tmp/lawsker-demo/nginx/nginx.conf -s reload
 sql "DROP TABLE IF EXISTS alembic_version, release_v1, release_v2, release_v3, notes" >/dev/null
 
 say "deploy v1: pre-deploy snapshot, migrations, verification suite, watch window, post-deploy snapshot"
