@@ -131,9 +131,9 @@ func (l *Legacy) convert(opts ImportOptions, c *collector, lines map[string]int)
 	}
 
 	// Start from the native defaults, then apply what the legacy file says.
-	cfg := withDefaults[Config]()
+	cfg := Defaults[Config]()
 	cfg.Version, cfg.App = CurrentVersion, app
-	target := withDefaults[Target]()
+	target := Defaults[Target]()
 	target.Name, target.Host, target.SSH.User = "production", host, user
 	cfg.Targets = []Target{target}
 	cfg.Backend.Image = image

@@ -237,7 +237,7 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 			return err
 		}
 		r.dbResult = res
-		ro.setDatabase(fmt.Sprintf("restored from %s in %s; the replaced database is kept as %s", m.ID, res.Duration.Round(time.Millisecond), res.Replaced))
+		ro.setDatabase(fmt.Sprintf("restored from %s in %s (dump %s); the replaced database is kept as %s", m.ID, res.Duration.Round(time.Millisecond), res.Transfer, res.Replaced))
 		return restoreFolders(ctx, h)
 	}
 	if !on("backend") {

@@ -447,7 +447,7 @@ func (r *Rollout) afterRevert(ctx context.Context, h *target.Host, migrated bool
 		r.setDatabase(fmt.Sprintf("NOT restored (migration version %q, was %q): %v; restore with `rollback --snapshot %s --components database`", now, pre.Database.MigrationVersion, err, pre.ID))
 		return fmt.Errorf("restoring the database from %s: %w", pre.ID, err)
 	}
-	r.setDatabase(fmt.Sprintf("restored from %s (migration version %q back to %q); the replaced database is kept as %s", pre.ID, now, pre.Database.MigrationVersion, res.Replaced))
+	r.setDatabase(fmt.Sprintf("restored from %s (migration version %q back to %q; dump %s); the replaced database is kept as %s", pre.ID, now, pre.Database.MigrationVersion, res.Transfer, res.Replaced))
 	return nil
 }
 

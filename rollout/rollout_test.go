@@ -143,7 +143,7 @@ func TestReleaseSnapshotsAndAutomaticRollbackWithTheDatabase(t *testing.T) {
 	assert.Equal(t, TriggerHealth, out.Trigger.Kind, out.Trigger.Reason)
 	assert.True(t, out.Watch.Triggered)
 	assert.Equal(t, []string{"backend", "database"}, out.RolledBack)
-	assert.Contains(t, out.Database, "restored from "+out.PreSnapshot+` (migration version "v2" back to "v1")`)
+	assert.Contains(t, out.Database, "restored from "+out.PreSnapshot+` (migration version "v2" back to "v1"; dump `+snapshots.TransferCopied+")", "a file:// store on this machine: the dump is copied to the target")
 	assert.Equal(t, "v1", r.version(t, "v1"))
 	assert.Equal(t, "v1", r.psql(t, "SELECT version_num FROM alembic_version"))
 	assert.Equal(t, "", r.psql(t, "SELECT to_regclass('release_v2')"), "v2's table is gone")
@@ -168,7 +168,7 @@ func TestReleaseSnapshotsAndAutomaticRollbackWithTheDatabase(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, TriggerDeployFailure, out.Trigger.Kind)
 	assert.Contains(t, out.Trigger.Reason, "health-gate:local")
-	assert.Contains(t, out.Database, `(migration version "v4" back to "v1")`)
+	assert.Contains(t, out.Database, `(migration version "v4" back to "v1"; dump `)
 	assert.Equal(t, "v1", r.psql(t, "SELECT version_num FROM alembic_version"))
 	assert.Equal(t, "v1", r.version(t, "v1"))
 

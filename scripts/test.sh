@@ -36,7 +36,7 @@ go test ./deploy -run '^$' -bench 'SwitchBack|DeployWarm' -benchtime 5x
 # requests.
 go test ./checks -run '^$' -bench 'LoadVsWrk|LoadMemory' -benchtime 1x
 # Snapshot into S3 and restore of a ~200 MB database against raw
-# pg_dump/pg_restore (medians of three rounds), and the peak heap.
+# pg_dump/pg_restore (medians of five and nine rounds), and the peak heap.
 go test ./snapshots -run '^$' -bench 'SnapshotAndRestore' -benchtime 1x
 # Three certificates against Pebble: our issuance against lego's own
 # library calls in a loop (medians of five rounds), and what ours adds per

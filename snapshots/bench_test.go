@@ -15,14 +15,27 @@ import (
 )
 
 // BenchmarkSnapshotAndRestore: a database of about 200 MB, snapshots kept
-// in S3 (versitygw on loopback). Our snapshot (pg_dump on the target over
-// SSH, streamed and hashed into the bucket) against a raw `pg_dump -Fc -f
-// file` on the same machine; our restore (the dump streamed from the bucket
-// to the target with its checksum checked, pg_restore --jobs 2 into a fresh
-// database, the swap) against a raw `createdb && pg_restore -j2`. Each is
-// the median of three alternating rounds (one round is noisy on a shared
-// machine). Also the peak heap of this process while dumping and restoring
-// (streaming: it does not grow with the dump).
+// in S3 (versitygw on loopback).
+//
+//   - x_raw_pg_dump: our snapshot (pg_dump on the target over SSH at
+//     snapshots.dump_compression's default level, streamed and hashed into
+//     the bucket) against a raw `pg_dump -Fc -f file` (pg_dump's default
+//     level, 6) on the same machine; x_raw_pg_dump_same_level: ours at
+//     level 6 too (what the transport costs); _target_store: the default
+//     store (on the target host, over SFTP).
+//   - x_raw_pg_restore: our restore from the bucket (the target fetches
+//     the dump through a signed URL, pg_restore --jobs 2 into a fresh
+//     database while the checksum is computed, the swap) against a raw
+//     `createdb && pg_restore -j2` of the same archive (a snapshot's dump
+//     as a local file); _target_store: from the default store (the dump
+//     read where it is); _of_level6_dump: ours against the raw restore of
+//     the raw dump.
+//
+// Each figure is a ratio of medians over five rounds (nine for restores,
+// which vary more from run to run); every run starts from a checkpointed,
+// synced PostgreSQL and the order of the runs turns every round (one run
+// is noisy on a shared machine). Also the peak heap of this process while
+// dumping and restoring (streaming: it does not grow with the dump).
 func BenchmarkSnapshotAndRestore(b *testing.B) {
 	pg := testenv.StartPostgres(b)
 	s := testenv.StartSSHD(b)
@@ -49,6 +62,9 @@ func BenchmarkSnapshotAndRestore(b *testing.B) {
 	}
 	defer store.Close()
 	work := b.TempDir()
+	onTarget := TargetStore{Host: h, Dir: filepath.Join(work, "snapshots")}
+	defaultLevel := config.Defaults[config.Snapshots]().DumpCompression
+	b.Logf("dump compression: %d (snapshots.dump_compression's default; a raw pg_dump -Fc uses 6)", defaultLevel)
 	env := append(os.Environ(), "PGPASSWORD="+pg.Password)
 	run := func(name string, args ...string) time.Duration {
 		start := time.Now()
@@ -64,38 +80,82 @@ func BenchmarkSnapshotAndRestore(b *testing.B) {
 		return d[len(d)/2]
 	}
 	conn := "-h " + pg.Host + " -p " + itoa(pg.Port) + " -U " + pg.User
+	// Every timed run starts from the same state: PostgreSQL checkpointed
+	// and the page cache written back (what the previous run left dirty is
+	// not this one's cost), and the order of the runs turns every round.
+	settle := func() {
+		run(psql, pg.DSN("postgres"), "-c", "CHECKPOINT")
+		run("sync")
+	}
+	rotate := func(round int, fns ...func()) {
+		for i := range fns {
+			settle()
+			fns[(i+round)%len(fns)]()
+		}
+	}
 	for b.Loop() {
-		var raw, ours, rawRestore, oursRestore []time.Duration
-		var m *Manifest
+		var raw, ours, oursLevel6, oursTarget, rawRestoreDefault, rawRestore, oursRestore, oursRestoreTarget []time.Duration
+		var m, mt *Manifest
 		var dumpPeak, restorePeak uint64
-		for round := range 3 {
-			raw = append(raw, run(testenv.Bin(b, "pg_dump"), "-Fc", "-h", pg.Host, "-p", itoa(pg.Port), "-U", pg.User, "-d", "big", "-f", filepath.Join(work, "raw.dump")))
+		for round := range 5 {
 			id := fmt.Sprintf("snap_20261126_00000%d_000000", round)
-			dumpPeak = max(dumpPeak, testenv.PeakHeap(func() {
-				start := time.Now()
-				art, info, err := DumpDatabase(b.Context(), h, db, pg.Password, store, id+"/database.dump", nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ours = append(ours, time.Since(start))
-				m = &Manifest{Format: 1, ID: id, Artifacts: map[string]Artifact{"database": art}, Database: info}
-			}))
-			rawRestore = append(rawRestore, run("sh", "-c", "createdb "+conn+" rawcopy && pg_restore -j2 "+conn+" -d rawcopy "+filepath.Join(work, "raw.dump")))
-			run("sh", "-c", "dropdb "+conn+" rawcopy")
-			restorePeak = max(restorePeak, testenv.PeakHeap(func() {
-				start := time.Now()
-				res, err := RestoreDatabase(b.Context(), h, db, pg.Password, store, m, RestoreOptions{WorkDir: work, Jobs: 2})
-				if err != nil {
-					b.Fatal(err)
-				}
-				oursRestore = append(oursRestore, time.Since(start))
-				run("sh", "-c", "dropdb "+conn+" "+res.Replaced)
-			}))
+			dump := func(st Store, level int, into *[]time.Duration) (*Manifest, uint64) {
+				key := fmt.Sprintf("%s/database-%d.dump", id, level)
+				var mf *Manifest
+				peak := testenv.PeakHeap(func() {
+					start := time.Now()
+					art, info, err := DumpDatabase(b.Context(), h, db, pg.Password, st, key, DumpOptions{Compression: level})
+					if err != nil {
+						b.Fatal(err)
+					}
+					*into = append(*into, time.Since(start))
+					mf = &Manifest{Format: 1, ID: id, Artifacts: map[string]Artifact{"database": art}, Database: info}
+				})
+				return mf, peak
+			}
+			rotate(round,
+				func() {
+					raw = append(raw, run(testenv.Bin(b, "pg_dump"), "-Fc", "-h", pg.Host, "-p", itoa(pg.Port), "-U", pg.User, "-d", "big", "-f", filepath.Join(work, "raw.dump")))
+				},
+				func() {
+					var peak uint64
+					m, peak = dump(store, defaultLevel, &ours)
+					dumpPeak = max(dumpPeak, peak)
+				},
+				func() { dump(store, 6, &oursLevel6) },
+				func() { mt, _ = dump(onTarget, defaultLevel, &oursTarget) })
+		}
+		// A restore varies more from run to run than a dump: more rounds.
+		for round := range 9 {
+			restore := func(st Store, mf *Manifest, into *[]time.Duration) uint64 {
+				return testenv.PeakHeap(func() {
+					start := time.Now()
+					res, err := RestoreDatabase(b.Context(), h, db, pg.Password, st, mf, RestoreOptions{WorkDir: work, Jobs: 2})
+					if err != nil {
+						b.Fatal(err)
+					}
+					*into = append(*into, time.Since(start))
+					run("sh", "-c", "dropdb "+conn+" "+res.Replaced)
+				})
+			}
+			rawRestoreOf := func(file string, into *[]time.Duration) {
+				*into = append(*into, run("sh", "-c", "createdb "+conn+" rawcopy && pg_restore -j2 "+conn+" -d rawcopy "+file))
+				run("sh", "-c", "dropdb "+conn+" rawcopy")
+			}
+			rotate(round,
+				func() { rawRestoreOf(filepath.Join(work, "raw.dump"), &rawRestoreDefault) },
+				func() { rawRestoreOf(filepath.Join(onTarget.Dir, mt.Artifacts["database"].Key), &rawRestore) },
+				func() { restorePeak = max(restorePeak, restore(store, m, &oursRestore)) },
+				func() { restore(onTarget, mt, &oursRestoreTarget) })
 		}
 		b.ReportMetric(median(ours).Seconds()/median(raw).Seconds(), "x_raw_pg_dump")
 		b.ReportMetric(median(oursRestore).Seconds()/median(rawRestore).Seconds(), "x_raw_pg_restore")
+		b.ReportMetric(median(oursLevel6).Seconds()/median(raw).Seconds(), "x_raw_pg_dump_same_level")
+		b.ReportMetric(median(oursTarget).Seconds()/median(raw).Seconds(), "x_raw_pg_dump_target_store")
+		b.ReportMetric(median(oursRestoreTarget).Seconds()/median(rawRestore).Seconds(), "x_raw_pg_restore_target_store")
+		b.ReportMetric(median(oursRestore).Seconds()/median(rawRestoreDefault).Seconds(), "x_raw_pg_restore_of_level6_dump")
 		b.ReportMetric(float64(max(dumpPeak, restorePeak))/(1<<20), "MB_peak_heap")
 		b.ReportMetric(float64(m.Artifacts["database"].Size)/(1<<20), "MB_dump")
-		b.Logf("pg_dump raw %v, ours %v; pg_restore raw %v, ours %v", raw, ours, rawRestore, oursRestore)
+		b.Logf("pg_dump raw %v, ours %v (level 6 %v, target store %v); pg_restore raw %v (of the level 6 dump %v), ours %v (target store %v)", raw, ours, oursLevel6, oursTarget, rawRestore, rawRestoreDefault, oursRestore, oursRestoreTarget)
 	}
 }

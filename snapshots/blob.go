@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -115,6 +116,19 @@ func (s *BlobStore) Put(ctx context.Context, key string, r io.Reader) (Artifact,
 		return Artifact{}, s.wrap(key, err)
 	}
 	return hr.artifact(key), nil
+}
+
+// SignedURL returns a URL that reads key for ttl (a target fetches a dump
+// with it without the bytes passing through this machine).
+func (s *BlobStore) SignedURL(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	if err := checkKey(key); err != nil {
+		return "", err
+	}
+	u, err := s.Bucket.SignedURL(ctx, s.Prefix+key, &blob.SignedURLOptions{Expiry: ttl, Method: "GET"})
+	if err != nil {
+		return "", s.wrap(key, err)
+	}
+	return u, nil
 }
 
 // Open streams key back.

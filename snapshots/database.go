@@ -22,7 +22,7 @@ import (
 // The password reaches pg_dump/pg_restore on stdin, never in argv or a
 // file: these scripts are constants, the values arrive as arguments.
 const (
-	dumpScript    = `read -r PGPASSWORD && export PGPASSWORD && exec pg_dump --format=custom --no-password -h "$1" -p "$2" -U "$3" -d "$4"`
+	dumpScript    = `read -r PGPASSWORD && export PGPASSWORD && exec pg_dump --format=custom --compress="$5" --no-password -h "$1" -p "$2" -U "$3" -d "$4"`
 	restoreScript = `read -r PGPASSWORD && export PGPASSWORD && exec pg_restore --no-password --exit-on-error --jobs="$5" -h "$1" -p "$2" -U "$3" -d "$4" "$6"`
 )
 
@@ -32,14 +32,17 @@ const (
 // the alembic migration version when there is one.
 //
 // With a recipient, the dump is encrypted with age on its way to the store.
-func DumpDatabase(ctx context.Context, h *target.Host, db config.Database, password string, store Store, key string, recipient age.Recipient) (Artifact, *DatabaseInfo, error) {
+func DumpDatabase(ctx context.Context, h *target.Host, db config.Database, password string, store Store, key string, o DumpOptions) (Artifact, *DatabaseInfo, error) {
+	if o.Compression < 0 || o.Compression > 9 {
+		return Artifact{}, nil, fmt.Errorf("snapshots.dump_compression: %d is not a zlib level (0 to 9)", o.Compression)
+	}
 	info, err := inspect(ctx, h, db, db.User, password, db.Name)
 	if err != nil {
 		return Artifact{}, nil, err
 	}
-	art, err := putStream(ctx, store, key, recipient, func(w io.Writer) error {
+	art, err := putStream(ctx, store, key, o.Recipient, func(w io.Writer) error {
 		err := h.RunStream(ctx, strings.NewReader(password+"\n"), w,
-			"sh", "-c", dumpScript, "sh", db.Host, fmt.Sprint(db.Port), db.User, db.Name)
+			"sh", "-c", dumpScript, "sh", db.Host, fmt.Sprint(db.Port), db.User, db.Name, fmt.Sprint(o.Compression))
 		if err != nil {
 			return fmt.Errorf("pg_dump of %s on %s: %w", db.Name, h.Endpoint.Addr(), err)
 		}
@@ -92,6 +95,12 @@ func connect(ctx context.Context, h *target.Host, db config.Database, user, pass
 	return conn, nil
 }
 
+// DumpOptions say how a dump is made.
+type DumpOptions struct {
+	Compression int           // pg_dump --compress: zlib level 0 (none) to 9
+	Recipient   age.Recipient // encrypts the dump when set
+}
+
 // ErrChecksum is wrapped when a stored artifact does not match its manifest.
 var ErrChecksum = errors.New("checksum mismatch")
 
@@ -106,17 +115,27 @@ type RestoreOptions struct {
 type RestoreResult struct {
 	Replaced string // the database the restore replaced, kept until retention removes it
 	Duration time.Duration
+	// Transfer says how the dump reached pg_restore: "in place" (the target
+	// store on the host), "fetched by the target" (signed URL) or "copied
+	// through this machine".
+	Transfer string
 }
 
-// RestoreDatabase brings the snapshot's dump back: it copies the dump to
-// workDir on the target while checking its SHA-256 (a mismatch stops here:
-// nothing changed), restores it with pg_restore --jobs into a fresh
-// database, then swaps names in one short step (connections blocked and
-// ended, two renames; undone if the second fails). The replaced database
-// is kept under <name>_replaced_<time>. The admin role (database.admin_user)
-// needs CREATEDB and the right to rename both databases.
+// RestoreDatabase brings the snapshot's dump back: it puts the dump where
+// pg_restore on the target reads it, restores it with pg_restore --jobs
+// into a fresh database, checks its SHA-256 against the manifest, and only
+// then swaps names in one short step (connections blocked and ended, two
+// renames; undone if the second fails). The replaced database is kept
+// under <name>_replaced_<time>. The admin role (database.admin_user) needs
+// CREATEDB and the right to rename both databases.
+//
+// Until the swap nothing but the fresh database changes, so the slow parts
+// overlap: the admin connection and the fresh database are made while the
+// dump is placed, and the checksum is computed on the target while
+// pg_restore runs (a mismatch stops pg_restore and drops the fresh
+// database: the database is untouched, and the error says the artifact is
+// damaged). A dump copied through this machine is checked on its way.
 func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, adminPassword string, store Store, m *Manifest, o RestoreOptions) (*RestoreResult, error) {
-	workDir, jobs := o.WorkDir, o.Jobs
 	start := time.Now()
 	art, ok := m.Artifacts["database"]
 	if !ok || m.Database == nil {
@@ -128,33 +147,86 @@ func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, ad
 	if db.AdminUser == "" {
 		return nil, errors.New("restoring a database needs database.admin_user and database.admin_password (a role that can create and rename databases)")
 	}
-	stamp := time.Now().UTC().Format("20060102150405")
-	fresh, replaced := db.Name+"_restore_"+stamp, db.Name+"_replaced_"+stamp
+	at := time.Now().UTC()
+	names := func(at time.Time) (string, string) {
+		stamp := at.Format("20060102150405")
+		return db.Name + "_restore_" + stamp, db.Name + "_replaced_" + stamp
+	}
+	fresh, replaced := names(at)
 	if len(replaced) > 63 {
 		return nil, fmt.Errorf("database name %q is too long to keep a replaced copy beside it (63 characters at most)", db.Name)
 	}
-	dumpPath := path.Join(workDir, ".restore-"+m.ID+".dump")
-	if err := copyVerified(ctx, h, store, m.ID, art, dumpPath, o.Identity); err != nil {
+	if art.Encryption != "" && (o.Identity == nil || art.Encryption != EncryptionAge) {
+		_, err := openSealed(art, nil, o.Identity, m.ID) // names the missing key: before anything is made
 		return nil, err
 	}
-	defer h.Remove(dumpPath)
-
-	admin, err := connect(ctx, h, db, db.AdminUser, adminPassword, "postgres")
-	if err != nil {
-		return nil, err
-	}
-	defer admin.Close(context.WithoutCancel(ctx))
 	ident := func(s string) string { return pgx.Identifier{s}.Sanitize() }
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+ident(fresh)+" OWNER "+ident(db.User)); err != nil {
-		return nil, fmt.Errorf("creating %s for the restore: %w", fresh, err)
+	type prepared struct {
+		admin *pgx.Conn
+		err   error
 	}
+	prep := make(chan prepared, 1)
+	go func() {
+		admin, err := connect(ctx, h, db, db.AdminUser, adminPassword, "postgres")
+		// Names are stamped to the second: a restore in the same second
+		// as the last one takes the next free second.
+		for i := 0; err == nil && i < 60; i++ {
+			var taken bool
+			if err = admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = ANY($1))", []string{fresh, replaced}).Scan(&taken); err != nil || !taken {
+				break
+			}
+			at = at.Add(time.Second)
+			fresh, replaced = names(at)
+		}
+		if err == nil {
+			if _, err = admin.Exec(ctx, "CREATE DATABASE "+ident(fresh)+" OWNER "+ident(db.User)); err != nil {
+				err = fmt.Errorf("creating %s for the restore: %w", fresh, err)
+			}
+		}
+		prep <- prepared{admin, err}
+	}()
+	dumpPath, transfer, cleanup, check, serr := stageDump(ctx, h, store, m.ID, art, o)
+	p := <-prep
+	if p.admin != nil {
+		defer p.admin.Close(context.WithoutCancel(ctx))
+	}
+	admin := p.admin
 	dropFresh := func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_, _ = admin.Exec(cctx, "DROP DATABASE IF EXISTS "+ident(fresh)+" WITH (FORCE)")
 	}
-	err = h.RunStream(ctx, strings.NewReader(adminPassword+"\n"), io.Discard,
-		"sh", "-c", restoreScript, "sh", db.Host, fmt.Sprint(db.Port), db.AdminUser, fresh, fmt.Sprint(max(jobs, 1)), dumpPath)
+	if serr != nil {
+		if p.err == nil {
+			dropFresh()
+		}
+		return nil, serr
+	}
+	defer cleanup()
+	if p.err != nil {
+		if admin != nil {
+			dropFresh() // the connection worked: a failed CREATE left nothing, this is a no-op
+		}
+		return nil, p.err
+	}
+	rctx, stopRestore := context.WithCancel(ctx)
+	defer stopRestore()
+	checked := make(chan error, 1)
+	go func() {
+		var err error
+		if check != nil {
+			if err = check(); err != nil {
+				stopRestore()
+			}
+		}
+		checked <- err
+	}()
+	err := h.RunStream(rctx, strings.NewReader(adminPassword+"\n"), io.Discard,
+		"sh", "-c", restoreScript, "sh", db.Host, fmt.Sprint(db.Port), db.AdminUser, fresh, fmt.Sprint(max(o.Jobs, 1)), dumpPath)
+	if cerr := <-checked; cerr != nil {
+		dropFresh()
+		return nil, cerr // a damaged dump explains a failed pg_restore
+	}
 	if err != nil {
 		dropFresh()
 		return nil, fmt.Errorf("pg_restore into a fresh database failed; %s is untouched: %w", db.Name, err)
@@ -163,7 +235,114 @@ func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, ad
 		dropFresh()
 		return nil, err
 	}
-	return &RestoreResult{Replaced: replaced, Duration: time.Since(start)}, nil
+	return &RestoreResult{Replaced: replaced, Duration: time.Since(start), Transfer: transfer}, nil
+}
+
+// stageDump puts the dump where pg_restore on the target reads it and
+// returns its path, how it got there, what removes it after the restore,
+// and the check of its checksum still to run (nil when it was checked on
+// its way). In order of preference: the file itself when the target store
+// keeps it on this host; a copy the target fetches straight from the
+// object store through a short-lived signed URL (the bytes do not travel
+// through this machine: from a laptop that is one WAN transfer instead of
+// two); a copy streamed through this machine over SSH (encrypted dumps,
+// which only this machine can decrypt, and targets that cannot reach the
+// store or have no curl).
+func stageDump(ctx context.Context, h *target.Host, store Store, snapshot string, art Artifact, o RestoreOptions) (string, string, func(), func() error, error) {
+	if ts, ok := store.(TargetStore); ok && art.Encryption == "" && ts.Host.Endpoint.Addr() == h.Endpoint.Addr() && ts.Host.Endpoint.User == h.Endpoint.User {
+		// Already on the host: read and check it where it is. The deploy
+		// lock keeps retention from removing it meanwhile.
+		p := path.Join(ts.Dir, art.Key)
+		return p, TransferInPlace, func() {}, func() error { return checkOnTarget(ctx, h, ts.String(), art, p) }, nil
+	}
+	p := path.Join(o.WorkDir, ".restore-"+snapshot+".dump")
+	remove := func() { _ = h.Remove(p) }
+	if sg, ok := store.(Signer); ok && art.Encryption == "" {
+		err := fetchOnTarget(ctx, h, sg, art, p)
+		if err == nil {
+			return p, TransferFetched, remove, func() error { return checkOnTarget(ctx, h, store.String(), art, p) }, nil
+		}
+		if ctx.Err() != nil {
+			return "", "", nil, nil, err
+		}
+		// The target could not fetch it itself: copy it through here.
+	}
+	if err := copyVerified(ctx, h, store, snapshot, art, p, o.Identity); err != nil {
+		return "", "", nil, nil, err
+	}
+	return p, TransferCopied, remove, nil, nil
+}
+
+// How a dump reaches pg_restore (RestoreResult.Transfer).
+const (
+	TransferInPlace = "in place"
+	TransferFetched = "fetched by the target"
+	TransferCopied  = "copied through this machine"
+)
+
+// Signer is a store that hands out time-limited URLs to read a key.
+type Signer interface {
+	SignedURL(ctx context.Context, key string, ttl time.Duration) (string, error)
+}
+
+// fetchScript downloads the URL read from stdin (never in argv: it is a
+// credential) into $1 with curl; a failure leaves no file.
+const fetchScript = `command -v curl >/dev/null 2>&1 || { echo "curl is not installed" >&2; exit 127; }
+read -r url && umask 077 && printf 'url = "%s"\n' "$url" | curl --fail --silent --show-error --connect-timeout 10 --retry 2 --config - --output "$1" || { rm -f "$1"; exit 1; }`
+
+// fetchOnTarget has the target download an artifact from the store itself
+// to p; on failure no file is left at p.
+func fetchOnTarget(ctx context.Context, h *target.Host, sg Signer, art Artifact, p string) error {
+	url, err := sg.SignedURL(ctx, art.Key, 15*time.Minute)
+	if err != nil {
+		return err
+	}
+	if strings.ContainsAny(url, "\"\\\n") {
+		return fmt.Errorf("signed URL for %s has characters curl's config cannot carry", art.Key)
+	}
+	if _, err := h.RunInput(ctx, strings.NewReader(url+"\n"), "sh", "-c", fetchScript, "sh", p); err != nil {
+		return fmt.Errorf("fetching %s on %s: %s", art.Key, h.Endpoint.Addr(), redact(err.Error(), url))
+	}
+	return nil
+}
+
+// redact takes a signed URL (and its query, the credential part) out of a
+// message.
+func redact(msg, url string) string {
+	msg = strings.ReplaceAll(msg, url, "<signed URL>")
+	if i := strings.IndexByte(url, '?'); i >= 0 && len(url) > i+1 {
+		msg = strings.ReplaceAll(msg, url[i+1:], "<signature>")
+	}
+	return msg
+}
+
+// checkScript prints a file's size and SHA-256 (openssl when there is one:
+// it uses the CPU's SHA instructions, coreutils' sha256sum does not).
+const checkScript = `stat -c %s -- "$1" && if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r "$1"; else sha256sum -- "$1"; fi`
+
+// checkOnTarget compares a file on the target with the manifest's size and
+// SHA-256, computed on the host: the bytes do not travel.
+func checkOnTarget(ctx context.Context, h *target.Host, store string, art Artifact, p string) error {
+	if !path.IsAbs(p) {
+		return fmt.Errorf("checking %s on %s: %q is not an absolute path", art.Key, h.Endpoint.Addr(), p)
+	}
+	out, err := h.Run(ctx, "sh", "-c", checkScript, "sh", p)
+	if err != nil {
+		var re *target.RemoteError
+		if errors.As(err, &re) && strings.Contains(re.Stderr, "No such file") {
+			return fmt.Errorf("%s: %s: %w", store, art.Key, ErrNotFound)
+		}
+		return fmt.Errorf("checking %s on %s: %w", art.Key, h.Endpoint.Addr(), err)
+	}
+	f := strings.Fields(out)
+	if len(f) < 2 {
+		return fmt.Errorf("checking %s on %s: unexpected output of stat and sha256: %q", art.Key, h.Endpoint.Addr(), out)
+	}
+	if size, got := f[0], f[1]; got != art.SHA256 || size != fmt.Sprint(art.Size) {
+		return fmt.Errorf("%s: %w (manifest: %d bytes, sha256 %s; stored: %s bytes, sha256 %s): the artifact is damaged, nothing was changed",
+			art.Key, ErrChecksum, art.Size, art.SHA256, size, got)
+	}
+	return nil
 }
 
 // copyVerified streams an artifact to path on the target (decrypted when
@@ -214,6 +393,10 @@ func ReadArtifact(ctx context.Context, store Store, snapshot string, art Artifac
 	}
 	if err == nil {
 		err = derr
+	}
+	if err != nil && strings.Contains(err.Error(), "checksum did not match") {
+		// The store's own checksum (S3's CRC32 of a single-part object).
+		return fmt.Errorf("%s: %w (the store reports: %v): the artifact is damaged, nothing was changed", art.Key, ErrChecksum, err)
 	}
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", art.Key, err)

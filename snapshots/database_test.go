@@ -3,6 +3,8 @@ package snapshots
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,50 +50,91 @@ func (r *dbRig) psql(t *testing.T, db, sql string) string {
 
 func (r *dbRig) snapshot(t *testing.T) *Manifest {
 	id := NewID(time.Now())
-	art, info, err := DumpDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, id+"/database.dump", nil)
+	art, info, err := DumpDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, id+"/database.dump", DumpOptions{Compression: 1})
 	require.NoError(t, err)
 	return &Manifest{Format: FormatVersion, ID: id, App: "lawsker", Created: time.Now(), Trigger: "manual",
 		Components: []string{"database"}, Artifacts: map[string]Artifact{"database": art}, Database: info}
 }
 
+// onTarget keeps the rig's snapshots in the target store on the host
+// itself (the default store): restores check the dump in place and read it
+// from there.
+func (r *dbRig) onTarget(t *testing.T) *dbRig {
+	r.store = TargetStore{Host: r.host, Dir: t.TempDir() + "/snapshots"}
+	return r
+}
+
+// storedPath is where a stored key lives on this machine (the target is
+// this machine).
+func (r *dbRig) storedPath(key string) string {
+	switch s := r.store.(type) {
+	case FileStore:
+		return s.path(key)
+	case TargetStore:
+		return s.Dir + "/" + key
+	}
+	panic("no local path for " + r.store.String())
+}
+
 func TestSnapshotChangeRollBackCompareEveryRow(t *testing.T) {
-	r := newDBRig(t)
-	before := r.psql(t, "lawsker_prod", "SELECT md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM cases")
-	m := r.snapshot(t)
-	assert.Equal(t, "0041_cases", m.Database.MigrationVersion)
-	assert.Greater(t, m.Artifacts["database"].Size, int64(1000))
+	for _, store := range []string{"file", "target"} {
+		t.Run(store, func(t *testing.T) {
+			r := newDBRig(t)
+			if store == "target" {
+				r.onTarget(t)
+			}
+			before := r.psql(t, "lawsker_prod", "SELECT md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM cases")
+			m := r.snapshot(t)
+			assert.Equal(t, "0041_cases", m.Database.MigrationVersion)
+			assert.Greater(t, m.Artifacts["database"].Size, int64(1000))
 
-	// The release changes data and schema.
-	r.psql(t, "lawsker_prod", `ALTER TABLE cases ADD COLUMN status text DEFAULT 'open';
-		DELETE FROM cases WHERE id > 500; UPDATE alembic_version SET version_num = '0042_status';`)
+			// The release changes data and schema.
+			r.psql(t, "lawsker_prod", `ALTER TABLE cases ADD COLUMN status text DEFAULT 'open';
+				DELETE FROM cases WHERE id > 500; UPDATE alembic_version SET version_num = '0042_status';`)
 
-	res, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
-	require.NoError(t, err)
-	assert.Equal(t, before, r.psql(t, "lawsker_prod", "SELECT md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM cases"), "every row is back")
-	assert.Equal(t, "0041_cases\n", r.psql(t, "lawsker_prod", "SELECT version_num FROM alembic_version"))
-	assert.Equal(t, "0\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM information_schema.columns WHERE table_name = 'cases' AND column_name = 'status'"), "the schema is back")
-	assert.True(t, strings.HasPrefix(res.Replaced, "lawsker_prod_replaced_"))
-	assert.Equal(t, "t\n", r.psql(t, "postgres", "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '"+res.Replaced+"')"), "the replaced database is kept")
-	entries, _ := os.ReadDir(r.work)
-	assert.Empty(t, entries, "the working copy of the dump is removed")
+			res, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
+			require.NoError(t, err)
+			assert.Equal(t, before, r.psql(t, "lawsker_prod", "SELECT md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM cases"), "every row is back")
+			assert.Equal(t, "0041_cases\n", r.psql(t, "lawsker_prod", "SELECT version_num FROM alembic_version"))
+			assert.Equal(t, "0\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM information_schema.columns WHERE table_name = 'cases' AND column_name = 'status'"), "the schema is back")
+			assert.True(t, strings.HasPrefix(res.Replaced, "lawsker_prod_replaced_"))
+			assert.Equal(t, "t\n", r.psql(t, "postgres", "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '"+res.Replaced+"')"), "the replaced database is kept")
+			entries, _ := os.ReadDir(r.work)
+			assert.Empty(t, entries, "no working copy of the dump is left (none is made for the target store)")
+			assert.FileExists(t, r.storedPath(m.Artifacts["database"].Key), "the stored dump stays")
+		})
+	}
 }
 
 func TestCorruptArtifactIsRefusedBeforeAnyChange(t *testing.T) {
-	r := newDBRig(t)
-	m := r.snapshot(t)
-	p := r.store.(FileStore).path(m.Artifacts["database"].Key)
-	data, err := os.ReadFile(p)
-	require.NoError(t, err)
-	data[len(data)/2] ^= 0xff
-	require.NoError(t, os.WriteFile(p, data, 0o600))
-	r.psql(t, "lawsker_prod", "INSERT INTO cases (title) VALUES ('after the snapshot')")
-	dbs := r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
+	for _, store := range []string{"file", "target"} {
+		t.Run(store, func(t *testing.T) {
+			r := newDBRig(t)
+			if store == "target" {
+				r.onTarget(t)
+			}
+			m := r.snapshot(t)
+			p := r.storedPath(m.Artifacts["database"].Key)
+			data, err := os.ReadFile(p)
+			require.NoError(t, err)
+			data[len(data)/2] ^= 0xff
+			require.NoError(t, os.WriteFile(p, data, 0o600))
+			r.psql(t, "lawsker_prod", "INSERT INTO cases (title) VALUES ('after the snapshot')")
+			dbs := r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
 
-	_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
-	require.ErrorIs(t, err, ErrChecksum)
-	assert.Contains(t, err.Error(), "the artifact is damaged, nothing was changed")
-	assert.Equal(t, "1001\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM cases"), "untouched")
-	assert.Equal(t, dbs, r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"), "no database created")
+			_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
+			require.ErrorIs(t, err, ErrChecksum)
+			assert.Contains(t, err.Error(), "the artifact is damaged, nothing was changed")
+			assert.Equal(t, "1001\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM cases"), "untouched")
+			assert.Equal(t, dbs, r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"), "no database left behind")
+
+			// A dump that is gone from the store.
+			require.NoError(t, os.Remove(p))
+			_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
+			require.ErrorIs(t, err, ErrNotFound)
+			assert.Equal(t, dbs, r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"), "no database left behind")
+		})
+	}
 }
 
 func TestKilledRestoreLeavesTheOriginalIntact(t *testing.T) {
@@ -100,18 +143,22 @@ func TestKilledRestoreLeavesTheOriginalIntact(t *testing.T) {
 	m := r.snapshot(t)
 	r.psql(t, "lawsker_prod", "DELETE FROM cases WHERE id > 10")
 	ctx, cancel := context.WithCancel(t.Context())
+	seen := make(chan bool, 1)
 	go func() {
-		// Cancel once the fresh database exists (pg_restore is running).
-		for i := 0; i < 400; i++ {
-			if strings.Contains(r.psql(t, "postgres", "SELECT string_agg(datname, ',') FROM pg_database"), "lawsker_prod_restore_") {
-				break
+		// Cancel once pg_restore is writing into the fresh database.
+		found := false
+		for i := 0; i < 400 && !found; i++ {
+			found = r.psql(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore' AND datname LIKE 'lawsker_prod_restore_%'") != "0\n"
+			if !found {
+				time.Sleep(10 * time.Millisecond)
 			}
-			time.Sleep(10 * time.Millisecond)
 		}
 		cancel()
+		seen <- found
 	}()
 	_, err := RestoreDatabase(ctx, r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
 	require.Error(t, err)
+	require.True(t, <-seen, "the restore was cancelled while pg_restore ran")
 	assert.Equal(t, "10\n", r.psql(t, "lawsker_prod", "SELECT count(*) FROM cases"), "the original is intact")
 	assert.Equal(t, "t\n", r.psql(t, "postgres", "SELECT datallowconn FROM pg_database WHERE datname = 'lawsker_prod'"), "and accepts connections")
 	// The half-restored fresh database is dropped (bounded wait: the drop
@@ -148,7 +195,7 @@ func TestEncryptedRoundTripAndWrongIdentity(t *testing.T) {
 	require.NoError(t, err)
 	before := r.psql(t, "lawsker_prod", "SELECT md5(string_agg(id || ':' || title, ',' ORDER BY id)) FROM cases")
 	sid := NewID(time.Now())
-	art, info, err := DumpDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, sid+"/database.dump", id.Recipient())
+	art, info, err := DumpDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, sid+"/database.dump", DumpOptions{Compression: 1, Recipient: id.Recipient()})
 	require.NoError(t, err)
 	assert.Equal(t, EncryptionAge, art.Encryption)
 	assert.Equal(t, id.Recipient().String(), art.Recipient)
@@ -222,4 +269,87 @@ func TestPruneReplacedDatabases(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{res.Replaced}, dropped)
 	assert.Equal(t, "lawsker_prod,lawsker_prod_replaced_notadate,lawsker_prodx_replaced_20200101000000\n", list())
+}
+
+// signerTo hands out a URL the target cannot fetch (a closed port), as a
+// store the target has no route to would.
+type signerTo struct {
+	*BlobStore
+	url string
+}
+
+func (s signerTo) SignedURL(context.Context, string, time.Duration) (string, error) {
+	return s.url, nil
+}
+
+func TestRestoreFromS3(t *testing.T) {
+	r := newDBRig(t)
+	s3 := testenv.StartS3(t)
+	s3.CreateBucket(t, "snapshots")
+	bucket, err := OpenBlobStore(t.Context(), s3URL(s3, "snapshots", "app"), &S3Credentials{AccessKeyID: s3.AccessKey, SecretAccessKey: s3.SecretKey})
+	require.NoError(t, err)
+	t.Cleanup(func() { bucket.Close() })
+	r.store = bucket
+	count := func() string { return r.psql(t, "lawsker_prod", "SELECT count(*) FROM cases") }
+	dbs := func() string {
+		return r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname NOT LIKE '%_replaced_%'")
+	}
+	m := r.snapshot(t)
+	opts := RestoreOptions{WorkDir: r.work, Jobs: 2}
+
+	t.Run("the target fetches the dump itself", func(t *testing.T) {
+		r.psql(t, "lawsker_prod", "DELETE FROM cases WHERE id > 10")
+		res, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, bucket, m, opts)
+		require.NoError(t, err)
+		assert.Equal(t, TransferFetched, res.Transfer)
+		assert.Equal(t, "1000\n", count())
+		entries, _ := os.ReadDir(r.work)
+		assert.Empty(t, entries, "the fetched copy is removed")
+	})
+
+	t.Run("a target that cannot reach the store gets it through this machine", func(t *testing.T) {
+		url := "http://127.0.0.1:" + itoa(testenv.FreePort(t)) + "/snapshots/app/x?X-Amz-Signature=s3cr3t"
+		r.psql(t, "lawsker_prod", "DELETE FROM cases WHERE id > 10")
+		res, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, signerTo{bucket, url}, m, opts)
+		require.NoError(t, err)
+		assert.Equal(t, TransferCopied, res.Transfer)
+		assert.Equal(t, "1000\n", count())
+	})
+
+	t.Run("a damaged object is refused, whoever fetches it", func(t *testing.T) {
+		p := filepath.Join(s3.Dir, "snapshots", "app", m.Artifacts["database"].Key)
+		data, err := os.ReadFile(p)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = os.WriteFile(p, data, 0o600) })
+		bad := slices.Clone(data)
+		bad[len(bad)/2] ^= 0xff
+		require.NoError(t, os.WriteFile(p, bad, 0o600))
+		r.psql(t, "lawsker_prod", "DELETE FROM cases WHERE id > 10")
+		before := dbs()
+		for _, st := range []Store{bucket, signerTo{bucket, "http://127.0.0.1:" + itoa(testenv.FreePort(t)) + "/x"}} {
+			_, err = RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, st, m, opts)
+			require.ErrorIs(t, err, ErrChecksum)
+			assert.Equal(t, "10\n", count(), "untouched")
+			assert.Equal(t, before, dbs(), "no database left behind")
+			entries, _ := os.ReadDir(r.work)
+			assert.Empty(t, entries, "no copy left behind")
+		}
+	})
+
+	t.Run("a missing object", func(t *testing.T) {
+		gone := *m
+		gone.Artifacts = map[string]Artifact{"database": {Key: "snap_19990101_000000_000000/database.dump", Size: 1, SHA256: "00"}}
+		_, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, bucket, &gone, opts)
+		require.ErrorIs(t, err, ErrNotFound)
+		assert.Equal(t, "10\n", count(), "untouched")
+	})
+}
+
+func TestSignedURLNeverInErrors(t *testing.T) {
+	url := "http://127.0.0.1:9/b/k?X-Amz-Credential=AKIA&X-Amz-Signature=deadbeef"
+	msg := "curl: (7) Failed to connect to " + url + " and X-Amz-Credential=AKIA&X-Amz-Signature=deadbeef"
+	got := redact(msg, url)
+	assert.NotContains(t, got, "deadbeef")
+	assert.NotContains(t, got, "AKIA")
+	assert.Contains(t, got, "<signed URL>")
 }

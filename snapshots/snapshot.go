@@ -92,7 +92,7 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 		if err != nil {
 			return nil, err
 		}
-		art, info, err := DumpDatabase(ctx, req.Host, *db, pw, req.Store, m.ID+"/database.dump", rcpt)
+		art, info, err := DumpDatabase(ctx, req.Host, *db, pw, req.Store, m.ID+"/database.dump", DumpOptions{Compression: req.Config.Snapshots.DumpCompression, Recipient: rcpt})
 		if err != nil {
 			cleanup()
 			return nil, err
