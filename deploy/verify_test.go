@@ -74,14 +74,18 @@ func TestDefaultSuiteAgainstADeployment(t *testing.T) {
 		assert.True(t, names[n], "the suite has %q", n)
 	}
 
-	// A second run compares with the first as its baseline.
+	// A second run compares with the first as its baseline. Two runs of
+	// the same release on a busy test machine differ by more than the
+	// default x2 at times: the comparison's arithmetic is CompareBaseline's
+	// unit test; here, that the suite runs it against the first run.
 	venv.Baseline = checks.BaselineFrom(s.Results)
+	cfg.Rollback.PerformanceDegradationThreshold = 100
 	s2, err := checks.Verify(t.Context(), venv, checks.Options{})
 	require.NoError(t, err)
 	for _, res := range s2.Results {
 		if res.Name == "baseline" {
 			assert.Equal(t, checks.Pass, res.Status, res.Message)
-			assert.Contains(t, res.Message, "within x2.00 of the baseline")
+			assert.Contains(t, res.Message, "within x100.00 of the baseline")
 		}
 	}
 
