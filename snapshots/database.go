@@ -204,10 +204,7 @@ func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, ad
 	}
 	defer cleanup()
 	if p.err != nil {
-		if admin != nil {
-			dropFresh() // the connection worked: a failed CREATE left nothing, this is a no-op
-		}
-		return nil, p.err
+		return nil, p.err // nothing made: a failed CREATE DATABASE leaves nothing
 	}
 	rctx, stopRestore := context.WithCancel(ctx)
 	defer stopRestore()
