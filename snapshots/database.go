@@ -335,11 +335,7 @@ func checkOnTarget(ctx context.Context, h *target.Host, store string, art Artifa
 	if len(f) < 2 {
 		return fmt.Errorf("checking %s on %s: unexpected output of stat and sha256: %q", art.Key, h.Endpoint.Addr(), out)
 	}
-	if size, got := f[0], f[1]; got != art.SHA256 || size != fmt.Sprint(art.Size) {
-		return fmt.Errorf("%s: %w (manifest: %d bytes, sha256 %s; stored: %s bytes, sha256 %s): the artifact is damaged, nothing was changed",
-			art.Key, ErrChecksum, art.Size, art.SHA256, size, got)
-	}
-	return nil
+	return matches(art, f[0], f[1])
 }
 
 // copyVerified streams an artifact to path on the target (decrypted when
@@ -384,9 +380,10 @@ func ReadArtifact(ctx context.Context, store Store, snapshot string, art Artifac
 	// chunk, and the rest after a decryption failure: damage shows as a
 	// checksum mismatch, not as a cryptic decryption error).
 	_, derr := io.Copy(io.Discard, counted)
-	if got := hex.EncodeToString(sum.Sum(nil)); derr == nil && (got != art.SHA256 || counted.n != art.Size) {
-		return fmt.Errorf("%s: %w (manifest: %d bytes, sha256 %s; stored: %d bytes, sha256 %s): the artifact is damaged, nothing was changed",
-			art.Key, ErrChecksum, art.Size, art.SHA256, counted.n, got)
+	if derr == nil {
+		if err := matches(art, fmt.Sprint(counted.n), hex.EncodeToString(sum.Sum(nil))); err != nil {
+			return err
+		}
 	}
 	if err == nil {
 		err = derr
@@ -397,6 +394,16 @@ func ReadArtifact(ctx context.Context, store Store, snapshot string, art Artifac
 	}
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", art.Key, err)
+	}
+	return nil
+}
+
+// matches compares what is stored (its size and SHA-256) with the
+// manifest; a difference wraps ErrChecksum.
+func matches(art Artifact, size, sha string) error {
+	if sha != art.SHA256 || size != fmt.Sprint(art.Size) {
+		return fmt.Errorf("%s: %w (manifest: %d bytes, sha256 %s; stored: %s bytes, sha256 %s): the artifact is damaged, nothing was changed",
+			art.Key, ErrChecksum, art.Size, art.SHA256, size, sha)
 	}
 	return nil
 }
