@@ -26,10 +26,10 @@ import (
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/progress"
 	"github.com/lawsker/lawsker-deploy/redact"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/report"
 	"github.com/lawsker/lawsker-deploy/rollout"
 	"github.com/lawsker/lawsker-deploy/snapshots"
-	"github.com/lawsker/lawsker-deploy/target"
 )
 
 // goImage is the toolchain image of the module's own checks; it matches the
@@ -668,7 +668,7 @@ func (m *LawskerDeploy) Verify(
 		}
 	}
 	if e, err := deploy.Endpoint(env.cfg.Targets[0], env.res); err == nil && len(e.PrivateKey) > 0 {
-		if h, err := target.Connect(ctx, e, 2); err == nil {
+		if h, err := remote.Connect(ctx, e, 2); err == nil {
 			defer h.Close()
 			venv.Dial, venv.Stat, venv.System = h.DialTCP, h.StatGlob, h
 		}

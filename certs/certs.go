@@ -39,7 +39,7 @@ import (
 	"github.com/go-acme/lego/v4/registration"
 
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // SetLogOutput sends lego's progress lines to w (they go nowhere by
@@ -55,7 +55,7 @@ const StagingDirectory = "https://acme-staging-v02.api.letsencrypt.org/directory
 // (<root>/<app>).
 type Target struct {
 	Name string
-	Host *target.Host
+	Host *remote.Host
 	Base string
 }
 
@@ -151,7 +151,7 @@ func (m *Manager) Read(domain string) (*x509.Certificate, error) {
 
 // ReadInstalled loads a domain's certificate from a target (nil when there
 // is none).
-func ReadInstalled(h *target.Host, base, domain string) (*x509.Certificate, error) {
+func ReadInstalled(h *remote.Host, base, domain string) (*x509.Certificate, error) {
 	data, err := h.ReadFile(CertPath(base, domain))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

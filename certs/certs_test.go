@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
@@ -22,7 +22,7 @@ import (
 type rig struct {
 	pebble *testenv.Pebble
 	dns    *testenv.ChallTestSrv
-	host   *target.Host
+	host   *remote.Host
 	base   string
 }
 
@@ -39,7 +39,7 @@ func newRig(t testing.TB, validity time.Duration) *rig {
 	s := testenv.StartSSHD(t)
 	key, err := os.ReadFile(s.KeyPath)
 	require.NoError(t, err)
-	h, err := target.Connect(t.Context(), target.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
+	h, err := remote.Connect(t.Context(), remote.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
 	require.NoError(t, err)
 	t.Cleanup(func() { h.Close() })
 	return &rig{pebble: p, dns: dns, host: h, base: base}

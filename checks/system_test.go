@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
@@ -22,11 +22,11 @@ func TestSystemResourcesOverSSH(t *testing.T) {
 }
 
 // sshTarget is a connection to a throwaway sshd, closed when the test ends.
-func sshTarget(t *testing.T) *target.Host {
+func sshTarget(t *testing.T) *remote.Host {
 	s := testenv.StartSSHD(t)
 	key, err := os.ReadFile(s.KeyPath)
 	require.NoError(t, err)
-	h, err := target.Connect(t.Context(), target.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
+	h, err := remote.Connect(t.Context(), remote.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
 	require.NoError(t, err)
 	t.Cleanup(func() { h.Close() })
 	return h

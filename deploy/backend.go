@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // Docker builds docker argv for one target: commands are data, tested as
-// data, and reach the host only through target.Quote.
+// data, and reach the host only through remote.Quote.
 type Docker struct{ Host string }
 
 func (d Docker) cmd(args ...string) []string {
@@ -146,7 +146,7 @@ func PoolSize(cpus int) (size, overflow int) {
 
 // FreePort finds a port in [lo, hi] on the target's loopback that nothing
 // listens on and no recorded release uses, probing through the SSH tunnel.
-func FreePort(ctx context.Context, h *target.Host, lo, hi int, used map[int]bool) (int, error) {
+func FreePort(ctx context.Context, h *remote.Host, lo, hi int, used map[int]bool) (int, error) {
 	for p := lo; p <= hi; p++ {
 		if used[p] {
 			continue
@@ -169,14 +169,14 @@ func FreePort(ctx context.Context, h *target.Host, lo, hi int, used map[int]bool
 // HealthGate polls the backend through the SSH tunnel until it passes
 // `passes` checks in a row, or the deadline passes. It remembers the last
 // failure for the error.
-func HealthGate(ctx context.Context, h *target.Host, port int, healthPath, hostHeader string, g config.HealthGate) error {
+func HealthGate(ctx context.Context, h *remote.Host, port int, healthPath, hostHeader string, g config.HealthGate) error {
 	return healthThrough(ctx, h, "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), healthPath, hostHeader, g)
 }
 
 // healthThrough polls base+healthPath through the target's tunnel (base:
 // http://addr, or https://addr for nginx's HTTPS servers: the certificate
 // is not judged here, the verification suite's TLS check does that).
-func healthThrough(ctx context.Context, h *target.Host, base, healthPath, hostHeader string, g config.HealthGate) error {
+func healthThrough(ctx context.Context, h *remote.Host, base, healthPath, hostHeader string, g config.HealthGate) error {
 	client := tunnelClient(h, g.RequestTimeout.D())
 	if strings.HasPrefix(base, "https://") {
 		client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{ServerName: hostHeader, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // health through our own tunnel; the suite verifies the chain
@@ -213,7 +213,7 @@ func healthThrough(ctx context.Context, h *target.Host, base, healthPath, hostHe
 	}
 }
 
-func tunnelClient(h *target.Host, timeout time.Duration) *http.Client {
+func tunnelClient(h *remote.Host, timeout time.Duration) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
@@ -251,7 +251,7 @@ const ReleaseHeader = "X-Lawsker-Release"
 // WaitServing polls nginx on the target (through the SSH tunnel) until the
 // responses come from release id: `nginx -s reload` returns before the new
 // workers take over, so a switch is confirmed, not assumed.
-func WaitServing(ctx context.Context, h *target.Host, base, path, hostHeader, id string, timeout time.Duration) error {
+func WaitServing(ctx context.Context, h *remote.Host, base, path, hostHeader, id string, timeout time.Duration) error {
 	client := tunnelClient(h, 5*time.Second)
 	if strings.HasPrefix(base, "https://") {
 		client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{ServerName: hostHeader, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // which release answers, through our own tunnel

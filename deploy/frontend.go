@@ -15,7 +15,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // Manifest lists a release's frontend files by content hash.
@@ -107,7 +107,7 @@ type UploadStats struct {
 // a previous release exists, its tree is hard-linked first (cp -al) and
 // only files whose hash differs are uploaded; an upload replaces the link
 // by rename, so the previous release's files are never modified.
-func UploadFrontend(ctx context.Context, h *target.Host, dir, dest string, local, previous *Manifest, previousDir string) (UploadStats, error) {
+func UploadFrontend(ctx context.Context, h *remote.Host, dir, dest string, local, previous *Manifest, previousDir string) (UploadStats, error) {
 	var st UploadStats
 	if previous != nil && previousDir != "" {
 		if _, err := h.Run(ctx, "cp", "-al", previousDir, dest); err != nil {
@@ -154,7 +154,7 @@ func UploadFrontend(ctx context.Context, h *target.Host, dir, dest string, local
 }
 
 // ReadManifest reads a release's manifest.json (nil when absent).
-func ReadManifest(h *target.Host, p string) (*Manifest, error) {
+func ReadManifest(h *remote.Host, p string) (*Manifest, error) {
 	data, err := h.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

@@ -6,14 +6,14 @@ import (
 	"os"
 	"time"
 
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
-type targetHost = target.Host
+type targetHost = remote.Host
 
-func connectTarget(ctx context.Context, s *testenv.SSHD, key []byte) (*target.Host, error) {
-	return target.Connect(ctx, target.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts, ConnectTimeout: 5 * time.Second}, 1)
+func connectTarget(ctx context.Context, s *testenv.SSHD, key []byte) (*remote.Host, error) {
+	return remote.Connect(ctx, remote.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts, ConnectTimeout: 5 * time.Second}, 1)
 }
 
 func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }

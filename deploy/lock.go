@@ -10,7 +10,7 @@ import (
 	"path"
 	"time"
 
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // LockInfo is who holds the deploy lock of an app on a target.
@@ -39,7 +39,7 @@ var ErrLocked = errors.New("deploy lock held")
 // AcquireLock takes the lock atomically (mkdir succeeds for one caller
 // only), then records who holds it. A held lock fails at once, naming the
 // holder.
-func AcquireLock(ctx context.Context, h *target.Host, l Layout, info LockInfo) error {
+func AcquireLock(ctx context.Context, h *remote.Host, l Layout, info LockInfo) error {
 	data, _ := json.MarshalIndent(info, "", "  ")
 	// One round trip: create the app folder, take the lock (mkdir is atomic:
 	// it fails when the folder exists; exit 75 says so whatever the remote
@@ -50,7 +50,7 @@ func AcquireLock(ctx context.Context, h *target.Host, l Layout, info LockInfo) e
 	if err == nil {
 		return nil
 	}
-	var re *target.RemoteError
+	var re *remote.RemoteError
 	if !errors.As(err, &re) || re.ExitCode != 75 {
 		return fmt.Errorf("lock: %w", err)
 	}
@@ -62,7 +62,7 @@ func AcquireLock(ctx context.Context, h *target.Host, l Layout, info LockInfo) e
 }
 
 // ReadLock returns the holder; a missing lock wraps os.ErrNotExist.
-func ReadLock(h *target.Host, l Layout) (LockInfo, error) {
+func ReadLock(h *remote.Host, l Layout) (LockInfo, error) {
 	data, err := h.ReadFile(path.Join(l.LockDir(), "lock.json"))
 	if err != nil {
 		return LockInfo{}, err
@@ -76,7 +76,7 @@ func ReadLock(h *target.Host, l Layout) (LockInfo, error) {
 
 // ReleaseLock removes the lock if id holds it (or force is set). Releasing
 // a lock that is not there is not an error.
-func ReleaseLock(ctx context.Context, h *target.Host, l Layout, id string, force bool) error {
+func ReleaseLock(ctx context.Context, h *remote.Host, l Layout, id string, force bool) error {
 	info, err := ReadLock(h, l)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -8,7 +8,7 @@ import (
 
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/pipelines"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // Step names (per-target steps are "<step>:<target>").
@@ -67,12 +67,12 @@ func NewPlan(cfg *config.Config) (*Plan, error) {
 // under the same conditions).
 func PlanHooks(cfg *config.Config, noSnapshot bool) Hooks {
 	var h Hooks
-	h.Verify = func(context.Context, *target.Host) error { return nil }
+	h.Verify = func(context.Context, *remote.Host) error { return nil }
 	if cfg.Snapshots.Enabled && !noSnapshot {
-		h.BeforeChange = func(context.Context, *target.Host, *Release) error { return nil }
+		h.BeforeChange = func(context.Context, *remote.Host, *Release) error { return nil }
 		h.AfterKeep = h.BeforeChange
 		if cfg.Database != nil && len(cfg.Backend.MigrateCommand) > 0 {
-			h.AfterRevert = func(context.Context, *target.Host, bool) error { return nil }
+			h.AfterRevert = func(context.Context, *remote.Host, bool) error { return nil }
 		}
 	}
 	return h

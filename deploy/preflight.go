@@ -12,7 +12,7 @@ import (
 
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/pipelines"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // Preflight returns read-only checks that what deploy needs can be reached
@@ -54,10 +54,10 @@ func checkSSH(ctx context.Context, path string, t config.Target, res *config.Res
 	wantTOFU := e.TrustOnFirstUse
 	e.TrustOnFirstUse = false
 	// Preflight never records a host key; report an unknown one instead.
-	c, err := target.Dial(ctx, e)
-	var ne *target.NetError
+	c, err := remote.Dial(ctx, e)
+	var ne *remote.NetError
 	switch {
-	case errors.Is(err, target.ErrHostKeyUnknown) && wantTOFU:
+	case errors.Is(err, remote.ErrHostKeyUnknown) && wantTOFU:
 		return pipelines.Skip("%v; deploy will record it (ssh.trust_on_first_use)", err)
 	case errors.As(err, &ne):
 		return pipelines.Retriable(err)

@@ -20,7 +20,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/config"
 	monitoringpkg "github.com/lawsker/lawsker-deploy/monitoring"
 	"github.com/lawsker/lawsker-deploy/pipelines"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // Request is one deploy of prebuilt artifacts.
@@ -48,18 +48,18 @@ type Hooks struct {
 	// before anything changes (migrations, the new backend); current is the
 	// serving release (nil before a first deploy). An error stops the
 	// deploy with nothing changed.
-	BeforeChange func(ctx context.Context, h *target.Host, current *Release) error
+	BeforeChange func(ctx context.Context, h *remote.Host, current *Release) error
 	// Verify runs once every target serves the new release and answered
 	// its health check through nginx. An error reverts every target: the
 	// previous release serves again and the new one is removed.
-	Verify func(ctx context.Context, h *target.Host) error
+	Verify func(ctx context.Context, h *remote.Host) error
 	// AfterKeep runs once the release is kept on every target, still under
 	// the lock. Its error fails the run; the release stays.
-	AfterKeep func(ctx context.Context, h *target.Host, current *Release) error
+	AfterKeep func(ctx context.Context, h *remote.Host, current *Release) error
 	// AfterRevert runs when the deploy did not complete, once every target
 	// is back on its previous release; migrated says whether the new
 	// release's migrations ran.
-	AfterRevert func(ctx context.Context, h *target.Host, migrated bool) error
+	AfterRevert func(ctx context.Context, h *remote.Host, migrated bool) error
 }
 
 // Deployment is a prepared deploy: its DAG and, after the run, what
@@ -85,7 +85,7 @@ type targetRun struct {
 	layout    Layout
 	docker    Docker
 	nginx     Nginx
-	host      *target.Host
+	host      *remote.Host
 	state     *State
 	locked    bool
 	previous  *Release // serving before this deploy
@@ -408,8 +408,8 @@ func (d *Deployment) completed() bool {
 
 // Endpoint is how to reach a target, with its SSH key resolved (an empty
 // ssh.key means the SSH agent).
-func Endpoint(t config.Target, res *config.Resolver) (target.Endpoint, error) {
-	e := target.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts,
+func Endpoint(t config.Target, res *config.Resolver) (remote.Endpoint, error) {
+	e := remote.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts,
 		TrustOnFirstUse: t.SSH.TrustOnFirstUse, ConnectTimeout: t.SSH.ConnectTimeout.D()}
 	if !t.SSH.Key.IsZero() {
 		key, err := res.Resolve(t.SSH.Key)
@@ -427,8 +427,8 @@ func (d *Deployment) lock(ctx context.Context, tr *targetRun) error {
 		if err != nil {
 			return err
 		}
-		h, err := target.Connect(ctx, e, 1)
-		var ne *target.NetError
+		h, err := remote.Connect(ctx, e, 1)
+		var ne *remote.NetError
 		if errors.As(err, &ne) {
 			return pipelines.Retriable(err)
 		}
@@ -500,7 +500,7 @@ func (d *Deployment) prepare(ctx context.Context, tr *targetRun) error {
 
 // countCPUs reads the target's online CPUs from /sys over SFTP (no shell
 // session); nproc is the fallback.
-func countCPUs(ctx context.Context, h *target.Host) (int, error) {
+func countCPUs(ctx context.Context, h *remote.Host) (int, error) {
 	if data, err := h.ReadFile("/sys/devices/system/cpu/online"); err == nil {
 		if n, ok := parseCPUList(strings.TrimSpace(string(data))); ok {
 			return n, nil
@@ -587,8 +587,8 @@ func (d *Deployment) pull(ctx context.Context, tr *targetRun) error {
 	}
 	// A digest names its content: when the host has it, there is nothing
 	// to pull (and no registry round trip).
-	have := target.Quote(tr.docker.cmd("image", "inspect", "--format", "{{.Id}}", d.req.Image)...)
-	if _, err := tr.host.Run(ctx, "sh", "-c", have+" >/dev/null 2>&1 || "+target.Quote(tr.docker.Pull(d.req.Image)...)); err != nil {
+	have := remote.Quote(tr.docker.cmd("image", "inspect", "--format", "{{.Id}}", d.req.Image)...)
+	if _, err := tr.host.Run(ctx, "sh", "-c", have+" >/dev/null 2>&1 || "+remote.Quote(tr.docker.Pull(d.req.Image)...)); err != nil {
 		return fmt.Errorf("pulling the backend image (is %s in the registry?): %w", d.req.Image, err)
 	}
 	return nil
@@ -660,7 +660,7 @@ func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
 	// The container's stdout and stderr both, in order.
-	logs, lerr := tr.host.Run(cctx, "sh", "-c", target.Quote(tr.docker.Logs(tr.container, 40)...)+" 2>&1")
+	logs, lerr := tr.host.Run(cctx, "sh", "-c", remote.Quote(tr.docker.Logs(tr.container, 40)...)+" 2>&1")
 	if lerr != nil {
 		logs = "(its logs could not be read: " + lerr.Error() + ")"
 	}
@@ -756,7 +756,7 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 	tr.mu.Lock()
 	tr.switched = true
 	tr.mu.Unlock()
-	if _, err := h.RunScript(ctx, nil, append([][]string{tr.nginx.Reload()}, target.SymlinkCmds(l.Release(d.req.ID), l.Current())...)...); err != nil {
+	if _, err := h.RunScript(ctx, nil, append([][]string{tr.nginx.Reload()}, remote.SymlinkCmds(l.Release(d.req.ID), l.Current())...)...); err != nil {
 		return fmt.Errorf("nginx reload: %w", err)
 	}
 	if err := WaitServing(ctx, h, "http://"+nginxAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, hostHeader(cfg), d.req.ID, 15*time.Second); err != nil {
@@ -998,7 +998,7 @@ func (d *Deployment) prune(ctx context.Context, tr *targetRun) error {
 func background(cmds [][]string) string {
 	parts := []string{"true"}
 	for _, c := range cmds {
-		parts = append(parts, target.Quote(c...)+" >/dev/null 2>&1")
+		parts = append(parts, remote.Quote(c...)+" >/dev/null 2>&1")
 	}
 	return strings.Join(parts, "; ")
 }
@@ -1008,12 +1008,12 @@ func background(cmds [][]string) string {
 // it current).
 func stopAfter(dk Docker, l Layout, container string, window time.Duration) string {
 	return fmt.Sprintf(`sleep %d; if [ "$(cat %s 2>/dev/null)" != %s ]; then %s >/dev/null 2>&1; fi`,
-		int(window.Seconds()), target.Quote(l.CurrentContainer()), target.Quote(container), target.Quote(dk.Stop(container, 30)...))
+		int(window.Seconds()), remote.Quote(l.CurrentContainer()), remote.Quote(container), remote.Quote(dk.Stop(container, 30)...))
 }
 
 // detach runs a script on the target in its own session, returning at once.
-func detach(ctx context.Context, h *target.Host, script string) error {
-	_, err := h.Run(ctx, "sh", "-c", "setsid sh -c "+target.Quote(script)+" >/dev/null 2>&1 </dev/null &")
+func detach(ctx context.Context, h *remote.Host, script string) error {
+	_, err := h.Run(ctx, "sh", "-c", "setsid sh -c "+remote.Quote(script)+" >/dev/null 2>&1 </dev/null &")
 	return err
 }
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // StateFormat is the version of state.json this release reads and writes.
@@ -113,7 +113,7 @@ func (s *State) find(status string) (Release, bool) {
 }
 
 // LoadState reads state.json ("no releases yet" when it does not exist).
-func LoadState(h *target.Host, l Layout) (*State, error) {
+func LoadState(h *remote.Host, l Layout) (*State, error) {
 	data, err := h.ReadFile(l.StateFile())
 	if errors.Is(err, os.ErrNotExist) {
 		return &State{Format: StateFormat, App: l.App}, nil
@@ -135,7 +135,7 @@ func LoadState(h *target.Host, l Layout) (*State, error) {
 }
 
 // SaveState writes state.json atomically.
-func SaveState(h *target.Host, l Layout, s *State) error {
+func SaveState(h *remote.Host, l Layout, s *State) error {
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err

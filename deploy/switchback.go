@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/pipelines"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // StepSwitchBack is the step that makes the previous release serve again.
@@ -87,9 +87,9 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	}
 	// One session: reload, `current`, and the delayed stop of the release
 	// switched away from (kept warm for the rollback window).
-	cmds := append([][]string{tr.nginx.Reload()}, target.SymlinkCmds(l.Release(prev.ID), l.Current())...)
+	cmds := append([][]string{tr.nginx.Reload()}, remote.SymlinkCmds(l.Release(prev.ID), l.Current())...)
 	if hasCur {
-		cmds = append(cmds, []string{"sh", "-c", "setsid sh -c " + target.Quote(stopAfter(tr.docker, l, cur.Container, b.RollbackWindow.D())) + " >/dev/null 2>&1 </dev/null &"})
+		cmds = append(cmds, []string{"sh", "-c", "setsid sh -c " + remote.Quote(stopAfter(tr.docker, l, cur.Container, b.RollbackWindow.D())) + " >/dev/null 2>&1 </dev/null &"})
 	}
 	if _, err := h.RunScript(ctx, nil, cmds...); err != nil {
 		return fmt.Errorf("nginx reload: %w", err)
@@ -122,7 +122,7 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 // PrepareLocked builds a graph that runs one piece of work on the first
 // target under the deploy lock (a database-only rollback): lock, the work,
 // unlock (also after a failure). req needs Config, Resolver, Who and ID.
-func PrepareLocked(req Request, name, description string, work func(ctx context.Context, h *target.Host) error) (*Deployment, error) {
+func PrepareLocked(req Request, name, description string, work func(ctx context.Context, h *remote.Host) error) (*Deployment, error) {
 	d := &Deployment{req: req, log: req.Logger}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)

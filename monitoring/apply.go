@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // Check runs promtool over the rendered files (config, which also checks
@@ -61,7 +61,7 @@ type Docker interface {
 
 // Target is where monitoring runs: the first target.
 type Target struct {
-	Host   *target.Host
+	Host   *remote.Host
 	Base   string // <root>/<app>
 	App    string
 	Docker Docker
@@ -158,14 +158,14 @@ func grafana(ctx context.Context, cfg *config.Config, res *config.Resolver, t Ta
 	return "started", nil
 }
 
-func tunnel(h *target.Host) *http.Client {
+func tunnel(h *remote.Host) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return h.DialTCP(ctx, addr) },
 		DisableKeepAlives: true,
 	}}
 }
 
-func post(ctx context.Context, h *target.Host, addr, p string) error {
+func post(ctx context.Context, h *remote.Host, addr, p string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+p, nil)
 	if err != nil {
 		return err
@@ -186,7 +186,7 @@ func post(ctx context.Context, h *target.Host, addr, p string) error {
 // and has scraped every target once: /api/v1/targets names the backend's
 // address and no target's health is still "unknown" (the suite then finds
 // them up, or a real failure).
-func waitLoaded(ctx context.Context, h *target.Host, addr string, want []byte, interval time.Duration) error {
+func waitLoaded(ctx context.Context, h *remote.Host, addr string, want []byte, interval time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute+3*interval)
 	defer cancel()
 	client := tunnel(h)
@@ -236,7 +236,7 @@ func waitLoaded(ctx context.Context, h *target.Host, addr string, want []byte, i
 
 // Reload asks the running Prometheus to reload its configuration (after a
 // restore of the monitoring folder).
-func Reload(ctx context.Context, h *target.Host, cfg *config.Config) error {
+func Reload(ctx context.Context, h *remote.Host, cfg *config.Config) error {
 	listen, err := listenAddr(cfg.Monitoring.PrometheusURL)
 	if err != nil {
 		return err

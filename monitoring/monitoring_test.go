@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
@@ -129,7 +129,7 @@ func TestApplyRunsAndReloadsPrometheus(t *testing.T) {
 	cfg := parse(t, fmt.Sprintf(`, "prometheus_url": "http://127.0.0.1:%d", "prometheus_image": %q, "grafana_image": "none"`, promPort, image))
 	key, err := os.ReadFile(h.SSHD.KeyPath)
 	require.NoError(t, err)
-	host, err := target.Connect(t.Context(), target.Endpoint{Host: h.SSHD.Host, Port: h.SSHD.Port, User: h.SSHD.User, PrivateKey: key, KnownHosts: h.SSHD.KnownHosts}, 1)
+	host, err := remote.Connect(t.Context(), remote.Endpoint{Host: h.SSHD.Host, Port: h.SSHD.Port, User: h.SSHD.User, PrivateKey: key, KnownHosts: h.SSHD.KnownHosts}, 1)
 	require.NoError(t, err)
 	defer host.Close()
 	tgt := Target{Host: host, Base: filepath.Join(h.Root, "sample"), App: "sample-" + fmt.Sprint(promPort), Docker: docker{h.Docker.Host}}

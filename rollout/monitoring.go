@@ -8,7 +8,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/monitoring"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // ApplyMonitoring renders the monitoring for the release serving on the
@@ -41,7 +41,7 @@ func MonitoringFiles(ctx context.Context, cfg *config.Config, res *config.Resolv
 	return files, err
 }
 
-func monitoringFiles(ctx context.Context, cfg *config.Config, res *config.Resolver) (*target.Host, monitoring.Files, error) {
+func monitoringFiles(ctx context.Context, cfg *config.Config, res *config.Resolver) (*remote.Host, monitoring.Files, error) {
 	if !cfg.Monitoring.Enabled {
 		return nil, nil, errors.New("monitoring.enabled is false: nothing to apply")
 	}
@@ -50,7 +50,7 @@ func monitoringFiles(ctx context.Context, cfg *config.Config, res *config.Resolv
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := target.Connect(ctx, e, 3)
+	h, err := remote.Connect(ctx, e, 3)
 	if err != nil {
 		return nil, nil, &TargetError{err}
 	}

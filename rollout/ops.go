@@ -7,14 +7,14 @@ import (
 
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/snapshots"
-	"github.com/lawsker/lawsker-deploy/target"
 )
 
 // Store is the snapshot store with the first target it is reached through
 // (snapshots are taken and restored there).
 type Store struct {
-	Host *target.Host
+	Host *remote.Host
 	snapshots.Store
 }
 
@@ -39,7 +39,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, res *config.Resolver) (*
 	if err != nil {
 		return nil, &TargetError{fmt.Errorf("targets[0].%w", err)}
 	}
-	h, err := target.Connect(ctx, e, 3)
+	h, err := remote.Connect(ctx, e, 3)
 	if err != nil {
 		return nil, &TargetError{err}
 	}

@@ -21,8 +21,8 @@ import (
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/monitoring"
 	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/snapshots"
-	"github.com/lawsker/lawsker-deploy/target"
 )
 
 // Components a snapshot rollback can restore.
@@ -201,7 +201,7 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 			return nil, fmt.Errorf("snapshot %s holds a dump of database %q, not %q: nothing was changed", m.ID, dbName(m), cfg.Database.Name)
 		}
 	}
-	restoreFolders := func(ctx context.Context, h *target.Host) error {
+	restoreFolders := func(ctx context.Context, h *remote.Host) error {
 		var id age.Identity
 		var err error
 		for _, c := range []string{"tls", "monitoring"} {
@@ -219,7 +219,7 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 		}
 		return nil
 	}
-	restoreDB := func(ctx context.Context, h *target.Host, _ *deploy.Release) error {
+	restoreDB := func(ctx context.Context, h *remote.Host, _ *deploy.Release) error {
 		if !on("database") {
 			return restoreFolders(ctx, h)
 		}
@@ -286,10 +286,10 @@ func dbName(m *snapshots.Manifest) string {
 
 // databaseOnly is the graph of a rollback without the release (database,
 // tls, monitoring): lock, restore, reloads, verification, unlock.
-func (r *Restore) databaseOnly(cfg *config.Config, req RestoreRequest, restoreDB func(context.Context, *target.Host, *deploy.Release) error) (*deploy.Deployment, error) {
+func (r *Restore) databaseOnly(cfg *config.Config, req RestoreRequest, restoreDB func(context.Context, *remote.Host, *deploy.Release) error) (*deploy.Deployment, error) {
 	return deploy.PrepareLocked(deploy.Request{Config: cfg, Resolver: req.Resolver, Who: req.Who, ID: req.ID, Logger: req.Logger, Message: "rollback to " + req.Manifest.ID},
 		"restore-database", "restore the database into a fresh one and swap it in",
-		func(ctx context.Context, h *target.Host) error {
+		func(ctx context.Context, h *remote.Host) error {
 			if err := restoreDB(ctx, h, nil); err != nil {
 				return err
 			}

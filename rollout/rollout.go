@@ -22,8 +22,8 @@ import (
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/snapshots"
-	"github.com/lawsker/lawsker-deploy/target"
 )
 
 // Request is one release.
@@ -171,7 +171,7 @@ func (r *Rollout) warn(format string, args ...any) {
 }
 
 // openStore opens the snapshot store once, through the first target.
-func (r *Rollout) openStore(ctx context.Context, h *target.Host) (snapshots.Store, error) {
+func (r *Rollout) openStore(ctx context.Context, h *remote.Host) (snapshots.Store, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.store == nil {
@@ -198,7 +198,7 @@ func (r *Rollout) current(cur *deploy.Release) *snapshots.Current {
 
 // beforeChange takes the pre-deploy snapshot; the deploy does not go on
 // without it.
-func (r *Rollout) beforeChange(ctx context.Context, h *target.Host, cur *deploy.Release) error {
+func (r *Rollout) beforeChange(ctx context.Context, h *remote.Host, cur *deploy.Release) error {
 	store, err := r.openStore(ctx, h)
 	if err != nil {
 		return err
@@ -227,7 +227,7 @@ func describe(msg string) string {
 
 // verify runs the suite with the watch beside it. A trigger fails the step
 // (so every target is reverted) when rollback.auto is on.
-func (r *Rollout) verify(ctx context.Context, h *target.Host) error {
+func (r *Rollout) verify(ctx context.Context, h *remote.Host) error {
 	dr := r.req.Deploy
 	cfg := dr.Config
 	base := r.req.Baseline
@@ -282,7 +282,7 @@ func (r *Rollout) verify(ctx context.Context, h *target.Host) error {
 
 // latestBaseline is the newest post-deploy snapshot's baseline taken of
 // the image serving now (as the pre-deploy snapshot recorded it).
-func (r *Rollout) latestBaseline(ctx context.Context, h *target.Host) checks.Baseline {
+func (r *Rollout) latestBaseline(ctx context.Context, h *remote.Host) checks.Baseline {
 	if !r.req.Deploy.Config.Snapshots.Enabled {
 		return nil
 	}
@@ -308,7 +308,7 @@ func (r *Rollout) latestBaseline(ctx context.Context, h *target.Host) checks.Bas
 // afterKeep takes the post-deploy snapshot with the release's figures and
 // applies retention. Failures are warnings: the release is verified and
 // stays.
-func (r *Rollout) afterKeep(ctx context.Context, h *target.Host, cur *deploy.Release) error {
+func (r *Rollout) afterKeep(ctx context.Context, h *remote.Host, cur *deploy.Release) error {
 	store, err := r.openStore(ctx, h)
 	if err != nil {
 		r.warn("post-deploy snapshot: %v", err)
@@ -355,7 +355,7 @@ type PruneResult struct {
 // retention_days go, except those of the current and previous releases;
 // replaced databases older than retention_days are dropped (when
 // database.admin_user is set). With dryRun nothing is deleted.
-func Prune(ctx context.Context, cfg *config.Config, res *config.Resolver, h *target.Host, store snapshots.Store, now time.Time, dryRun bool) (*PruneResult, error) {
+func Prune(ctx context.Context, cfg *config.Config, res *config.Resolver, h *remote.Host, store snapshots.Store, now time.Time, dryRun bool) (*PruneResult, error) {
 	ms, errs := snapshots.List(ctx, store)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("unreadable snapshots, nothing pruned: %w", errors.Join(errs...))
@@ -403,7 +403,7 @@ func Protected(st *deploy.State) map[string]string {
 
 // afterRevert restores the database from the pre-deploy snapshot when the
 // reverted release's migrations changed its version.
-func (r *Rollout) afterRevert(ctx context.Context, h *target.Host, migrated bool) error {
+func (r *Rollout) afterRevert(ctx context.Context, h *remote.Host, migrated bool) error {
 	if !migrated {
 		r.setDatabase("unchanged: the release's migrations did not run")
 		return pipelines.Skip("the migrations did not run")

@@ -9,7 +9,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/certs"
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // connectTargets connects to every target (closing them is the caller's,
@@ -26,7 +26,7 @@ func connectTargets(ctx context.Context, cfg *config.Config, res *config.Resolve
 		if err != nil {
 			return ts, closeAll, fmt.Errorf("%s: %w", t.Name, err)
 		}
-		h, err := target.Connect(ctx, e, 3)
+		h, err := remote.Connect(ctx, e, 3)
 		if err != nil {
 			return ts, closeAll, &TargetError{fmt.Errorf("%s: %w", t.Name, err)}
 		}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
@@ -45,7 +45,7 @@ func BenchmarkSnapshotAndRestore(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := target.Connect(b.Context(), target.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
+	h, err := remote.Connect(b.Context(), remote.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/internal/pgconfig"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // The password reaches pg_dump/pg_restore on stdin, never in argv or a
@@ -32,7 +32,7 @@ const (
 // the alembic migration version when there is one.
 //
 // With a recipient, the dump is encrypted with age on its way to the store.
-func DumpDatabase(ctx context.Context, h *target.Host, db config.Database, password string, store Store, key string, o DumpOptions) (Artifact, *DatabaseInfo, error) {
+func DumpDatabase(ctx context.Context, h *remote.Host, db config.Database, password string, store Store, key string, o DumpOptions) (Artifact, *DatabaseInfo, error) {
 	if o.Compression < 0 || o.Compression > 9 {
 		return Artifact{}, nil, fmt.Errorf("snapshots.dump_compression: %d is not a zlib level (0 to 9)", o.Compression)
 	}
@@ -56,7 +56,7 @@ func DumpDatabase(ctx context.Context, h *target.Host, db config.Database, passw
 
 // inspect reads the server version, the number of tables and the alembic
 // version through the target's tunnel.
-func inspect(ctx context.Context, h *target.Host, db config.Database, user, password, name string) (*DatabaseInfo, error) {
+func inspect(ctx context.Context, h *remote.Host, db config.Database, user, password, name string) (*DatabaseInfo, error) {
 	conn, err := connect(ctx, h, db, user, password, name)
 	if err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func inspect(ctx context.Context, h *target.Host, db config.Database, user, pass
 
 // MigrationVersion reads the database's alembic version ("" when it has no
 // alembic_version table).
-func MigrationVersion(ctx context.Context, h *target.Host, db config.Database, password string) (string, error) {
+func MigrationVersion(ctx context.Context, h *remote.Host, db config.Database, password string) (string, error) {
 	info, err := inspect(ctx, h, db, db.User, password, db.Name)
 	if err != nil {
 		return "", err
@@ -83,7 +83,7 @@ func MigrationVersion(ctx context.Context, h *target.Host, db config.Database, p
 	return info.MigrationVersion, nil
 }
 
-func connect(ctx context.Context, h *target.Host, db config.Database, user, password, name string) (*pgx.Conn, error) {
+func connect(ctx context.Context, h *remote.Host, db config.Database, user, password, name string) (*pgx.Conn, error) {
 	cc, err := pgconfig.For(db, user, password, name, h.DialTCP)
 	if err != nil {
 		return nil, err
@@ -135,7 +135,7 @@ type RestoreResult struct {
 // pg_restore runs (a mismatch stops pg_restore and drops the fresh
 // database: the database is untouched, and the error says the artifact is
 // damaged). A dump copied through this machine is checked on its way.
-func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, adminPassword string, store Store, m *Manifest, o RestoreOptions) (*RestoreResult, error) {
+func RestoreDatabase(ctx context.Context, h *remote.Host, db config.Database, adminPassword string, store Store, m *Manifest, o RestoreOptions) (*RestoreResult, error) {
 	start := time.Now()
 	art, ok := m.Artifacts["database"]
 	if !ok || m.Database == nil {
@@ -245,7 +245,7 @@ func RestoreDatabase(ctx context.Context, h *target.Host, db config.Database, ad
 // two); a copy streamed through this machine over SSH (encrypted dumps,
 // which only this machine can decrypt, and targets that cannot reach the
 // store or have no curl).
-func stageDump(ctx context.Context, h *target.Host, store Store, snapshot string, art Artifact, o RestoreOptions) (string, string, func(), func() error, error) {
+func stageDump(ctx context.Context, h *remote.Host, store Store, snapshot string, art Artifact, o RestoreOptions) (string, string, func(), func() error, error) {
 	if ts, ok := store.(TargetStore); ok && art.Encryption == "" && ts.Host.Endpoint.Addr() == h.Endpoint.Addr() && ts.Host.Endpoint.User == h.Endpoint.User {
 		// Already on the host: read and check it where it is. The deploy
 		// lock keeps retention from removing it meanwhile.
@@ -289,7 +289,7 @@ read -r url && umask 077 && printf 'url = "%s"\n' "$url" | curl --fail --silent 
 
 // fetchOnTarget has the target download an artifact from the store itself
 // to p; on failure no file is left at p.
-func fetchOnTarget(ctx context.Context, h *target.Host, sg Signer, art Artifact, p string) error {
+func fetchOnTarget(ctx context.Context, h *remote.Host, sg Signer, art Artifact, p string) error {
 	url, err := sg.SignedURL(ctx, art.Key, 15*time.Minute)
 	if err != nil {
 		return err
@@ -319,13 +319,13 @@ const checkScript = `stat -c %s -- "$1" && if command -v openssl >/dev/null 2>&1
 
 // checkOnTarget compares a file on the target with the manifest's size and
 // SHA-256, computed on the host: the bytes do not travel.
-func checkOnTarget(ctx context.Context, h *target.Host, store string, art Artifact, p string) error {
+func checkOnTarget(ctx context.Context, h *remote.Host, store string, art Artifact, p string) error {
 	if !path.IsAbs(p) {
 		return fmt.Errorf("checking %s on %s: %q is not an absolute path", art.Key, h.Endpoint.Addr(), p)
 	}
 	out, err := h.Run(ctx, "sh", "-c", checkScript, "sh", p)
 	if err != nil {
-		var re *target.RemoteError
+		var re *remote.RemoteError
 		if errors.As(err, &re) && strings.Contains(re.Stderr, "No such file") {
 			return fmt.Errorf("%s: %s: %w", store, art.Key, ErrNotFound)
 		}
@@ -340,7 +340,7 @@ func checkOnTarget(ctx context.Context, h *target.Host, store string, art Artifa
 
 // copyVerified streams an artifact to path on the target (decrypted when
 // it is encrypted); the file appears only once its checksum matched.
-func copyVerified(ctx context.Context, h *target.Host, store Store, snapshot string, art Artifact, p string, id age.Identity) error {
+func copyVerified(ctx context.Context, h *remote.Host, store Store, snapshot string, art Artifact, p string, id age.Identity) error {
 	pr, pw := io.Pipe()
 	ch := make(chan error, 1)
 	go func() {
@@ -451,7 +451,7 @@ func swap(ctx context.Context, admin *pgx.Conn, name, fresh, replaced string) er
 // databases (<name>_replaced_<time>) older than keepSince, and fresh copies
 // of restores that never finished (<name>_restore_<time>) older than an
 // hour. It returns the dropped names (with dryRun, those it would drop).
-func PruneDatabases(ctx context.Context, h *target.Host, db config.Database, adminPassword string, keepSince, now time.Time, dryRun bool) ([]string, error) {
+func PruneDatabases(ctx context.Context, h *remote.Host, db config.Database, adminPassword string, keepSince, now time.Time, dryRun bool) ([]string, error) {
 	admin, err := connect(ctx, h, db, db.AdminUser, adminPassword, "postgres")
 	if err != nil {
 		return nil, err

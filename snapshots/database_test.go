@@ -14,13 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
 type dbRig struct {
 	pg    *testenv.Postgres
-	host  *target.Host
+	host  *remote.Host
 	db    config.Database
 	store Store
 	work  string
@@ -31,7 +31,7 @@ func newDBRig(t *testing.T) *dbRig {
 	s := testenv.StartSSHD(t)
 	key, err := os.ReadFile(s.KeyPath)
 	require.NoError(t, err)
-	h, err := target.Connect(t.Context(), target.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
+	h, err := remote.Connect(t.Context(), remote.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
 	require.NoError(t, err)
 	t.Cleanup(func() { h.Close() })
 	r := &dbRig{pg: pg, host: h, work: t.TempDir(), store: FileStore{Dir: t.TempDir()},

@@ -9,7 +9,7 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // putStream stores what write produces under key, through a pipe (no
@@ -58,7 +58,7 @@ func putStream(ctx context.Context, store Store, key string, recipient age.Recip
 }
 
 // putTar stores `tar -czf - .` of dir on the target under key.
-func putTar(ctx context.Context, h *target.Host, store Store, key, dir string, excludes []string, recipient age.Recipient) (Artifact, error) {
+func putTar(ctx context.Context, h *remote.Host, store Store, key, dir string, excludes []string, recipient age.Recipient) (Artifact, error) {
 	return putStream(ctx, store, key, recipient, func(w io.Writer) error {
 		argv := []string{"tar", "-C", dir}
 		for _, x := range excludes {
@@ -81,7 +81,7 @@ var folderExcludes = map[string][]string{"monitoring": {"./previous", "./grafana
 // copied with its checksum checked (decrypted with id when encrypted),
 // unpacked beside the folder, then swapped in (the replaced one kept as
 // <folder>.replaced).
-func RestoreFolder(ctx context.Context, h *target.Host, store Store, m *Manifest, component, base string, id age.Identity) error {
+func RestoreFolder(ctx context.Context, h *remote.Host, store Store, m *Manifest, component, base string, id age.Identity) error {
 	art, ok := m.Artifacts[component]
 	dir, known := FolderComponents[component]
 	if !ok || !known {

@@ -14,13 +14,13 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // OpenStore returns the configured store: "target" keeps snapshots on the
 // first target under <root>/<app>/snapshots (over SFTP), file:///path a
 // folder here, s3://, gs:// and azblob:// URLs a bucket (BlobStore).
-func OpenStore(ctx context.Context, cfg *config.Config, res *config.Resolver, h *target.Host) (Store, error) {
+func OpenStore(ctx context.Context, cfg *config.Config, res *config.Resolver, h *remote.Host) (Store, error) {
 	s := cfg.Snapshots.Store
 	switch {
 	case s == "target":
@@ -59,7 +59,7 @@ type Current struct {
 type CreateRequest struct {
 	Config       *config.Config
 	Resolver     *config.Resolver
-	Host         *target.Host // the first target
+	Host         *remote.Host // the first target
 	Store        Store
 	Current      *Current // nil before a first deploy
 	Description  string

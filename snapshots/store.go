@@ -13,7 +13,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // Store keeps snapshot files under keys ("<id>/<file>").
@@ -152,7 +152,7 @@ func (s FileStore) Delete(_ context.Context, key string) error {
 // TargetStore keeps snapshots on the target host, over SFTP (the default:
 // no extra infrastructure).
 type TargetStore struct {
-	Host *target.Host
+	Host *remote.Host
 	Dir  string // <root>/<app>/snapshots
 }
 

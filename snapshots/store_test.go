@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/lawsker/lawsker-deploy/target"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
@@ -31,7 +31,7 @@ func TestStores(t *testing.T) {
 	s := testenv.StartSSHD(t)
 	key, err := os.ReadFile(s.KeyPath)
 	require.NoError(t, err)
-	h, err := target.Connect(t.Context(), target.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
+	h, err := remote.Connect(t.Context(), remote.Endpoint{Host: s.Host, Port: s.Port, User: s.User, PrivateKey: key, KnownHosts: s.KnownHosts}, 1)
 	require.NoError(t, err)
 	defer h.Close()
 	s3 := testenv.StartS3(t)

@@ -16,9 +16,9 @@ import (
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/notify"
 	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/report"
 	"github.com/lawsker/lawsker-deploy/rollout"
-	"github.com/lawsker/lawsker-deploy/target"
 )
 
 // who names the person and machine behind a deploy (lock, history).
@@ -202,7 +202,7 @@ type targetInfo struct {
 }
 
 // eachTarget connects to every target in turn and calls fn.
-func (c *cli) eachTarget(ctx context.Context, s *session, cfg *config.Config, fn func(*target.Host, deploy.Layout, *targetInfo) error) ([]targetInfo, error) {
+func (c *cli) eachTarget(ctx context.Context, s *session, cfg *config.Config, fn func(*remote.Host, deploy.Layout, *targetInfo) error) ([]targetInfo, error) {
 	var infos []targetInfo
 	var errs []error
 	for _, t := range cfg.Targets {
@@ -212,7 +212,7 @@ func (c *cli) eachTarget(ctx context.Context, s *session, cfg *config.Config, fn
 			if err != nil {
 				return err
 			}
-			h, err := target.Connect(ctx, e, 3)
+			h, err := remote.Connect(ctx, e, 3)
 			if err != nil {
 				return err
 			}
@@ -228,7 +228,7 @@ func (c *cli) eachTarget(ctx context.Context, s *session, cfg *config.Config, fn
 	return infos, errors.Join(errs...)
 }
 
-func readLock(h *target.Host, l deploy.Layout, info *targetInfo) error {
+func readLock(h *remote.Host, l deploy.Layout, info *targetInfo) error {
 	li, err := deploy.ReadLock(h, l)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -245,7 +245,7 @@ func (c *cli) releases(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	infos, runErr := c.eachTarget(ctx, s, l.Config, func(h *target.Host, lay deploy.Layout, info *targetInfo) error {
+	infos, runErr := c.eachTarget(ctx, s, l.Config, func(h *remote.Host, lay deploy.Layout, info *targetInfo) error {
 		st, err := deploy.LoadState(h, lay)
 		if err != nil {
 			return err
@@ -267,7 +267,7 @@ func (c *cli) lockCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	infos, runErr := c.eachTarget(ctx, s, l.Config, func(h *target.Host, lay deploy.Layout, info *targetInfo) error {
+	infos, runErr := c.eachTarget(ctx, s, l.Config, func(h *remote.Host, lay deploy.Layout, info *targetInfo) error {
 		if err := readLock(h, lay, info); err != nil && !*force {
 			return err
 		}

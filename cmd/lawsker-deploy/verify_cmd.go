@@ -13,8 +13,8 @@ import (
 	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/internal/atomicfile"
+	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/report"
-	"github.com/lawsker/lawsker-deploy/target"
 )
 
 // verifyDetails is what a verify report holds beyond the run.
@@ -66,9 +66,9 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 	if !*noSSH {
 		t := cfg.Targets[0]
 		e, err := deploy.Endpoint(t, s.res)
-		var h *target.Host
+		var h *remote.Host
 		if err == nil {
-			h, err = target.Connect(ctx, e, 2)
+			h, err = remote.Connect(ctx, e, 2)
 		}
 		if err == nil {
 			defer h.Close()
