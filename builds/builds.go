@@ -26,10 +26,6 @@ const (
 	NodeImage   = "node:20-bookworm-slim"
 )
 
-// SourceIgnore is what the source argument leaves out: dependencies,
-// version control and build output are never inputs.
-var SourceIgnore = []string{".git", "**/node_modules", "**/__pycache__", "**/.venv", "**/dist", "**/build", ".cache", "bin", "reports", "logs"}
-
 // Backend recipes.
 const (
 	RecipeDockerfile = "dockerfile"

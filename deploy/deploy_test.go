@@ -90,9 +90,7 @@ type run struct {
 
 func (r *rig) deploy(t *testing.T, cfg *config.Config, image, front string, tweak ...func(*Request)) run {
 	req := Request{Config: cfg, Image: image, FrontendDir: front, Who: "tester@ci", Message: `release "notes" $(x); rm -rf /`,
-		ID: report.NewID(time.Now()), Resolver: &config.Resolver{LookupEnv: func(k string) (string, bool) {
-			return map[string]string{"SAMPLE_TOKEN": "token-s3cret-value"}[k], k == "SAMPLE_TOKEN"
-		}}}
+		ID: report.NewID(time.Now()), Resolver: sampleResolver()}
 	for _, f := range tweak {
 		f(&req)
 	}
@@ -309,8 +307,7 @@ func TestDeployLifecycle(t *testing.T) {
 		require.NoError(t, d.pull(ctx, tr))
 		require.NoError(t, d.start(ctx, tr))
 		require.NoError(t, d.upload(ctx, tr))
-		tr.state.InProgress.Phase = PhaseSwitching
-		require.NoError(t, SaveState(tr.host, tr.layout, tr.state))
+		require.NoError(t, tr.record(StepSwitch, Undo{Kind: UndoSite, To: tr.previous})) // write-ahead, as switchOver does
 		require.NoError(t, tr.host.Symlink(ctx, tr.layout.SiteConf(req.ID), tr.layout.SitePath)) // linked, not reloaded
 		r.serves(t, "v2")                                                                        // nginx still has the old config
 

@@ -34,9 +34,6 @@ type Plan struct {
 	MaxWorkers  int      `json:"max_workers"`
 	Stages      []Stage  `json:"stages"`
 	OnFailure   string   `json:"on_failure"`
-	// NotYet lists what the configuration asks for that deploy cannot do
-	// yet (deploy refuses to start while any of it is on).
-	NotYet []string `json:"not_yet,omitempty"`
 	graph  *pipelines.Graph
 }
 
@@ -69,10 +66,10 @@ func PlanHooks(cfg *config.Config, noSnapshot bool) Hooks {
 	var h Hooks
 	h.Verify = func(context.Context, *remote.Host) error { return nil }
 	if cfg.Snapshots.Enabled && !noSnapshot {
-		h.BeforeChange = func(context.Context, *remote.Host, *Release) error { return nil }
-		h.AfterKeep = h.BeforeChange
+		h.BeforeChange = func(context.Context, *remote.Host, *Release) (string, error) { return "", nil }
+		h.AfterKeep = func(context.Context, *remote.Host, *Release) error { return nil }
 		if cfg.Database != nil && len(cfg.Backend.MigrateCommand) > 0 {
-			h.AfterRevert = func(context.Context, *remote.Host, bool) error { return nil }
+			h.RestoreDatabase = func(context.Context, *remote.Host, string) error { return nil }
 		}
 	}
 	return h
@@ -80,12 +77,9 @@ func PlanHooks(cfg *config.Config, noSnapshot bool) Hooks {
 
 // NewPlanWith builds the DAG deploy would run with these hooks.
 func NewPlanWith(cfg *config.Config, hooks Hooks) (*Plan, error) {
-	d := &Deployment{req: Request{Config: cfg, ID: "<release>", Image: cfg.Backend.Image + "@sha256:<digest>", Hooks: hooks}}
+	d := newDeployment(Request{Config: cfg, ID: "<release>", Image: cfg.Backend.Image + "@sha256:<digest>", Hooks: hooks})
 	if cfg.Frontend != nil {
 		d.local = &Manifest{}
-	}
-	for _, t := range cfg.Targets {
-		d.targets = append(d.targets, &targetRun{cfg: t, layout: NewLayout(cfg, t)})
 	}
 	steps := d.steps()
 	g, err := pipelines.New(steps...)
@@ -96,8 +90,7 @@ func NewPlanWith(cfg *config.Config, hooks Hooks) (*Plan, error) {
 	for _, s := range steps {
 		byName[s.Name] = s
 	}
-	p := &Plan{App: cfg.App, Environment: cfg.Environment, Parallel: cfg.Execution.Parallel, MaxWorkers: cfg.Execution.MaxWorkers,
-		NotYet: Unsupported(cfg), graph: g}
+	p := &Plan{App: cfg.App, Environment: cfg.Environment, Parallel: cfg.Execution.Parallel, MaxWorkers: cfg.Execution.MaxWorkers, graph: g}
 	if !p.Parallel {
 		p.MaxWorkers = 1
 	}
@@ -113,13 +106,13 @@ func NewPlanWith(cfg *config.Config, hooks Hooks) (*Plan, error) {
 		}
 		p.Stages = append(p.Stages, st)
 	}
-	p.OnFailure = "the previous release keeps serving: a step that fails before the switch leaves it untouched, and a failure after the switch puts it back (its backend is still running); the new release's container and folder are removed, and the lock is released (also on Ctrl-C)"
+	p.OnFailure = "the previous release keeps serving: every change to a target is journaled on it before it is made, and undone in reverse (a step that fails before the switch leaves the previous release untouched; a failure after the switch puts it back, its backend still running); the new release's container and folder are removed, and the lock is released (also on Ctrl-C). A run killed after the switch is undone by the target itself (nginx back on the previous release) and the rest by the next run, which also undoes a release that served but was never verified"
 	if hooks.Verify != nil && cfg.Rollback.Auto {
 		p.OnFailure += fmt.Sprintf("; a rollback trigger after the switch (%d failed health checks in a row within %s, error rate over %g, %gx slower than the baseline, failed checks%s) does the same",
 			cfg.Rollback.HealthCheckThreshold, cfg.Rollback.WatchWindow, cfg.Rollback.ErrorRateThreshold, cfg.Rollback.PerformanceDegradationThreshold,
 			map[bool]string{true: " including security", false: ""}[cfg.Rollback.OnSecurityFailure])
 	}
-	if hooks.AfterRevert != nil {
+	if hooks.RestoreDatabase != nil {
 		p.OnFailure += "; when the new release's migrations changed the migration version, the database is restored from the pre-deploy snapshot"
 	}
 	return p, nil
@@ -164,9 +157,6 @@ func (p *Plan) Text() string {
 		}
 	}
 	fmt.Fprintf(&b, "\non failure: %s\n", p.OnFailure)
-	if len(p.NotYet) > 0 {
-		fmt.Fprintf(&b, "\nnot available yet (deploy refuses to start until these are off):\n  %s\n", strings.Join(p.NotYet, "\n  "))
-	}
 	return b.String()
 }
 

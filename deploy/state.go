@@ -12,8 +12,9 @@ import (
 	"github.com/lawsker/lawsker-deploy/remote"
 )
 
-// StateFormat is the version of state.json this release reads and writes.
-const StateFormat = 1
+// StateFormat is the version of state.json this release reads and writes
+// (1: no undo journal; read and converted).
+const StateFormat = 2
 
 // Layout is where an app lives on a target:
 //
@@ -63,6 +64,9 @@ type Release struct {
 	Message      string    `json:"message,omitempty"`
 	// Status: current, previous (still warm), retired (container stopped).
 	Status string `json:"status"`
+	// Verified: the release passed its deploy's verification and was kept.
+	// A release switched to but never verified is undone by converge.
+	Verified bool `json:"verified"`
 }
 
 // Release statuses.
@@ -72,22 +76,19 @@ const (
 	StatusRetired  = "retired"
 )
 
-// Journal records a deploy in progress, so a deploy killed at any point is
-// converged by the next one (journal.go).
+// Journal is the write-ahead undo journal of a run in progress on a target
+// (undo.go): before a step changes the host it appends how to undo that
+// change and saves state.json; a revert, or the next run after a crash
+// (converge), replays the entries in reverse. It is cleared once the
+// release is verified and kept.
 type Journal struct {
 	ID        string    `json:"id"`
-	Phase     string    `json:"phase"`
+	Phase     string    `json:"phase"` // the last change recorded, for people
 	Container string    `json:"container,omitempty"`
 	Port      int       `json:"port,omitempty"`
 	Started   time.Time `json:"started"`
+	Undo      []Undo    `json:"undo"`
 }
-
-// Journal phases, in order.
-const (
-	PhasePrepared  = "prepared"  // release folder written
-	PhaseStarted   = "started"   // new container started (maybe unhealthy)
-	PhaseSwitching = "switching" // nginx site link may point at the new release
-)
 
 // State is state.json.
 type State struct {
@@ -121,15 +122,50 @@ func LoadState(h *remote.Host, l Layout) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := ParseState(data, l)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", h.Endpoint.Addr(), err)
+	}
+	return s, nil
+}
+
+// ParseState reads state.json's contents: a damaged, truncated or newer
+// file is an error naming it and what to do (nothing is changed). A format
+// 1 file is converted: its releases were kept, so they count as verified,
+// and its journal becomes undo entries.
+func ParseState(data []byte, l Layout) (*State, error) {
 	var s State
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("%s: %s is not valid JSON (%v); fix or move it aside, then deploy again", h.Endpoint.Addr(), l.StateFile(), err)
+		return nil, fmt.Errorf("%s is damaged or truncated (%v): nothing was changed; restore it from a backup or move it aside (the next deploy then starts a new history), then run again", l.StateFile(), err)
 	}
-	if s.Format > StateFormat {
-		return nil, fmt.Errorf("%s: %s has format %d, newer than this lawsker-deploy reads (%d); upgrade lawsker-deploy", h.Endpoint.Addr(), l.StateFile(), s.Format, StateFormat)
+	switch {
+	case s.Format > StateFormat:
+		return nil, fmt.Errorf("%s has format %d, newer than this lawsker-deploy reads (%d): nothing was changed; upgrade lawsker-deploy", l.StateFile(), s.Format, StateFormat)
+	case s.Format < 1:
+		return nil, fmt.Errorf("%s has no valid format (%d): nothing was changed; it was not written by lawsker-deploy, move it aside", l.StateFile(), s.Format)
+	case s.App != l.App:
+		return nil, fmt.Errorf("%s belongs to app %q, not %q: nothing was changed; is targets[].root shared between apps?", l.StateFile(), s.App, l.App)
 	}
-	if s.App != l.App {
-		return nil, fmt.Errorf("%s: %s belongs to app %q, not %q; is targets[].root shared between apps?", h.Endpoint.Addr(), l.StateFile(), s.App, l.App)
+	for i, r := range s.Releases {
+		if r.ID == "" || r.Status != StatusCurrent && r.Status != StatusPrevious && r.Status != StatusRetired {
+			return nil, fmt.Errorf("%s: releases[%d] has id %q and status %q (want current, previous or retired): nothing was changed; fix or move the file aside", l.StateFile(), i, r.ID, r.Status)
+		}
+	}
+	if s.Format == 1 {
+		for i := range s.Releases {
+			s.Releases[i].Verified = true
+		}
+		if j := s.InProgress; j != nil {
+			j.Undo = legacyUndo(&s, l, j)
+		}
+		s.Format = StateFormat
+	}
+	if j := s.InProgress; j != nil {
+		for i, u := range j.Undo {
+			if !u.Kind.known() {
+				return nil, fmt.Errorf("%s: in_progress.undo[%d] has kind %q, which this lawsker-deploy cannot undo: nothing was changed; converge with the version that wrote it", l.StateFile(), i, u.Kind)
+			}
+		}
 	}
 	return &s, nil
 }

@@ -2,8 +2,8 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -19,26 +19,14 @@ const StepSwitchBack = "switch-back"
 // and started again if the rollback window already stopped it), unlock.
 // req needs Config, Resolver, Who and ID.
 func PrepareSwitchBack(req Request) (*Deployment, error) {
-	d := &Deployment{req: req, log: req.Logger}
-	if d.log == nil {
-		d.log = slog.New(slog.DiscardHandler)
-	}
-	for _, t := range req.Config.Targets {
-		d.targets = append(d.targets, &targetRun{cfg: t, layout: NewLayout(req.Config, t), docker: Docker{Host: t.Docker.Host}, nginx: Nginx{cfg: t.Nginx}})
-	}
+	d := newDeployment(req)
 	var steps []pipelines.Step
-	network := pipelines.RetryPolicy{Attempts: 3, Initial: time.Second, Max: 5 * time.Second}
 	for _, tr := range d.targets {
-		n := tr.cfg.Name
-		steps = append(steps,
-			pipelines.Step{Name: StepLock + ":" + n, Timeout: 2 * time.Minute, Retry: network,
-				Description: "connect and take the deploy lock", Run: func(ctx context.Context) error { return d.lock(ctx, tr) }},
-			pipelines.Step{Name: StepSwitchBack + ":" + n, Needs: []string{StepLock + ":" + n}, Timeout: 2 * time.Minute,
-				Description: "point nginx back at the previous release (its backend is still warm)",
-				Run:         func(ctx context.Context) error { return d.switchBack(ctx, tr) }},
-			pipelines.Step{Name: StepUnlock + ":" + n, Needs: []string{StepSwitchBack + ":" + n}, Always: true, Timeout: time.Minute,
-				Description: "release the deploy lock", Run: func(ctx context.Context) error { return d.unlock(ctx, tr) }},
-		)
+		lock := d.lockStep(tr, "connect and take the deploy lock")
+		sw := pipelines.Step{Name: StepSwitchBack + ":" + tr.cfg.Name, Needs: []string{lock.Name}, Timeout: 2 * time.Minute,
+			Description: "point nginx back at the previous release (its backend is still warm)",
+			Run:         func(ctx context.Context) error { return d.switchBack(ctx, tr) }}
+		steps = append(steps, lock, sw, d.unlockStep(tr, sw.Name))
 	}
 	g, err := pipelines.New(steps...)
 	if err != nil {
@@ -46,6 +34,44 @@ func PrepareSwitchBack(req Request) (*Deployment, error) {
 	}
 	d.graph = g
 	return d, nil
+}
+
+// switchScript points the site at release to, checks and reloads nginx,
+// then points `current` and the serving-container file at it, in one
+// session; then (detached) the rest. Its exit codes say which part failed.
+func switchScript(l Layout, n Nginx, to Release, then string) string {
+	link := joinCmds(remote.SymlinkCmds(l.SiteConf(to.ID), l.SitePath))
+	current := joinCmds(append(remote.SymlinkCmds(l.Release(to.ID), l.Current()), writeFileCmd(to.Container+"\n", l.CurrentContainer())))
+	s := fmt.Sprintf("mkdir -p %s && %s || exit %d; %s || exit %d; %s || exit %d; %s",
+		remote.Quote(pathDir(l.SitePath)), link, exitSiteLink, remote.Quote(n.Test()...), exitNginxTest, remote.Quote(n.Reload()...), exitNginxReload, current)
+	if then != "" {
+		s += " && " + then
+	}
+	return s
+}
+
+// switchError says which part of switchScript failed.
+func switchError(err error) error {
+	var re *remote.RemoteError
+	if errors.As(err, &re) && re.ExitCode == exitNginxTest {
+		return fmt.Errorf("nginx -t refused the new site configuration (nothing was reloaded): %w", err)
+	}
+	return fmt.Errorf("switching nginx: %w", err)
+}
+
+// ensureRunning starts a stopped container again (one session) and says
+// whether it was running.
+func ensureRunning(ctx context.Context, h *remote.Host, dk Docker, container string) (bool, error) {
+	const script = `s=$("$@" inspect --format '{{.State.Running}}' "$0") || exit 3; [ "$s" = true ] && { echo running; exit 0; }; "$@" start "$0" >/dev/null && echo started`
+	out, err := h.Run(ctx, append([]string{"sh", "-c", script, container}, dk.cmd()...)...)
+	var re *remote.RemoteError
+	if errors.As(err, &re) && re.ExitCode == 3 {
+		return false, fmt.Errorf("the previous release's container %s is gone (%v); roll back to a snapshot instead", container, err)
+	}
+	if err != nil {
+		return false, fmt.Errorf("starting the previous release's container %s again: %w", container, err)
+	}
+	return strings.TrimSpace(out) == "running", nil
 }
 
 func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
@@ -59,47 +85,27 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	if !ok {
 		return fmt.Errorf("%s has no previous release to switch back to (its backend is kept for backend.rollback_window after a deploy); roll back to a snapshot instead", tr.cfg.Name)
 	}
-	running, err := h.Run(ctx, append(tr.docker.cmd("inspect", "--format", "{{.State.Running}}"), prev.Container)...)
+	running, err := ensureRunning(ctx, h, tr.docker, prev.Container)
 	if err != nil {
-		return fmt.Errorf("the previous release's container %s is gone (%v); roll back to a snapshot instead", prev.Container, err)
-	}
-	if strings.TrimSpace(running) != "true" {
-		if _, err := h.Run(ctx, tr.docker.Start(prev.Container)...); err != nil {
-			return fmt.Errorf("starting the previous release's container again: %w", err)
-		}
+		return err
 	}
 	b := d.req.Config.Backend
 	gate := b.HealthGate
-	if strings.TrimSpace(running) == "true" {
+	if running {
 		gate.ConsecutivePasses = 1 // it has been serving; one pass proves it still does
 	}
 	if err := HealthGate(ctx, h, prev.Port, b.HealthPath, hostHeader(d.req.Config), gate); err != nil {
 		return fmt.Errorf("the previous release is not healthy, so it was not switched to: %w", err)
 	}
-	if err := h.Symlink(ctx, l.SiteConf(prev.ID), l.SitePath); err != nil {
-		return err
-	}
-	if _, err := h.Run(ctx, tr.nginx.Test()...); err != nil {
-		if hasCur {
-			_ = h.Symlink(context.WithoutCancel(ctx), l.SiteConf(cur.ID), l.SitePath)
-		}
-		return fmt.Errorf("nginx -t refused the previous release's site configuration (nothing was reloaded): %w", err)
-	}
-	// One session: reload, `current`, and the delayed stop of the release
-	// switched away from (kept warm for the rollback window).
-	cmds := append([][]string{tr.nginx.Reload()}, remote.SymlinkCmds(l.Release(prev.ID), l.Current())...)
+	// Write-ahead: a kill from here on is undone by the next run (the
+	// release switched away from serves again; run the switch back again).
+	var was *Release
 	if hasCur {
-		cmds = append(cmds, []string{"sh", "-c", "setsid sh -c " + remote.Quote(stopAfter(tr.docker, l, cur.Container, b.RollbackWindow.D())) + " >/dev/null 2>&1 </dev/null &"})
+		was = &cur
 	}
-	if _, err := h.RunScript(ctx, nil, cmds...); err != nil {
-		return fmt.Errorf("nginx reload: %w", err)
-	}
-	if err := WaitServing(ctx, h, "http://"+nginxAddr(tr.cfg.Nginx), b.HealthPath, hostHeader(d.req.Config), prev.ID, 15*time.Second); err != nil {
-		return err
-	}
-	if err := h.WriteFile(l.CurrentContainer(), []byte(prev.Container+"\n"), 0o644); err != nil {
-		return err
-	}
+	history := append([]Release(nil), st.Releases...)
+	st.InProgress = &Journal{ID: d.req.ID, Phase: StepSwitchBack, Started: time.Now().UTC(),
+		Undo: []Undo{{Kind: UndoSite, To: was}, {Kind: UndoHistory, History: history}}}
 	for i := range st.Releases {
 		switch st.Releases[i].ID {
 		case prev.ID:
@@ -111,6 +117,21 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	if err := SaveState(h, l, st); err != nil {
 		return err
 	}
+	// The release switched away from is kept warm for the rollback window.
+	then := ""
+	if hasCur {
+		then = detachCmd(stopAfter(tr.docker, l, cur.Container, b.RollbackWindow.D()))
+	}
+	if _, err := h.Run(ctx, "sh", "-c", switchScript(l, tr.nginx, prev, then)); err != nil {
+		return errors.Join(switchError(err), d.undoEnv(tr).replay(context.WithoutCancel(ctx), nil))
+	}
+	if err := WaitServing(ctx, h, "http://"+nginxAddr(tr.cfg.Nginx), b.HealthPath, hostHeader(d.req.Config), prev.ID, 15*time.Second); err != nil {
+		return errors.Join(err, d.undoEnv(tr).replay(context.WithoutCancel(ctx), nil))
+	}
+	st.InProgress = nil
+	if err := SaveState(h, l, st); err != nil {
+		return err
+	}
 	tr.mu.Lock()
 	tr.previous = &cur
 	tr.port, tr.container = prev.Port, prev.Container
@@ -119,25 +140,32 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	return nil
 }
 
-// PrepareLocked builds a graph that runs one piece of work on the first
-// target under the deploy lock (a database-only rollback): lock, the work,
-// unlock (also after a failure). req needs Config, Resolver, Who and ID.
+// PrepareLocked builds a graph that runs one piece of work on the primary
+// target under the deploy lock (a database-only rollback): lock, the work
+// (with a journal on the target while it runs, so an interrupted one is
+// converged, abandoned restore copies included), unlock (also after a
+// failure). req needs Config, Resolver, Who and ID.
 func PrepareLocked(req Request, name, description string, work func(ctx context.Context, h *remote.Host) error) (*Deployment, error) {
-	d := &Deployment{req: req, log: req.Logger}
-	if d.log == nil {
-		d.log = slog.New(slog.DiscardHandler)
-	}
-	t := req.Config.Targets[0]
-	tr := &targetRun{cfg: t, layout: NewLayout(req.Config, t), docker: Docker{Host: t.Docker.Host}, nginx: Nginx{cfg: t.Nginx}}
-	d.targets = []*targetRun{tr}
-	network := pipelines.RetryPolicy{Attempts: 3, Initial: time.Second, Max: 5 * time.Second}
-	n := tr.cfg.Name
-	g, err := pipelines.New(
-		pipelines.Step{Name: StepLock + ":" + n, Timeout: 2 * time.Minute, Retry: network,
-			Description: "connect and take the deploy lock", Run: func(ctx context.Context) error { return d.lock(ctx, tr) }},
-		pipelines.Step{Name: name, Needs: []string{StepLock + ":" + n}, Timeout: time.Hour, Description: description,
+	d := newDeployment(req)
+	tr := d.primary()
+	d.targets = d.targets[:1]
+	lock := d.lockStep(tr, "connect and take the deploy lock")
+	g, err := pipelines.New(lock,
+		pipelines.Step{Name: name, Needs: []string{lock.Name}, Timeout: time.Hour, Description: description,
 			Run: func(ctx context.Context) error {
-				err := work(ctx, tr.host)
+				st, err := d.loadState(ctx, tr)
+				if err != nil {
+					return err
+				}
+				st.InProgress = &Journal{ID: d.req.ID, Phase: name, Started: time.Now().UTC(), Undo: []Undo{}}
+				if err := SaveState(tr.host, tr.layout, st); err != nil {
+					return err
+				}
+				err = work(ctx, tr.host)
+				st.InProgress = nil
+				if serr := SaveState(tr.host, tr.layout, st); serr != nil {
+					return errors.Join(err, serr)
+				}
 				if err == nil {
 					tr.mu.Lock()
 					tr.completed = true
@@ -145,8 +173,7 @@ func PrepareLocked(req Request, name, description string, work func(ctx context.
 				}
 				return err
 			}},
-		pipelines.Step{Name: StepUnlock + ":" + n, Needs: []string{name}, Always: true, Timeout: time.Minute,
-			Description: "release the deploy lock", Run: func(ctx context.Context) error { return d.unlock(ctx, tr) }},
+		d.unlockStep(tr, name),
 	)
 	if err != nil {
 		return nil, err

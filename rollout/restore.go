@@ -219,26 +219,26 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 		}
 		return nil
 	}
-	restoreDB := func(ctx context.Context, h *remote.Host, _ *deploy.Release) error {
+	restoreDB := func(ctx context.Context, h *remote.Host, _ *deploy.Release) (string, error) {
 		if !on("database") {
-			return restoreFolders(ctx, h)
+			return "", restoreFolders(ctx, h)
 		}
 		db := cfg.Database
 		pw, err := req.Resolver.Resolve(db.AdminPassword)
 		if err != nil {
-			return fmt.Errorf("database.admin_password: %w", err)
+			return "", fmt.Errorf("database.admin_password: %w", err)
 		}
 		id, err := snapshots.Identity(cfg, req.Resolver)
 		if err != nil {
-			return err
+			return "", err
 		}
 		res, err := snapshots.RestoreDatabase(ctx, h, *db, pw, req.Store, m, snapshots.RestoreOptions{WorkDir: deploy.NewLayout(cfg, cfg.Targets[0]).Base, Jobs: 2, Identity: id})
 		if err != nil {
-			return err
+			return "", err
 		}
 		r.dbResult = res
-		ro.setDatabase(fmt.Sprintf("restored from %s in %s (dump %s); the replaced database is kept as %s", m.ID, res.Duration.Round(time.Millisecond), res.Transfer, res.Replaced))
-		return restoreFolders(ctx, h)
+		ro.setDatabase(DatabaseRestored, fmt.Sprintf("from %s in %s (dump %s); the replaced database is kept as %s", m.ID, res.Duration.Round(time.Millisecond), res.Transfer, res.Replaced))
+		return "", restoreFolders(ctx, h)
 	}
 	if !on("backend") {
 		g, err := r.databaseOnly(cfg, req, restoreDB)
@@ -263,6 +263,7 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 		}
 		dr.FrontendDir = dir
 	}
+	dr.Hooks = r.convergeHooks()
 	dr.Hooks.Verify = ro.verify
 	if on("database") || on("tls") || on("monitoring") {
 		dr.Hooks.BeforeChange = restoreDB
@@ -277,6 +278,12 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 	return r, nil
 }
 
+// convergeHooks let a rollback converge an interrupted run, its database
+// restore and abandoned restore copies included.
+func (r *Restore) convergeHooks() deploy.Hooks {
+	return deploy.Hooks{ConvergeDatabase: r.restoreDatabase, AfterConverge: r.afterConverge}
+}
+
 func dbName(m *snapshots.Manifest) string {
 	if m.Database == nil {
 		return ""
@@ -286,11 +293,12 @@ func dbName(m *snapshots.Manifest) string {
 
 // databaseOnly is the graph of a rollback without the release (database,
 // tls, monitoring): lock, restore, reloads, verification, unlock.
-func (r *Restore) databaseOnly(cfg *config.Config, req RestoreRequest, restoreDB func(context.Context, *remote.Host, *deploy.Release) error) (*deploy.Deployment, error) {
-	return deploy.PrepareLocked(deploy.Request{Config: cfg, Resolver: req.Resolver, Who: req.Who, ID: req.ID, Logger: req.Logger, Message: "rollback to " + req.Manifest.ID},
+func (r *Restore) databaseOnly(cfg *config.Config, req RestoreRequest, restoreDB func(context.Context, *remote.Host, *deploy.Release) (string, error)) (*deploy.Deployment, error) {
+	return deploy.PrepareLocked(deploy.Request{Config: cfg, Resolver: req.Resolver, Who: req.Who, ID: req.ID, Logger: req.Logger, Message: "rollback to " + req.Manifest.ID,
+		Hooks: r.convergeHooks()},
 		"restore-database", "restore the database into a fresh one and swap it in",
 		func(ctx context.Context, h *remote.Host) error {
-			if err := restoreDB(ctx, h, nil); err != nil {
+			if _, err := restoreDB(ctx, h, nil); err != nil {
 				return err
 			}
 			t := cfg.Targets[0]

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -63,8 +64,8 @@ type Outcome struct {
 	// RolledBack lists what was put back: backend, frontend, database.
 	RolledBack []string `json:"rolled_back,omitempty"`
 	// Database says what happened to the database on a rollback.
-	Database string   `json:"database,omitempty"`
-	Pruned   []string `json:"pruned_snapshots,omitempty"`
+	Database *DatabaseOutcome `json:"database,omitempty"`
+	Pruned   []string         `json:"pruned_snapshots,omitempty"`
 	// Certificates is what the certificates step did (tls.enabled).
 	Certificates []certs.Result `json:"certificates,omitempty"`
 	Warnings     []string       `json:"warnings,omitempty"`
@@ -94,10 +95,12 @@ func Prepare(req Request) (*Rollout, error) {
 	if h.BeforeChange != nil {
 		h.BeforeChange, h.AfterKeep = r.beforeChange, r.afterKeep
 	}
-	if h.AfterRevert != nil {
-		h.AfterRevert = r.afterRevert
+	if h.RestoreDatabase != nil {
+		h.RestoreDatabase = r.restoreDatabase
 	}
+	h.AfterConverge = r.afterConverge
 	req.Deploy.Hooks = h
+	r.req.Deploy.Hooks = h
 	d, err := deploy.Prepare(req.Deploy)
 	if err != nil {
 		return nil, err
@@ -130,7 +133,7 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 	}
 	if runErr != nil {
 		for _, o := range r.d.Outcomes() {
-			if o.Reverted != "" && !strings.HasPrefix(o.Reverted, "revert incomplete") && !strings.HasPrefix(o.Reverted, "removed the new release") {
+			if o.Revert == deploy.RevertSwitchedBack {
 				out.RolledBack = []string{"backend"}
 				if r.req.Deploy.Config.Frontend != nil {
 					out.RolledBack = append(out.RolledBack, "frontend")
@@ -138,7 +141,10 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 				break
 			}
 		}
-		if strings.HasPrefix(out.Database, "restored") {
+		if out.Database == nil && r.req.Deploy.Hooks.RestoreDatabase != nil && !r.d.Migrated() {
+			out.Database = &DatabaseOutcome{Status: DatabaseUntouched, Detail: "the release's migrations did not run"}
+		}
+		if out.Database != nil && out.Database.Status == DatabaseRestored {
 			out.RolledBack = append(out.RolledBack, "database")
 		}
 		return out, runErr
@@ -197,25 +203,25 @@ func (r *Rollout) current(cur *deploy.Release) *snapshots.Current {
 }
 
 // beforeChange takes the pre-deploy snapshot; the deploy does not go on
-// without it.
-func (r *Rollout) beforeChange(ctx context.Context, h *remote.Host, cur *deploy.Release) error {
+// without it. It returns the snapshot's id (the database's undo).
+func (r *Rollout) beforeChange(ctx context.Context, h *remote.Host, cur *deploy.Release) (string, error) {
 	store, err := r.openStore(ctx, h)
 	if err != nil {
-		return err
+		return "", err
 	}
 	dr := r.req.Deploy
 	m, err := snapshots.Create(ctx, snapshots.CreateRequest{Config: dr.Config, Resolver: dr.Resolver, Host: h, Store: store, Current: r.current(cur),
 		Description: "before " + dr.ID + describe(dr.Message), Trigger: "pre-deploy", DeploymentID: dr.ID})
 	if errors.Is(err, snapshots.ErrNothing) {
-		return pipelines.Skip("first deploy and no database: nothing to snapshot")
+		return "", pipelines.Skip("first deploy and no database: nothing to snapshot")
 	}
 	if err != nil {
-		return fmt.Errorf("pre-deploy snapshot (the deploy does not go on without one; --no-snapshot skips it): %w", err)
+		return "", fmt.Errorf("pre-deploy snapshot (the deploy does not go on without one; --no-snapshot skips it): %w", err)
 	}
 	r.mu.Lock()
 	r.pre, r.out.PreSnapshot = m, m.ID
 	r.mu.Unlock()
-	return nil
+	return m.ID, nil
 }
 
 func describe(msg string) string {
@@ -382,7 +388,13 @@ func Prune(ctx context.Context, cfg *config.Config, res *config.Resolver, h *rem
 			return out, fmt.Errorf("database.admin_password: %w", err)
 		}
 		keepSince := now.Add(-time.Duration(cfg.Snapshots.RetentionDays) * 24 * time.Hour)
-		if out.Databases, err = snapshots.PruneDatabases(ctx, h, *db, pw, keepSince, now, dryRun); err != nil {
+		// A restore runs under the deploy lock: with the lock free, every
+		// restore copy is abandoned; while it is held, only old ones.
+		copiesBefore := now.Add(-time.Hour)
+		if _, err := deploy.ReadLock(h, deploy.NewLayout(cfg, cfg.Targets[0])); errors.Is(err, os.ErrNotExist) {
+			copiesBefore = now.Add(time.Minute)
+		}
+		if out.Databases, err = snapshots.PruneDatabases(ctx, h, *db, pw, keepSince, copiesBefore, dryRun); err != nil {
 			return out, fmt.Errorf("replaced databases: %w", err)
 		}
 	}
@@ -401,21 +413,29 @@ func Protected(st *deploy.State) map[string]string {
 	return p
 }
 
-// afterRevert restores the database from the pre-deploy snapshot when the
-// reverted release's migrations changed its version.
-func (r *Rollout) afterRevert(ctx context.Context, h *remote.Host, migrated bool) error {
-	if !migrated {
-		r.setDatabase("unchanged: the release's migrations did not run")
-		return pipelines.Skip("the migrations did not run")
-	}
-	r.mu.Lock()
-	pre, store := r.pre, r.store
-	r.mu.Unlock()
+// restoreDatabase restores the database from the pre-deploy snapshot when
+// the undone release's migrations changed its version (the deploy's own
+// restore-database step, or the next run's converge of a killed one).
+func (r *Rollout) restoreDatabase(ctx context.Context, h *remote.Host, snapshot string) error {
 	dr := r.req.Deploy
 	db := dr.Config.Database
-	if pre == nil || pre.Database == nil {
+	if snapshot == "" {
 		err := errors.New("the migrations ran, but there is no pre-deploy snapshot of the database to restore")
-		r.setDatabase("NOT restored: " + err.Error())
+		r.setDatabase(DatabaseNotRestored, err.Error())
+		return err
+	}
+	r.mu.Lock()
+	pre := r.pre
+	r.mu.Unlock()
+	store, err := r.openStore(ctx, h)
+	if err == nil && (pre == nil || pre.ID != snapshot) {
+		pre, err = snapshots.Load(ctx, store, snapshot) // converging a killed run's restore
+	}
+	if err == nil && pre.Database == nil {
+		err = fmt.Errorf("snapshot %s holds no database dump", snapshot)
+	}
+	if err != nil {
+		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("the pre-deploy snapshot %s cannot be read: %v", snapshot, err))
 		return err
 	}
 	pw, err := dr.Resolver.Resolve(db.Password)
@@ -424,11 +444,11 @@ func (r *Rollout) afterRevert(ctx context.Context, h *remote.Host, migrated bool
 	}
 	now, err := snapshots.MigrationVersion(ctx, h, *db, pw)
 	if err != nil {
-		r.setDatabase(fmt.Sprintf("NOT restored: reading its migration version failed; restore with `rollback --snapshot %s --components database`", pre.ID))
+		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("reading its migration version failed; restore with `rollback --snapshot %s --components database`", pre.ID))
 		return err
 	}
 	if now == pre.Database.MigrationVersion {
-		r.setDatabase(fmt.Sprintf("kept: the migration version is unchanged (%q)", now))
+		r.setDatabase(DatabaseKept, fmt.Sprintf("the migration version is unchanged (%q)", now))
 		return pipelines.Skip("migration version unchanged (%q)", now)
 	}
 	adminPW, err := dr.Resolver.Resolve(db.AdminPassword)
@@ -444,15 +464,37 @@ func (r *Rollout) afterRevert(ctx context.Context, h *remote.Host, migrated bool
 		res, err = snapshots.RestoreDatabase(ctx, h, *db, adminPW, store, pre, snapshots.RestoreOptions{WorkDir: deploy.NewLayout(dr.Config, dr.Config.Targets[0]).Base, Jobs: 2, Identity: id})
 	}
 	if err != nil {
-		r.setDatabase(fmt.Sprintf("NOT restored (migration version %q, was %q): %v; restore with `rollback --snapshot %s --components database`", now, pre.Database.MigrationVersion, err, pre.ID))
+		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("migration version %q, was %q: %v; restore with `rollback --snapshot %s --components database`", now, pre.Database.MigrationVersion, err, pre.ID))
 		return fmt.Errorf("restoring the database from %s: %w", pre.ID, err)
 	}
-	r.setDatabase(fmt.Sprintf("restored from %s (migration version %q back to %q; dump %s); the replaced database is kept as %s", pre.ID, now, pre.Database.MigrationVersion, res.Transfer, res.Replaced))
+	r.setDatabase(DatabaseRestored, fmt.Sprintf("from %s (migration version %q back to %q; dump %s); the replaced database is kept as %s", pre.ID, now, pre.Database.MigrationVersion, res.Transfer, res.Replaced))
 	return nil
 }
 
-func (r *Rollout) setDatabase(s string) {
+// afterConverge drops the restore copies an interrupted run left (under
+// the lock no restore runs, so every copy is abandoned).
+func (r *Rollout) afterConverge(ctx context.Context, h *remote.Host) (string, error) {
+	dr := r.req.Deploy
+	db := dr.Config.Database
+	if db == nil || db.AdminUser == "" {
+		return "", nil
+	}
+	pw, err := dr.Resolver.Resolve(db.AdminPassword)
+	if err != nil {
+		return "", fmt.Errorf("database.admin_password: %w", err)
+	}
+	dropped, err := snapshots.DropRestoreCopies(ctx, h, *db, pw)
+	if err != nil {
+		return "", fmt.Errorf("dropping abandoned restore copies: %w", err)
+	}
+	if len(dropped) == 0 {
+		return "", nil
+	}
+	return "dropped the abandoned restore copies " + strings.Join(dropped, ", "), nil
+}
+
+func (r *Rollout) setDatabase(status DatabaseStatus, detail string) {
 	r.mu.Lock()
-	r.out.Database = s
+	r.out.Database = &DatabaseOutcome{Status: status, Detail: detail}
 	r.mu.Unlock()
 }

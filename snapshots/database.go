@@ -449,9 +449,11 @@ func swap(ctx context.Context, admin *pgx.Conn, name, fresh, replaced string) er
 
 // PruneDatabases drops what restores left beside db.Name: replaced
 // databases (<name>_replaced_<time>) older than keepSince, and fresh copies
-// of restores that never finished (<name>_restore_<time>) older than an
-// hour. It returns the dropped names (with dryRun, those it would drop).
-func PruneDatabases(ctx context.Context, h *remote.Host, db config.Database, adminPassword string, keepSince, now time.Time, dryRun bool) ([]string, error) {
+// of restores that never finished (<name>_restore_<time>) older than
+// copiesBefore (a restore runs under the deploy lock: whoever holds it, or
+// finds it free, knows every copy is abandoned). It returns the dropped
+// names (with dryRun, those it would drop).
+func PruneDatabases(ctx context.Context, h *remote.Host, db config.Database, adminPassword string, keepSince, copiesBefore time.Time, dryRun bool) ([]string, error) {
 	admin, err := connect(ctx, h, db, db.AdminUser, adminPassword, "postgres")
 	if err != nil {
 		return nil, err
@@ -473,7 +475,7 @@ func PruneDatabases(ctx context.Context, h *remote.Host, db config.Database, adm
 		if !ok || perr != nil {
 			continue // not ours
 		}
-		if (kind == "replaced" && t.Before(keepSince)) || (kind == "restore" && t.Before(now.Add(-time.Hour))) {
+		if (kind == "replaced" && t.Before(keepSince)) || (kind == "restore" && t.Before(copiesBefore)) {
 			if dryRun {
 				dropped = append(dropped, n)
 				continue
@@ -485,6 +487,13 @@ func PruneDatabases(ctx context.Context, h *remote.Host, db config.Database, adm
 		}
 	}
 	return dropped, nil
+}
+
+// DropRestoreCopies drops every restore copy of db.Name, for a caller that
+// holds the deploy lock (no restore can be running), and returns their
+// names.
+func DropRestoreCopies(ctx context.Context, h *remote.Host, db config.Database, adminPassword string) ([]string, error) {
+	return PruneDatabases(ctx, h, db, adminPassword, time.Time{}, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), false)
 }
 
 func likeEscape(s string) string {

@@ -112,7 +112,7 @@ func (c *cli) finishRelease(s *session, cfg *config.Config, res *pipelines.Resul
 		if len(out.RolledBack) > 0 {
 			s.out("rolled back: %s\n", strings.Join(out.RolledBack, ", "))
 		}
-		if out.Database != "" {
+		if out.Database != nil {
 			s.out("database: %s\n", out.Database)
 		}
 		if out.PostSnapshot != "" {
@@ -171,6 +171,9 @@ func (c *cli) finishTargetsWith(s *session, res *pipelines.Result, outcomes []de
 		}
 	} else {
 		for _, o := range outcomes {
+			if o.Converged != "" {
+				s.out("%s: %s\n", o.Target, o.Converged)
+			}
 			switch {
 			case o.NoOp != "":
 				s.out("%s: nothing to do: %s\n", o.Target, o.NoOp)

@@ -1,0 +1,254 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/remote"
+)
+
+func (d *Deployment) lock(ctx context.Context, tr *targetRun) error {
+	if tr.host == nil {
+		e, err := Endpoint(tr.cfg, d.req.Resolver)
+		if err != nil {
+			return err
+		}
+		h, err := remote.Connect(ctx, e, 1)
+		var ne *remote.NetError
+		if errors.As(err, &ne) {
+			return pipelines.Retriable(err)
+		}
+		if err != nil {
+			return err
+		}
+		tr.host = h
+	}
+	err := AcquireLock(ctx, tr.host, tr.layout, LockInfo{ID: d.req.ID, Who: d.req.Who, When: time.Now().UTC(), Version: d.req.Image, Message: d.req.Message})
+	if err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	tr.locked = true
+	tr.mu.Unlock()
+	return nil
+}
+
+// prepare converges an interrupted run, decides whether there is anything
+// to do, then opens this run's journal (its first undo: the release folder)
+// before it creates the folder, picks a port and writes the env file.
+func (d *Deployment) prepare(ctx context.Context, tr *targetRun) error {
+	h, l := tr.host, tr.layout
+	st, err := d.loadState(ctx, tr)
+	if err != nil {
+		return err
+	}
+	if cur, ok := st.Current(); ok {
+		c := cur
+		tr.mu.Lock()
+		tr.previous = &c
+		tr.mu.Unlock()
+		if !d.req.Force && cur.Image == d.req.Image && cur.ConfigHash == d.configHash && (d.local == nil || cur.FrontendHash == d.local.Hash) {
+			tr.mu.Lock()
+			tr.noop = fmt.Sprintf("release %s already serves %s with this frontend and configuration (--force redeploys)", cur.ID, cur.Image)
+			tr.mu.Unlock()
+			return pipelines.Skip("%s", tr.noop)
+		}
+		if tr.prevMan, err = ReadManifest(h, l.Manifest(cur.ID)); err != nil {
+			return err
+		}
+	}
+	if tr.cpus, err = countCPUs(ctx, h); err != nil {
+		return err
+	}
+	used := map[int]bool{}
+	for _, r := range st.Releases {
+		if r.Status != StatusRetired {
+			used[r.Port] = true
+		}
+	}
+	port, err := FreePort(ctx, h, d.req.Config.Backend.HostPortMin, d.req.Config.Backend.HostPortMax, used)
+	if err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	tr.port, tr.container = port, l.Container(d.req.ID)
+	tr.mu.Unlock()
+	env, err := d.envFile(tr)
+	if err != nil {
+		return err
+	}
+	st.InProgress = &Journal{ID: d.req.ID, Phase: "prepare", Container: tr.container, Port: port, Started: time.Now().UTC(),
+		Undo: []Undo{{Kind: UndoFolder, Path: l.Release(d.req.ID)}}}
+	if err := SaveState(h, l, st); err != nil {
+		return err
+	}
+	// WriteFile creates the release folder.
+	return h.WriteFile(l.EnvFile(d.req.ID), env, 0o600)
+}
+
+// loadState reads state.json and converges an interrupted run, so what it
+// records as current is what serves.
+func (d *Deployment) loadState(ctx context.Context, tr *targetRun) (*State, error) {
+	st, err := LoadState(tr.host, tr.layout)
+	if err != nil {
+		return nil, err
+	}
+	tr.state = st
+	if st.InProgress != nil {
+		if err := d.converge(ctx, tr); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// converge undoes what an interrupted run left on the target: its journal
+// replayed whole, in reverse, exactly as its own revert would have. A
+// release that was switched to but never verified is undone too: the
+// previous one (still warm) serves again.
+func (d *Deployment) converge(ctx context.Context, tr *targetRun) error {
+	j := tr.state.InProgress
+	d.log.Warn("converging an interrupted run", "target", tr.cfg.Name, "deploy", j.ID, "phase", j.Phase, "undo", len(j.Undo))
+	what := fmt.Sprintf("undid the interrupted run %s (its last change: %s)", j.ID, j.Phase)
+	for _, u := range j.Undo {
+		if u.Kind == UndoHistory {
+			if cur, ok := tr.state.Current(); ok && cur.ID == j.ID && !cur.Verified {
+				what += fmt.Sprintf("; its release %s served but was never verified", j.ID)
+			}
+			to := "nothing serves"
+			for _, r := range u.History {
+				if r.Status == StatusCurrent {
+					to = "release " + r.ID + " serves again"
+				}
+			}
+			what += "; " + to
+		}
+	}
+	if err := d.undoEnv(tr).replay(ctx, nil); err != nil {
+		return fmt.Errorf("converging the interrupted run %s: %w", j.ID, err)
+	}
+	if hk := d.req.Hooks.AfterConverge; hk != nil && tr == d.primary() {
+		did, err := hk(ctx, tr.host)
+		if err != nil {
+			return fmt.Errorf("converging the interrupted run %s: %w", j.ID, err)
+		}
+		if did != "" {
+			what += "; " + did
+		}
+	}
+	d.log.Warn("converged", "target", tr.cfg.Name, "what", what)
+	tr.mu.Lock()
+	tr.converged = what
+	tr.mu.Unlock()
+	return nil
+}
+
+// undoEnv is how this deployment replays a journal on tr.
+func (d *Deployment) undoEnv(tr *targetRun) undoEnv {
+	database := d.req.Hooks.RestoreDatabase
+	if database == nil {
+		database = d.req.Hooks.ConvergeDatabase
+	}
+	return undoEnv{host: tr.host, layout: tr.layout, docker: tr.docker, nginx: tr.nginx, state: tr.state, log: d.log, database: database,
+		monitoring: func(ctx context.Context, to Release) error {
+			return d.applyMonitoring(ctx, tr, to.Port, to.ID, false)
+		}}
+}
+
+// countCPUs reads the target's online CPUs from /sys over SFTP (no shell
+// session); nproc is the fallback.
+func countCPUs(ctx context.Context, h *remote.Host) (int, error) {
+	if data, err := h.ReadFile("/sys/devices/system/cpu/online"); err == nil {
+		if n, ok := parseCPUList(strings.TrimSpace(string(data))); ok {
+			return n, nil
+		}
+	}
+	out, err := h.Run(ctx, "nproc")
+	if err != nil {
+		return 0, fmt.Errorf("counting the target's CPUs: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("counting the target's CPUs: nproc printed %q", strings.TrimSpace(out))
+	}
+	return n, nil
+}
+
+// parseCPUList counts a Linux CPU list such as "0-3,6,8-9".
+func parseCPUList(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	n := 0
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return 0, false
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return 0, false
+			}
+		}
+		n += b - a + 1
+	}
+	return n, true
+}
+
+func (d *Deployment) envFile(tr *targetRun) ([]byte, error) {
+	b := d.req.Config.Backend
+	vars := map[string]string{}
+	for k, v := range b.Env {
+		vars[k] = v
+	}
+	for k, ref := range b.SecretEnv {
+		v, err := d.req.Resolver.Resolve(ref)
+		if err != nil {
+			return nil, fmt.Errorf("backend.secret_env.%s: %w", k, err)
+		}
+		vars[k] = v
+	}
+	if db := d.req.Config.Database; db != nil {
+		size, overflow := PoolSize(tr.cpus)
+		vars[db.PoolSizeEnv], vars[db.MaxOverflowEnv] = strconv.Itoa(size), strconv.Itoa(overflow)
+	}
+	if b.Network == "host" {
+		vars[b.PortEnv] = strconv.Itoa(tr.port)
+	}
+	return EnvFile(vars)
+}
+
+func (d *Deployment) bootstrapDB(ctx context.Context, tr *targetRun) error {
+	r, err := BootstrapDatabase(ctx, *d.req.Config.Database, d.req.Resolver, tr.host.DialTCP)
+	if err != nil {
+		return err
+	}
+	d.log.Info("database ready", "role_created", r.RoleCreated, "database_created", r.DatabaseCreated)
+	return nil
+}
+
+func (d *Deployment) pull(ctx context.Context, tr *targetRun) error {
+	if reg := d.req.Config.Registry; reg != nil && reg.Username != "" {
+		pw, err := d.req.Resolver.Resolve(reg.Password)
+		if err != nil {
+			return fmt.Errorf("registry.password: %w", err)
+		}
+		if _, err := tr.host.RunInput(ctx, strings.NewReader(pw), tr.docker.Login(reg.Host, reg.Username)...); err != nil {
+			return fmt.Errorf("docker login to %s: %w", reg.Host, err)
+		}
+	}
+	// A digest names its content: when the host has it, there is nothing
+	// to pull (and no registry round trip).
+	have := remote.Quote(tr.docker.cmd("image", "inspect", "--format", "{{.Id}}", d.req.Image)...)
+	if _, err := tr.host.Run(ctx, "sh", "-c", have+" >/dev/null 2>&1 || "+remote.Quote(tr.docker.Pull(d.req.Image)...)); err != nil {
+		return fmt.Errorf("pulling the backend image (is %s in the registry?): %w", d.req.Image, err)
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/remote"
+)
+
+func (d *Deployment) spec(tr *targetRun, name string, detach bool, command []string) ContainerSpec {
+	b := d.req.Config.Backend
+	return ContainerSpec{Name: name, App: tr.layout.App, Base: tr.layout.Base, Release: d.req.ID, Image: d.req.Image, EnvFile: tr.layout.EnvFile(d.req.ID),
+		Network: b.Network, PortEnv: b.PortEnv, HostPort: tr.port, ContainerPort: b.Port, Command: command, Detach: detach}
+}
+
+// migrate runs the migrations once. It records first that its container
+// goes and, when a pre-deploy snapshot was taken, that the database goes
+// back to it if the run is undone (and its schema changed).
+func (d *Deployment) migrate(ctx context.Context, tr *targetRun) error {
+	name := tr.layout.Migration(d.req.ID)
+	undo := []Undo{{Kind: UndoContainer, Container: name}}
+	if d.snapshot != "" && d.req.Hooks.RestoreDatabase != nil {
+		undo = append([]Undo{{Kind: UndoDatabase, Snapshot: d.snapshot}}, undo...)
+	}
+	if err := tr.record(StepMigrate, undo...); err != nil {
+		return err
+	}
+	d.migrated = true
+	spec := d.spec(tr, name, false, d.req.Config.Backend.MigrateCommand)
+	spec.HostPort = 0 // a one-off: no port
+	out, err := tr.host.Run(ctx, tr.docker.Run(spec)...)
+	if err != nil {
+		// Paired cleanup: a cancelled or failed one-off must not linger.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = removeContainer(cctx, tr.host, tr.docker, name)
+		return fmt.Errorf("migration `%s` failed; nothing was switched: %w", strings.Join(d.req.Config.Backend.MigrateCommand, " "), err)
+	}
+	d.log.Info("migration done", "target", tr.cfg.Name, "output", lastLine(out))
+	return nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// start runs the new backend beside the old one; its removal is recorded
+// first.
+func (d *Deployment) start(ctx context.Context, tr *targetRun) error {
+	if err := tr.record(StepStartBackend, Undo{Kind: UndoContainer, Container: tr.container}); err != nil {
+		return err
+	}
+	if _, err := tr.host.Run(ctx, tr.docker.Run(d.spec(tr, tr.container, true, nil))...); err != nil {
+		return fmt.Errorf("starting the new backend: %w", err)
+	}
+	return nil
+}
+
+func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
+	b := d.req.Config.Backend
+	err := HealthGate(ctx, tr.host, tr.port, b.HealthPath, hostHeader(d.req.Config), b.HealthGate)
+	if err == nil {
+		// The answers must have come from our container: one that failed
+		// to bind (the port taken between the probe and the start) exits or
+		// restarts, while something else may answer on the port.
+		err = d.stillRunning(ctx, tr)
+	}
+	if err == nil {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	// The container's stdout and stderr both, in order.
+	logs, lerr := tr.host.Run(cctx, "sh", "-c", remote.Quote(tr.docker.Logs(tr.container, 40)...)+" 2>&1")
+	if lerr != nil {
+		logs = "(its logs could not be read: " + lerr.Error() + ")"
+	}
+	return fmt.Errorf("%w\n--- last lines of %s ---\n%s", err, tr.container, strings.TrimSpace(logs))
+}
+
+// stillRunning checks the new container runs and never restarted.
+func (d *Deployment) stillRunning(ctx context.Context, tr *targetRun) error {
+	out, err := tr.host.Run(ctx, tr.docker.cmd("inspect", "--format", "{{.State.Running}} {{.RestartCount}}", tr.container)...)
+	if err != nil {
+		return fmt.Errorf("health gate: inspecting %s: %w", tr.container, err)
+	}
+	if f := strings.Fields(out); len(f) != 2 || f[0] != "true" || f[1] != "0" {
+		return fmt.Errorf("health gate: the checks passed but %s is not running steadily (running, restarts: %s): something else answers on 127.0.0.1:%d", tr.container, strings.TrimSpace(out), tr.port)
+	}
+	return nil
+}
+
+// nginxAddr is where the app's site listens, as reached on the target.
+func nginxAddr(n config.Nginx) string { return loopbackAddr(n.ListenAddress, n.Listen) }
+
+func nginxTLSAddr(n config.Nginx) string { return loopbackAddr(n.ListenAddress, n.ListenTLS) }
+
+func loopbackAddr(a string, port int) string {
+	if a == "" || a == "0.0.0.0" || a == "::" {
+		a = "127.0.0.1"
+	}
+	return net.JoinHostPort(a, strconv.Itoa(port))
+}
+
+func hostHeader(cfg *config.Config) string {
+	if len(cfg.Domains) > 0 && !strings.HasPrefix(cfg.Domains[0], "*.") {
+		return cfg.Domains[0]
+	}
+	return ""
+}
