@@ -307,7 +307,7 @@ func TestDeployLifecycle(t *testing.T) {
 		require.NoError(t, d.pull(ctx, tr))
 		require.NoError(t, d.start(ctx, tr))
 		require.NoError(t, d.upload(ctx, tr))
-		require.NoError(t, tr.record(StepSwitch, Undo{Kind: UndoSite, To: tr.previous})) // write-ahead, as switchOver does
+		require.NoError(t, tr.record(StepSwitch, Undo{Kind: UndoSite, To: tr.previous}))         // write-ahead, as switchOver does
 		require.NoError(t, tr.host.Symlink(ctx, tr.layout.SiteConf(req.ID), tr.layout.SitePath)) // linked, not reloaded
 		r.serves(t, "v2")                                                                        // nginx still has the old config
 

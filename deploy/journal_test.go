@@ -28,7 +28,9 @@ func TestFirstReleaseRolledBackThenDeployedAgain(t *testing.T) {
 	cfg := r.config(t, "")
 	v1 := r.image(t, "v1")
 	failVerify := func(req *Request) {
-		req.Hooks.Verify = func(context.Context, *remote.Host) error { return errors.New("rollback trigger health_check: injected") }
+		req.Hooks.Verify = func(context.Context, *remote.Host) error {
+			return errors.New("rollback trigger health_check: injected")
+		}
 	}
 	bad := r.deploy(t, cfg, v1, frontend(t, "v1"), failVerify)
 	require.Error(t, bad.res.Err())

@@ -34,7 +34,7 @@ type Plan struct {
 	MaxWorkers  int      `json:"max_workers"`
 	Stages      []Stage  `json:"stages"`
 	OnFailure   string   `json:"on_failure"`
-	graph  *pipelines.Graph
+	graph       *pipelines.Graph
 }
 
 // Stage is a set of steps whose needs are all in earlier stages.

@@ -3,7 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
-		"fmt"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
