@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/remote"
 )
 
@@ -151,7 +152,11 @@ func (u undoEnv) undo(ctx context.Context, e Undo) error {
 		if u.database == nil {
 			return fmt.Errorf("the interrupted deploy %s ran its migrations; the database goes back to snapshot %s, which this command cannot do: run `lawsker-deploy deploy` (it converges, database included) or `lawsker-deploy rollback --snapshot %s --components database`", u.state.InProgress.ID, e.Snapshot, e.Snapshot)
 		}
-		return u.database(ctx, u.host, e.Snapshot)
+		err := u.database(ctx, u.host, e.Snapshot)
+		if _, skipped := pipelines.IsSkip(err); skipped {
+			return nil // the schema had not changed: nothing to restore
+		}
+		return err
 	}
 	return fmt.Errorf("unknown undo kind %q", e.Kind)
 }

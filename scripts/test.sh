@@ -18,7 +18,11 @@ scripts/lint.sh
 module=$(go list -m)
 pkgs=$(go list -e ./... | grep -v -x "$module")
 echo "== go test (unit and integration, -race)"
-go test -race -count=1 -timeout 20m $pkgs
+# The kill matrix runs on its own below, verbose, so its table is printed.
+go test -race -count=1 -timeout 20m -skip '^TestKillAtEveryStepBoundary$' $pkgs
+
+echo "== kill matrix: the real binary SIGKILLed at every step boundary of a deploy"
+go test -race -count=1 -timeout 10m -v -run '^TestKillAtEveryStepBoundary$' ./cmd/lawsker-deploy
 
 echo "== fuzz: config loader (${FUZZTIME:-20s})"
 go test ./config -run '^$' -fuzz '^FuzzParse$' -fuzztime "${FUZZTIME:-20s}"
