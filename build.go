@@ -326,7 +326,7 @@ func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromS
 			if err != nil {
 				return "", err
 			}
-			err = snapshots.ReadArtifact(ctx, store.Store, snap.ID, snap.Artifacts["database"], id, f)
+			err = snapshots.ReadArtifact(ctx, store.Store, snap.ID, snap.Artifacts[snapshots.ComponentDatabase], id, f)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}

@@ -22,10 +22,10 @@ import (
 	cfgpkg "github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/internal/dagger"
-	"github.com/lawsker/lawsker-deploy/notify"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/progress"
 	"github.com/lawsker/lawsker-deploy/redact"
+	"github.com/lawsker/lawsker-deploy/release"
 	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/report"
 	"github.com/lawsker/lawsker-deploy/rollout"
@@ -212,10 +212,7 @@ func (m *LawskerDeploy) Deploy(
 		return "", err
 	}
 	defer r.Close()
-	text, err := env.runRelease(ctx, id, r.Graph(), func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
-		out, err := r.Finish(res)
-		return r.Deployment().Outcomes(), out, err
-	}, nil, false)
+	text, err := env.runRelease(ctx, id, release.Deploy(r))
 	if err != nil {
 		return "", fmt.Errorf("%s%w", prelude, err)
 	}
@@ -324,9 +321,7 @@ func (m *LawskerDeploy) Rollback(
 			return "", err
 		}
 		defer d.Close()
-		return env.runRelease(ctx, id, d.Graph(), func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
-			return d.Outcomes(), rollout.Outcome{}, res.Err()
-		}, nil, true)
+		return env.runRelease(ctx, id, release.SwitchBack(d))
 	}
 	store, err := rollout.OpenStore(ctx, env.cfg, env.res)
 	if err != nil {
@@ -356,10 +351,7 @@ func (m *LawskerDeploy) Rollback(
 		return "", env.red.Error(err)
 	}
 	defer r.Close()
-	text, err := env.runRelease(ctx, id, r.Graph(), func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
-		out, err := r.Finish(res)
-		return r.Deployment().Outcomes(), out, err
-	}, plan, false)
+	text, err := env.runRelease(ctx, id, release.Rollback(r, plan))
 	return env.red.String("rollback plan:\n"+string(planJSON)+"\n") + text, err
 }
 
@@ -517,30 +509,23 @@ func (e *runEnv) run(ctx context.Context, g *pipelines.Graph, suffix func() stri
 	return text, nil
 }
 
-// runRelease runs a deploy or rollback graph, sends its notification, and
-// ends with the verification table and the outcome as JSON.
-func (e *runEnv) runRelease(ctx context.Context, id string, g *pipelines.Graph, finish func(*pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error), plan *rollout.RestorePlan, switchBack bool) (string, error) {
+// runRelease runs a deploy or rollback through the release session the
+// CLI runs too (package release), and renders it: the steps as they ran,
+// the verification, and the outcome as JSON.
+func (e *runEnv) runRelease(ctx context.Context, id string, rel release.Release) (string, error) {
 	var out strings.Builder
 	w := e.red.NewWriter(&out)
-	res := pipelines.Run(ctx, g, pipelines.Options{
-		MaxWorkers: e.cfg.Execution.MaxWorkers, Serial: !e.cfg.Execution.Parallel,
-		DefaultTimeout: e.cfg.Execution.StepTimeout.D(), Observer: progress.NewPlain(w),
-	})
+	r := release.Run(ctx, release.Request{Config: e.cfg, Resolver: e.res, ID: id, Who: "dagger@" + hostname(), Observer: progress.NewPlain(w), Mask: e.red.String}, rel)
 	_ = w.Flush()
-	targets, outcome, runErr := finish(res)
-	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	deliveries := notify.New(e.cfg.Notifications, e.res).Send(nctx, rollout.EventFor(rollout.EventInput{Config: e.cfg, ID: id, Who: "dagger@" + hostname(),
-		Targets: targets, Outcome: outcome, Err: runErr, Plan: plan, SwitchBack: switchBack, Mask: e.red.String}))
-	cancel()
-	if v := outcome.Verification; v != nil && e.markdown {
+	if v := r.Outcome.Verification; v != nil && e.markdown {
 		out.WriteString(e.red.String(checks.Markdown(v, fmt.Sprintf("Verification of %s (%s)", e.cfg.App, e.cfg.Environment))))
 	} else if v != nil {
 		out.WriteString(e.red.String(checks.Table(v)))
 	}
-	data, _ := json.Marshal(map[string]any{"id": id, "targets": targets, "outcome": outcome, "notifications": deliveries})
+	data, _ := json.Marshal(map[string]any{"id": id, "targets": r.Targets, "outcome": r.Outcome, "notifications": r.Notifications})
 	text := out.String() + e.red.String(string(data)) + "\n"
-	if runErr != nil {
-		return "", fmt.Errorf("%s%w", text, e.red.Error(runErr))
+	if r.Err != nil {
+		return "", fmt.Errorf("%s%w", text, e.red.Error(r.Err))
 	}
 	return text, nil
 }
@@ -667,7 +652,7 @@ func (m *LawskerDeploy) Verify(
 			venv.Categories = append(venv.Categories, checks.Category(c))
 		}
 	}
-	if e, err := deploy.Endpoint(env.cfg.Targets[0], env.res); err == nil && len(e.PrivateKey) > 0 {
+	if e, err := deploy.Endpoint(env.cfg.Primary(), env.res); err == nil && len(e.PrivateKey) > 0 {
 		if h, err := remote.Connect(ctx, e, 2); err == nil {
 			defer h.Close()
 			venv.Dial, venv.Stat, venv.System = h.DialTCP, h.StatGlob, h

@@ -164,7 +164,7 @@ func RehearsalSnapshot(ms []*snapshots.Manifest, id string) (*snapshots.Manifest
 		if id != "" && m.ID != id {
 			continue
 		}
-		if _, ok := m.Artifacts["database"]; !ok || m.Database == nil {
+		if _, ok := m.Artifacts[snapshots.ComponentDatabase]; !ok || m.Database == nil {
 			if id != "" {
 				return nil, fmt.Errorf("snapshot %s has no database dump to rehearse on", id)
 			}

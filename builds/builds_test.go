@@ -90,10 +90,10 @@ func TestImageTag(t *testing.T) {
 
 func TestRehearsalSnapshotAndImage(t *testing.T) {
 	withDB := func(id, version string) *snapshots.Manifest {
-		return &snapshots.Manifest{ID: id, Created: time.Now(), Artifacts: map[string]snapshots.Artifact{"database": {Key: id + "/database.dump"}},
+		return &snapshots.Manifest{ID: id, Created: time.Now(), Artifacts: map[snapshots.Component]snapshots.Artifact{"database": {Key: id + "/database.dump"}},
 			Database: &snapshots.DatabaseInfo{Name: "lawsker", ServerVersion: version}}
 	}
-	noDB := &snapshots.Manifest{ID: "snap_20261126_050000_cccccc", Artifacts: map[string]snapshots.Artifact{"config": {}}}
+	noDB := &snapshots.Manifest{ID: "snap_20261126_050000_cccccc", Artifacts: map[snapshots.Component]snapshots.Artifact{"config": {}}}
 	ms := []*snapshots.Manifest{noDB, withDB("snap_20261126_040000_bbbbbb", "15.18 (Debian 15.18-0+deb12u1)"), withDB("snap_20261126_030000_aaaaaa", "14.2")}
 	m, err := RehearsalSnapshot(ms, "")
 	require.NoError(t, err)

@@ -56,7 +56,7 @@ func BaseURL(cfg *config.Config, override string) string {
 	case cfg.TLS.Enabled && len(cfg.Domains) > 0:
 		return "https://" + strings.TrimPrefix(cfg.Domains[0], "*.")
 	}
-	t := cfg.Targets[0]
+	t := cfg.Primary()
 	host := t.Host
 	if t.Nginx.Listen != 80 {
 		host = net.JoinHostPort(t.Host, strconv.Itoa(t.Nginx.Listen))
@@ -159,7 +159,7 @@ func Build(env Env) ([]Check, error) {
 	add("load "+loadPath, Performance, LoadTest(base+loadPath, LoadOptions{Concurrency: v.Load.Concurrency, Duration: v.Load.Duration.D(), Host: h.Host, TLS: tlsConfig(env.Roots), ConnectTo: v.ConnectTo},
 		limit, cfg.Rollback.ErrorRateThreshold))
 	if env.System != nil && on(Performance) {
-		add("system resources "+cfg.Targets[0].Name, Performance, System(env.System, cfg.Targets[0].Root,
+		add("system resources "+cfg.Primary().Name, Performance, System(env.System, cfg.Primary().Root,
 			SystemThresholds{CPU: th.CPUUsagePercent, Memory: th.MemoryUsagePercent, Disk: th.DiskUsagePercent}))
 		// After the others: measured during the suite's own load test, the
 		// CPU would be ours.
@@ -202,7 +202,7 @@ func Build(env Env) ([]Check, error) {
 		var patterns []string
 		for _, p := range v.ProtectedFiles {
 			if !strings.HasPrefix(p, "/") {
-				p = path.Join(cfg.Targets[0].Root, cfg.App, p)
+				p = path.Join(cfg.Primary().Root, cfg.App, p)
 			}
 			patterns = append(patterns, p)
 		}

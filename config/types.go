@@ -284,3 +284,9 @@ type Execution struct {
 	StepTimeout Duration `json:"step_timeout,omitempty" default:"\"10m\"" doc:"default bound of one step attempt"`
 	Drain       Duration `json:"drain,omitempty" default:"\"30s\"" doc:"on cancellation, how long running steps may finish before they are aborted"`
 }
+
+// Primary is the target that runs the once-per-release work: migrations,
+// snapshots and database restores, monitoring, the host checks of the
+// verification suite. It is the first of targets (validation requires
+// at least one).
+func (c *Config) Primary() Target { return c.Targets[0] }

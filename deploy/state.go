@@ -178,3 +178,6 @@ func SaveState(h *remote.Host, l Layout, s *State) error {
 	}
 	return h.WriteFile(l.StateFile(), append(data, '\n'), 0o644)
 }
+
+// PrimaryLayout is the layout of cfg's app on its primary target.
+func PrimaryLayout(cfg *config.Config) Layout { return NewLayout(cfg, cfg.Primary()) }

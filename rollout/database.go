@@ -1,5 +1,19 @@
 package rollout
 
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"filippo.io/age"
+
+	"github.com/lawsker/lawsker-deploy/deploy"
+	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/remote"
+	"github.com/lawsker/lawsker-deploy/snapshots"
+)
+
 // DatabaseStatus is what a rollback did to the database.
 type DatabaseStatus string
 
@@ -38,4 +52,90 @@ func (d *DatabaseOutcome) String() string {
 		return "restored " + d.Detail
 	}
 	return "NOT restored: " + d.Detail
+}
+
+// restoreDatabase restores the database from the pre-deploy snapshot when
+// the undone release's migrations changed its version (the deploy's own
+// restore-database step, or the next run's converge of a killed one).
+func (r *Rollout) restoreDatabase(ctx context.Context, h *remote.Host, snapshot string) error {
+	dr := r.req.Deploy
+	db := dr.Config.Database
+	if snapshot == "" {
+		err := errors.New("the migrations ran, but there is no pre-deploy snapshot of the database to restore")
+		r.setDatabase(DatabaseNotRestored, err.Error())
+		return err
+	}
+	r.mu.Lock()
+	pre := r.pre
+	r.mu.Unlock()
+	store, err := r.openStore(ctx, h)
+	if err == nil && (pre == nil || pre.ID != snapshot) {
+		pre, err = snapshots.Load(ctx, store, snapshot) // converging a killed run's restore
+	}
+	if err == nil && pre.Database == nil {
+		err = fmt.Errorf("snapshot %s holds no database dump", snapshot)
+	}
+	if err != nil {
+		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("the pre-deploy snapshot %s cannot be read: %v", snapshot, err))
+		return err
+	}
+	pw, err := dr.Resolver.Resolve(db.Password)
+	if err != nil {
+		return fmt.Errorf("database.password: %w", err)
+	}
+	now, err := snapshots.MigrationVersion(ctx, h, *db, pw)
+	if err != nil {
+		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("reading its migration version failed; restore with `rollback --snapshot %s --components database`", pre.ID))
+		return err
+	}
+	if now == pre.Database.MigrationVersion {
+		r.setDatabase(DatabaseKept, fmt.Sprintf("the migration version is unchanged (%q)", now))
+		return pipelines.Skip("migration version unchanged (%q)", now)
+	}
+	adminPW, err := dr.Resolver.Resolve(db.AdminPassword)
+	if err == nil && db.AdminUser == "" {
+		err = errors.New("database.admin_user is not set")
+	}
+	var res *snapshots.RestoreResult
+	var id age.Identity
+	if err == nil {
+		id, err = snapshots.Identity(dr.Config, dr.Resolver)
+	}
+	if err == nil {
+		res, err = snapshots.RestoreDatabase(ctx, h, *db, adminPW, store, pre, snapshots.RestoreOptions{WorkDir: deploy.PrimaryLayout(dr.Config).Base, Jobs: 2, Identity: id})
+	}
+	if err != nil {
+		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("migration version %q, was %q: %v; restore with `rollback --snapshot %s --components database`", now, pre.Database.MigrationVersion, err, pre.ID))
+		return fmt.Errorf("restoring the database from %s: %w", pre.ID, err)
+	}
+	r.setDatabase(DatabaseRestored, fmt.Sprintf("from %s (migration version %q back to %q; dump %s); the replaced database is kept as %s", pre.ID, now, pre.Database.MigrationVersion, res.Transfer, res.Replaced))
+	return nil
+}
+
+// afterConverge drops the restore copies an interrupted run left (under
+// the lock no restore runs, so every copy is abandoned).
+func (r *Rollout) afterConverge(ctx context.Context, h *remote.Host) (string, error) {
+	dr := r.req.Deploy
+	db := dr.Config.Database
+	if db == nil || db.AdminUser == "" {
+		return "", nil
+	}
+	pw, err := dr.Resolver.Resolve(db.AdminPassword)
+	if err != nil {
+		return "", fmt.Errorf("database.admin_password: %w", err)
+	}
+	dropped, err := snapshots.DropRestoreCopies(ctx, h, *db, pw)
+	if err != nil {
+		return "", fmt.Errorf("dropping abandoned restore copies: %w", err)
+	}
+	if len(dropped) == 0 {
+		return "", nil
+	}
+	return "dropped the abandoned restore copies " + strings.Join(dropped, ", "), nil
+}
+
+func (r *Rollout) setDatabase(status DatabaseStatus, detail string) {
+	r.mu.Lock()
+	r.out.Database = &DatabaseOutcome{Status: status, Detail: detail}
+	r.mu.Unlock()
 }

@@ -5,6 +5,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/notify"
+	"github.com/lawsker/lawsker-deploy/snapshots"
 )
 
 // EventInput is what a release run's notification is made of.
@@ -42,14 +43,15 @@ func EventFor(in EventInput) notify.Event {
 	}
 	switch {
 	case in.Plan != nil:
-		ev.Event, ev.Trigger, ev.Components, ev.Snapshot = notify.RollbackManual, "manual", in.Plan.Components, in.Plan.Snapshot
+		ev.Event, ev.Trigger, ev.Components, ev.Snapshot = notify.RollbackManual, "manual", componentNames(in.Plan.Components), in.Plan.Snapshot
 	case in.SwitchBack:
-		ev.Event, ev.Trigger, ev.Components = notify.RollbackManual, "manual", []string{"backend"}
+		cs := []snapshots.Component{snapshots.ComponentBackend}
 		if in.Config.Frontend != nil {
-			ev.Components = append(ev.Components, "frontend")
+			cs = append(cs, snapshots.ComponentFrontend)
 		}
+		ev.Event, ev.Trigger, ev.Components = notify.RollbackManual, "manual", componentNames(cs)
 	case out.Trigger != nil && len(out.RolledBack) > 0:
-		ev.Event, ev.Trigger, ev.Components, ev.Reason = notify.RollbackAuto, out.Trigger.Kind, out.RolledBack, mask(out.Trigger.Reason)
+		ev.Event, ev.Trigger, ev.Components, ev.Reason = notify.RollbackAuto, out.Trigger.Kind, componentNames(out.RolledBack), mask(out.Trigger.Reason)
 	case in.Err != nil:
 		ev.Event = notify.DeployFailed
 		if out.Trigger != nil {
@@ -59,4 +61,12 @@ func EventFor(in EventInput) notify.Event {
 		ev.Event = notify.DeploySucceeded
 	}
 	return ev
+}
+
+func componentNames(cs []snapshots.Component) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = string(c)
+	}
+	return out
 }

@@ -20,7 +20,7 @@ func ApplyMonitoring(ctx context.Context, cfg *config.Config, res *config.Resolv
 		return nil, files, err
 	}
 	defer h.Close()
-	t := cfg.Targets[0]
+	t := cfg.Primary()
 	l := deploy.NewLayout(cfg, t)
 	if check {
 		if err := monitoring.Check(ctx, files); err != nil {
@@ -45,7 +45,7 @@ func monitoringFiles(ctx context.Context, cfg *config.Config, res *config.Resolv
 	if !cfg.Monitoring.Enabled {
 		return nil, nil, errors.New("monitoring.enabled is false: nothing to apply")
 	}
-	t := cfg.Targets[0]
+	t := cfg.Primary()
 	e, err := deploy.Endpoint(t, res)
 	if err != nil {
 		return nil, nil, err

@@ -35,7 +35,7 @@ func (e *TargetError) Unwrap() error { return e.Err }
 
 // OpenStore connects to the first target and opens the configured store.
 func OpenStore(ctx context.Context, cfg *config.Config, res *config.Resolver) (*Store, error) {
-	e, err := deploy.Endpoint(cfg.Targets[0], res)
+	e, err := deploy.Endpoint(cfg.Primary(), res)
 	if err != nil {
 		return nil, &TargetError{fmt.Errorf("targets[0].%w", err)}
 	}
@@ -54,7 +54,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, res *config.Resolver) (*
 // Snapshot takes a manual snapshot of the serving release and the
 // database.
 func Snapshot(ctx context.Context, cfg *config.Config, res *config.Resolver, s *Store, description string) (*snapshots.Manifest, error) {
-	layout := deploy.NewLayout(cfg, cfg.Targets[0])
+	layout := deploy.PrimaryLayout(cfg)
 	st, err := deploy.LoadState(s.Host, layout)
 	if err != nil {
 		return nil, fmt.Errorf("reading the target's releases: %w", err)

@@ -11,16 +11,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
-	"filippo.io/age"
-
 	"github.com/lawsker/lawsker-deploy/certs"
 	"github.com/lawsker/lawsker-deploy/checks"
-	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/remote"
@@ -62,7 +57,7 @@ type Outcome struct {
 	Watch        *Watch        `json:"watch,omitempty"`
 	Trigger      *Trigger      `json:"rollback_trigger,omitempty"`
 	// RolledBack lists what was put back: backend, frontend, database.
-	RolledBack []string `json:"rolled_back,omitempty"`
+	RolledBack []snapshots.Component `json:"rolled_back,omitempty"`
 	// Database says what happened to the database on a rollback.
 	Database *DatabaseOutcome `json:"database,omitempty"`
 	Pruned   []string         `json:"pruned_snapshots,omitempty"`
@@ -134,9 +129,9 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 	if runErr != nil {
 		for _, o := range r.d.Outcomes() {
 			if o.Revert == deploy.RevertSwitchedBack {
-				out.RolledBack = []string{"backend"}
+				out.RolledBack = []snapshots.Component{snapshots.ComponentBackend}
 				if r.req.Deploy.Config.Frontend != nil {
-					out.RolledBack = append(out.RolledBack, "frontend")
+					out.RolledBack = append(out.RolledBack, snapshots.ComponentFrontend)
 				}
 				break
 			}
@@ -145,7 +140,7 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 			out.Database = &DatabaseOutcome{Status: DatabaseUntouched, Detail: "the release's migrations did not run"}
 		}
 		if out.Database != nil && out.Database.Status == DatabaseRestored {
-			out.RolledBack = append(out.RolledBack, "database")
+			out.RolledBack = append(out.RolledBack, snapshots.ComponentDatabase)
 		}
 		return out, runErr
 	}
@@ -197,7 +192,7 @@ func (r *Rollout) current(cur *deploy.Release) *snapshots.Current {
 	cfg := r.req.Deploy.Config
 	c := &snapshots.Current{ID: cur.ID, Image: cur.Image}
 	if cfg.Frontend != nil {
-		c.FrontendDir = deploy.NewLayout(cfg, cfg.Targets[0]).Frontend(cur.ID)
+		c.FrontendDir = deploy.PrimaryLayout(cfg).Frontend(cur.ID)
 	}
 	return c
 }
@@ -229,86 +224,6 @@ func describe(msg string) string {
 		return ""
 	}
 	return ": " + msg
-}
-
-// verify runs the suite with the watch beside it. A trigger fails the step
-// (so every target is reverted) when rollback.auto is on.
-func (r *Rollout) verify(ctx context.Context, h *remote.Host) error {
-	dr := r.req.Deploy
-	cfg := dr.Config
-	base := r.req.Baseline
-	if base == nil {
-		base = r.latestBaseline(ctx, h)
-	}
-	env := checks.Env{Config: cfg, Resolver: dr.Resolver, Dial: h.DialTCP, Stat: h.StatGlob, System: h, Roots: r.req.Roots, Baseline: base}
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	watchDone := make(chan *Watch, 1)
-	wo := WatchOptionsFor(cfg, r.req.Roots)
-	if r.keepOnTrigger {
-		wo.Window = 0 // after a rollback, the suite's health checks are the verdict
-	}
-	go func() { watchDone <- RunWatch(wctx, wo) }()
-	suite, err := checks.Verify(ctx, env, checks.Options{Deadline: cfg.Verification.Deadline.D()})
-	w := <-watchDone
-	r.mu.Lock()
-	r.out.Verification, r.out.Watch = suite, w
-	r.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("the verification suite could not run: %w", err)
-	}
-	t := Classify(suite, w, cfg.Rollback)
-	if t == nil {
-		if suite.Failed() {
-			var names []string
-			for _, res := range suite.Results {
-				if res.Status == checks.Fail {
-					names = append(names, res.Name)
-				}
-			}
-			r.warn("failed checks that are not rollback triggers (the host's resources; security ones unless rollback.on_security_failure): %s", strings.Join(names, ", "))
-		}
-		r.mu.Lock()
-		r.kept = true
-		r.mu.Unlock()
-		return nil
-	}
-	r.mu.Lock()
-	r.out.Trigger = t
-	r.mu.Unlock()
-	if r.keepOnTrigger {
-		return nil
-	}
-	if !cfg.Rollback.Auto {
-		r.warn("rollback trigger %s (%s); rollback.auto is false: the release stays", t.Kind, t.Reason)
-		return nil
-	}
-	return fmt.Errorf("rollback trigger %s: %s", t.Kind, t.Reason)
-}
-
-// latestBaseline is the newest post-deploy snapshot's baseline taken of
-// the image serving now (as the pre-deploy snapshot recorded it).
-func (r *Rollout) latestBaseline(ctx context.Context, h *remote.Host) checks.Baseline {
-	if !r.req.Deploy.Config.Snapshots.Enabled {
-		return nil
-	}
-	store, err := r.openStore(ctx, h)
-	if err != nil {
-		return nil
-	}
-	r.mu.Lock()
-	serving := ""
-	if r.pre != nil {
-		serving = r.pre.Images["backend"]
-	}
-	r.mu.Unlock()
-	ms, _ := snapshots.List(ctx, store)
-	for _, m := range ms {
-		if m.Trigger == "post-deploy" && len(m.Baseline) > 0 && (serving == "" || m.Images["backend"] == serving) {
-			return checks.Baseline(m.Baseline)
-		}
-	}
-	return nil
 }
 
 // afterKeep takes the post-deploy snapshot with the release's figures and
@@ -346,155 +261,4 @@ func (r *Rollout) afterKeep(ctx context.Context, h *remote.Host, cur *deploy.Rel
 		r.mu.Unlock()
 	}
 	return nil
-}
-
-// PruneResult is what retention decided and did.
-type PruneResult struct {
-	Decisions []snapshots.Decision `json:"decisions"`
-	Deleted   []string             `json:"deleted,omitempty"`
-	// Databases are the replaced databases (and abandoned restore copies)
-	// dropped, older than snapshots.retention_days.
-	Databases []string `json:"databases,omitempty"`
-}
-
-// Prune applies retention: snapshots beyond keep_last and older than
-// retention_days go, except those of the current and previous releases;
-// replaced databases older than retention_days are dropped (when
-// database.admin_user is set). With dryRun nothing is deleted.
-func Prune(ctx context.Context, cfg *config.Config, res *config.Resolver, h *remote.Host, store snapshots.Store, now time.Time, dryRun bool) (*PruneResult, error) {
-	ms, errs := snapshots.List(ctx, store)
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("unreadable snapshots, nothing pruned: %w", errors.Join(errs...))
-	}
-	st, err := deploy.LoadState(h, deploy.NewLayout(cfg, cfg.Targets[0]))
-	if err != nil {
-		return nil, fmt.Errorf("reading the target's releases (needed to protect their snapshots): %w", err)
-	}
-	out := &PruneResult{Decisions: snapshots.Retention(ms, cfg.Snapshots.KeepLast, cfg.Snapshots.RetentionDays, now, Protected(st))}
-	for _, d := range out.Decisions {
-		if d.Keep {
-			continue
-		}
-		if !dryRun {
-			if err := snapshots.Delete(ctx, store, d.Manifest.ID); err != nil {
-				return out, err
-			}
-		}
-		out.Deleted = append(out.Deleted, d.Manifest.ID)
-	}
-	if db := cfg.Database; db != nil && db.AdminUser != "" {
-		pw, err := res.Resolve(db.AdminPassword)
-		if err != nil {
-			return out, fmt.Errorf("database.admin_password: %w", err)
-		}
-		keepSince := now.Add(-time.Duration(cfg.Snapshots.RetentionDays) * 24 * time.Hour)
-		// A restore runs under the deploy lock: with the lock free, every
-		// restore copy is abandoned; while it is held, only old ones.
-		copiesBefore := now.Add(-time.Hour)
-		if _, err := deploy.ReadLock(h, deploy.NewLayout(cfg, cfg.Targets[0])); errors.Is(err, os.ErrNotExist) {
-			copiesBefore = now.Add(time.Minute)
-		}
-		if out.Databases, err = snapshots.PruneDatabases(ctx, h, *db, pw, keepSince, copiesBefore, dryRun); err != nil {
-			return out, fmt.Errorf("replaced databases: %w", err)
-		}
-	}
-	return out, nil
-}
-
-// Protected maps the current and previous releases to their images.
-func Protected(st *deploy.State) map[string]string {
-	p := map[string]string{}
-	if r, ok := st.Current(); ok {
-		p["current"] = r.Image
-	}
-	if r, ok := st.Previous(); ok {
-		p["previous"] = r.Image
-	}
-	return p
-}
-
-// restoreDatabase restores the database from the pre-deploy snapshot when
-// the undone release's migrations changed its version (the deploy's own
-// restore-database step, or the next run's converge of a killed one).
-func (r *Rollout) restoreDatabase(ctx context.Context, h *remote.Host, snapshot string) error {
-	dr := r.req.Deploy
-	db := dr.Config.Database
-	if snapshot == "" {
-		err := errors.New("the migrations ran, but there is no pre-deploy snapshot of the database to restore")
-		r.setDatabase(DatabaseNotRestored, err.Error())
-		return err
-	}
-	r.mu.Lock()
-	pre := r.pre
-	r.mu.Unlock()
-	store, err := r.openStore(ctx, h)
-	if err == nil && (pre == nil || pre.ID != snapshot) {
-		pre, err = snapshots.Load(ctx, store, snapshot) // converging a killed run's restore
-	}
-	if err == nil && pre.Database == nil {
-		err = fmt.Errorf("snapshot %s holds no database dump", snapshot)
-	}
-	if err != nil {
-		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("the pre-deploy snapshot %s cannot be read: %v", snapshot, err))
-		return err
-	}
-	pw, err := dr.Resolver.Resolve(db.Password)
-	if err != nil {
-		return fmt.Errorf("database.password: %w", err)
-	}
-	now, err := snapshots.MigrationVersion(ctx, h, *db, pw)
-	if err != nil {
-		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("reading its migration version failed; restore with `rollback --snapshot %s --components database`", pre.ID))
-		return err
-	}
-	if now == pre.Database.MigrationVersion {
-		r.setDatabase(DatabaseKept, fmt.Sprintf("the migration version is unchanged (%q)", now))
-		return pipelines.Skip("migration version unchanged (%q)", now)
-	}
-	adminPW, err := dr.Resolver.Resolve(db.AdminPassword)
-	if err == nil && db.AdminUser == "" {
-		err = errors.New("database.admin_user is not set")
-	}
-	var res *snapshots.RestoreResult
-	var id age.Identity
-	if err == nil {
-		id, err = snapshots.Identity(dr.Config, dr.Resolver)
-	}
-	if err == nil {
-		res, err = snapshots.RestoreDatabase(ctx, h, *db, adminPW, store, pre, snapshots.RestoreOptions{WorkDir: deploy.NewLayout(dr.Config, dr.Config.Targets[0]).Base, Jobs: 2, Identity: id})
-	}
-	if err != nil {
-		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("migration version %q, was %q: %v; restore with `rollback --snapshot %s --components database`", now, pre.Database.MigrationVersion, err, pre.ID))
-		return fmt.Errorf("restoring the database from %s: %w", pre.ID, err)
-	}
-	r.setDatabase(DatabaseRestored, fmt.Sprintf("from %s (migration version %q back to %q; dump %s); the replaced database is kept as %s", pre.ID, now, pre.Database.MigrationVersion, res.Transfer, res.Replaced))
-	return nil
-}
-
-// afterConverge drops the restore copies an interrupted run left (under
-// the lock no restore runs, so every copy is abandoned).
-func (r *Rollout) afterConverge(ctx context.Context, h *remote.Host) (string, error) {
-	dr := r.req.Deploy
-	db := dr.Config.Database
-	if db == nil || db.AdminUser == "" {
-		return "", nil
-	}
-	pw, err := dr.Resolver.Resolve(db.AdminPassword)
-	if err != nil {
-		return "", fmt.Errorf("database.admin_password: %w", err)
-	}
-	dropped, err := snapshots.DropRestoreCopies(ctx, h, *db, pw)
-	if err != nil {
-		return "", fmt.Errorf("dropping abandoned restore copies: %w", err)
-	}
-	if len(dropped) == 0 {
-		return "", nil
-	}
-	return "dropped the abandoned restore copies " + strings.Join(dropped, ", "), nil
-}
-
-func (r *Rollout) setDatabase(status DatabaseStatus, detail string) {
-	r.mu.Lock()
-	r.out.Database = &DatabaseOutcome{Status: status, Detail: detail}
-	r.mu.Unlock()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/report"
+	"github.com/lawsker/lawsker-deploy/snapshots"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
@@ -148,6 +149,6 @@ func TestDeployWithTLS(t *testing.T) {
 	res := pipelines.Run(t.Context(), rs.Graph(), pipelines.Options{MaxWorkers: 2})
 	out, err = rs.Finish(res)
 	require.NoError(t, err, "%+v", out)
-	assert.Equal(t, []string{"tls", "monitoring"}, out.RolledBack)
+	assert.Equal(t, []snapshots.Component{"tls", "monitoring"}, out.RolledBack)
 	require.Eventually(t, func() bool { return serial() == before }, 10*time.Second, 100*time.Millisecond, "the snapshot's certificate serves again")
 }

@@ -109,7 +109,7 @@ func BenchmarkSnapshotAndRestore(b *testing.B) {
 						b.Fatal(err)
 					}
 					*into = append(*into, time.Since(start))
-					mf = &Manifest{Format: 1, ID: id, Artifacts: map[string]Artifact{"database": art}, Database: info}
+					mf = &Manifest{Format: 1, ID: id, Artifacts: map[Component]Artifact{"database": art}, Database: info}
 				})
 				return mf, peak
 			}

@@ -137,7 +137,7 @@ type RestoreResult struct {
 // damaged). A dump copied through this machine is checked on its way.
 func RestoreDatabase(ctx context.Context, h *remote.Host, db config.Database, adminPassword string, store Store, m *Manifest, o RestoreOptions) (*RestoreResult, error) {
 	start := time.Now()
-	art, ok := m.Artifacts["database"]
+	art, ok := m.Artifacts[ComponentDatabase]
 	if !ok || m.Database == nil {
 		return nil, fmt.Errorf("snapshot %s has no database dump", m.ID)
 	}

@@ -53,7 +53,7 @@ func (r *dbRig) snapshot(t *testing.T) *Manifest {
 	art, info, err := DumpDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, id+"/database.dump", DumpOptions{Compression: 1})
 	require.NoError(t, err)
 	return &Manifest{Format: FormatVersion, ID: id, App: "lawsker", Created: time.Now(), Trigger: "manual",
-		Components: []string{"database"}, Artifacts: map[string]Artifact{"database": art}, Database: info}
+		Components: []Component{"database"}, Artifacts: map[Component]Artifact{"database": art}, Database: info}
 }
 
 // onTarget keeps the rig's snapshots in the target store on the host
@@ -203,7 +203,7 @@ func TestEncryptedRoundTripAndWrongIdentity(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(string(stored), "age-encryption.org/v1\n"), "stored encrypted")
 	assert.NotContains(t, string(stored), "case 1000", "no clear text at rest")
-	m := &Manifest{Format: FormatVersion, ID: sid, Created: time.Now(), Components: []string{"database"}, Artifacts: map[string]Artifact{"database": art}, Database: info}
+	m := &Manifest{Format: FormatVersion, ID: sid, Created: time.Now(), Components: []Component{"database"}, Artifacts: map[Component]Artifact{"database": art}, Database: info}
 	require.NoError(t, Check(t.Context(), r.store, m), "integrity is checked without the key")
 
 	r.psql(t, "lawsker_prod", "DELETE FROM cases WHERE id > 10")
@@ -338,7 +338,7 @@ func TestRestoreFromS3(t *testing.T) {
 
 	t.Run("a missing object", func(t *testing.T) {
 		gone := *m
-		gone.Artifacts = map[string]Artifact{"database": {Key: "snap_19990101_000000_000000/database.dump", Size: 1, SHA256: "00"}}
+		gone.Artifacts = map[Component]Artifact{"database": {Key: "snap_19990101_000000_000000/database.dump", Size: 1, SHA256: "00"}}
 		_, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, bucket, &gone, opts)
 		require.ErrorIs(t, err, ErrNotFound)
 		assert.Equal(t, "10\n", count(), "untouched")

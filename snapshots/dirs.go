@@ -68,27 +68,22 @@ func putTar(ctx context.Context, h *remote.Host, store Store, key, dir string, e
 	})
 }
 
-// FolderComponents are the components kept as folders of the app on the
-// target: TLS (certificates, private keys, the ACME account key) and the
-// monitoring configuration.
-var FolderComponents = map[string]string{"tls": "tls", "monitoring": "monitoring"}
-
 // folderExcludes are left out of a folder component: previous copies, and
 // the Grafana env file (its password is a secret, rewritten by every apply).
-var folderExcludes = map[string][]string{"monitoring": {"./previous", "./grafana.env"}}
+var folderExcludes = map[Component][]string{ComponentMonitoring: {"./previous", "./grafana.env"}}
 
 // RestoreFolder puts a folder component back on the target: the tarball is
 // copied with its checksum checked (decrypted with id when encrypted),
 // unpacked beside the folder, then swapped in (the replaced one kept as
 // <folder>.replaced).
-func RestoreFolder(ctx context.Context, h *remote.Host, store Store, m *Manifest, component, base string, id age.Identity) error {
+func RestoreFolder(ctx context.Context, h *remote.Host, store Store, m *Manifest, component Component, base string, id age.Identity) error {
 	art, ok := m.Artifacts[component]
-	dir, known := FolderComponents[component]
-	if !ok || !known {
+	dir := component.Folder()
+	if !ok || dir == "" {
 		return fmt.Errorf("snapshot %s has no %s", m.ID, component)
 	}
 	dst := path.Join(base, dir)
-	tgz := path.Join(base, ".restore-"+m.ID+"-"+component+".tar.gz")
+	tgz := path.Join(base, ".restore-"+m.ID+"-"+dir+".tar.gz")
 	if err := copyVerified(ctx, h, store, m.ID, art, tgz, id); err != nil {
 		return err
 	}
@@ -104,23 +99,23 @@ func RestoreFolder(ctx context.Context, h *remote.Host, store Store, m *Manifest
 // and that exist on the target; TLS private keys are encrypted when a
 // recipient is configured, else a warning says they are not.
 func folderArtifacts(ctx context.Context, req CreateRequest, m *Manifest, recipient age.Recipient) error {
-	base := path.Join(req.Config.Targets[0].Root, req.Config.App)
-	on := map[string]bool{"tls": req.Config.TLS.Enabled, "monitoring": req.Config.Monitoring.Enabled}
-	for _, comp := range []string{"tls", "monitoring"} {
+	base := path.Join(req.Config.Primary().Root, req.Config.App)
+	on := map[Component]bool{ComponentTLS: req.Config.TLS.Enabled, ComponentMonitoring: req.Config.Monitoring.Enabled}
+	for _, comp := range FolderComponents {
 		if !on[comp] {
 			continue
 		}
-		dir := path.Join(base, FolderComponents[comp])
+		dir := path.Join(base, comp.Folder())
 		if out, err := req.Host.Run(ctx, "sh", "-c", `[ -d "$1" ] && echo yes || true`, "sh", dir); err != nil || strings.TrimSpace(out) != "yes" {
 			continue // nothing there yet (no certificate issued, monitoring never applied)
 		}
 		rcpt := recipient
-		if comp != "tls" {
+		if comp != ComponentTLS {
 			rcpt = nil
 		} else if rcpt == nil {
 			m.Warnings = append(m.Warnings, "tls: private keys are stored unencrypted in the snapshot store; set snapshots.age_recipient to encrypt them")
 		}
-		art, err := putTar(ctx, req.Host, req.Store, m.ID+"/"+comp+".tar.gz", dir, folderExcludes[comp], rcpt)
+		art, err := putTar(ctx, req.Host, req.Store, m.ID+"/"+comp.Folder()+".tar.gz", dir, folderExcludes[comp], rcpt)
 		if err != nil {
 			return fmt.Errorf("%s tarball: %w", comp, err)
 		}

@@ -24,19 +24,19 @@ type Artifact struct {
 
 // Manifest describes a snapshot.
 type Manifest struct {
-	Format       int                 `json:"format"`
-	ID           string              `json:"id"`
-	App          string              `json:"app"`
-	DeploymentID string              `json:"deployment_id,omitempty"`
-	Created      time.Time           `json:"created"`
-	Description  string              `json:"description,omitempty"`
-	Trigger      string              `json:"trigger"` // manual, pre-deploy, post-deploy
-	Components   []string            `json:"components"`
-	Artifacts    map[string]Artifact `json:"artifacts"` // component -> artifact
-	Images       map[string]string   `json:"images,omitempty"`
+	Format       int                    `json:"format"`
+	ID           string                 `json:"id"`
+	App          string                 `json:"app"`
+	DeploymentID string                 `json:"deployment_id,omitempty"`
+	Created      time.Time              `json:"created"`
+	Description  string                 `json:"description,omitempty"`
+	Trigger      string                 `json:"trigger"` // manual, pre-deploy, post-deploy
+	Components   []Component            `json:"components"`
+	Artifacts    map[Component]Artifact `json:"artifacts"`
+	Images       map[Component]string   `json:"images,omitempty"`
 	// ImageTags are the snapshot-<id> tags that keep the images in their
 	// registry (component -> tag reference).
-	ImageTags map[string]string `json:"image_tags,omitempty"`
+	ImageTags map[Component]string `json:"image_tags,omitempty"`
 	// Warnings say what the snapshot could not do that does not make it
 	// unusable (an image tag the registry refused).
 	Warnings []string `json:"warnings,omitempty"`

@@ -24,7 +24,7 @@ func Retention(ms []*Manifest, keepLast, retentionDays int, now time.Time, prote
 	for i, m := range sorted {
 		d := Decision{Manifest: m}
 		for release, image := range protected {
-			if m.Images["backend"] == image && image != "" {
+			if m.Images[ComponentBackend] == image && image != "" {
 				d.Keep, d.Reason = true, fmt.Sprintf("holds the image of the %s release", release)
 			}
 		}

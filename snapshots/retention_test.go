@@ -10,7 +10,7 @@ import (
 func TestRetention(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	snap := func(id string, daysAgo int, image string) *Manifest {
-		return &Manifest{ID: id, Created: now.Add(-time.Duration(daysAgo) * 24 * time.Hour), Images: map[string]string{"backend": image}}
+		return &Manifest{ID: id, Created: now.Add(-time.Duration(daysAgo) * 24 * time.Hour), Images: map[Component]string{"backend": image}}
 	}
 	ms := []*Manifest{
 		snap("a", 90, "img@sha256:old"), // old, holds the previous release's image

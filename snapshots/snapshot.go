@@ -24,7 +24,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, res *config.Resolver, h 
 	s := cfg.Snapshots.Store
 	switch {
 	case s == "target":
-		t := cfg.Targets[0]
+		t := cfg.Primary()
 		return TargetStore{Host: h, Dir: path.Join(t.Root, cfg.App, "snapshots")}, nil
 	case strings.HasPrefix(s, "file://"):
 		u, err := url.Parse(s)
@@ -78,7 +78,7 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 		req.Now = time.Now()
 	}
 	m := &Manifest{Format: FormatVersion, ID: NewID(req.Now), App: req.Config.App, DeploymentID: req.DeploymentID, Created: req.Now.UTC(),
-		Description: req.Description, Trigger: req.Trigger, Artifacts: map[string]Artifact{}, Images: map[string]string{}, Baseline: req.Baseline}
+		Description: req.Description, Trigger: req.Trigger, Artifacts: map[Component]Artifact{}, Images: map[Component]string{}, Baseline: req.Baseline}
 	cleanup := func() { _ = Delete(context.WithoutCancel(ctx), req.Store, m.ID) }
 	if req.Current == nil && req.Config.Database == nil {
 		return nil, ErrNothing
@@ -97,13 +97,13 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 			cleanup()
 			return nil, err
 		}
-		m.Artifacts["database"], m.Database = art, info
-		m.Components = append(m.Components, "database")
+		m.Artifacts[ComponentDatabase], m.Database = art, info
+		m.Components = append(m.Components, ComponentDatabase)
 	}
 	if c := req.Current; c != nil {
-		m.Images["backend"] = c.Image
+		m.Images[ComponentBackend] = c.Image
 		m.Release = c.ID
-		m.Components = append(m.Components, "backend")
+		m.Components = append(m.Components, ComponentBackend)
 		// The image is pinned by digest; the tag keeps it from registry
 		// clean-ups. A registry that refuses is a warning: the digest still
 		// names the image while the registry has it.
@@ -115,7 +115,7 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 		if err != nil {
 			m.Warnings = append(m.Warnings, fmt.Sprintf("image tag %s not set: %v", SnapshotTag(m.ID), err))
 		} else {
-			m.ImageTags = map[string]string{"backend": tag}
+			m.ImageTags = map[Component]string{ComponentBackend: tag}
 		}
 		if c.FrontendDir != "" {
 			art, err := putTar(ctx, req.Host, req.Store, m.ID+"/frontend.tar.gz", c.FrontendDir, nil, nil)
@@ -123,8 +123,8 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 				cleanup()
 				return nil, fmt.Errorf("frontend tarball: %w", err)
 			}
-			m.Artifacts["frontend"] = art
-			m.Components = append(m.Components, "frontend")
+			m.Artifacts[ComponentFrontend] = art
+			m.Components = append(m.Components, ComponentFrontend)
 		}
 	}
 	rcpt, err := sealFor(req.Config)
@@ -145,8 +145,8 @@ func Create(ctx context.Context, req CreateRequest) (*Manifest, error) {
 		cleanup()
 		return nil, fmt.Errorf("storing the configuration: %w", err)
 	}
-	m.Artifacts["config"], m.ConfigHash = art, art.SHA256
-	m.Components = append(m.Components, "config")
+	m.Artifacts[ComponentConfig], m.ConfigHash = art, art.SHA256
+	m.Components = append(m.Components, ComponentConfig)
 	data, _ := json.MarshalIndent(m, "", "  ")
 	if _, err := req.Store.Put(ctx, ManifestKey(m.ID), bytes.NewReader(data)); err != nil {
 		cleanup()

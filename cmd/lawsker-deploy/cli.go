@@ -18,6 +18,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/progress"
 	"github.com/lawsker/lawsker-deploy/redact"
+	"github.com/lawsker/lawsker-deploy/release"
 	"github.com/lawsker/lawsker-deploy/report"
 )
 
@@ -435,27 +436,47 @@ func (c *cli) plan(_ context.Context, args []string) error {
 // plain lines otherwise, nothing with --json), records it in the log and
 // the report, and returns its result.
 func (s *session) runGraph(ctx context.Context, g *pipelines.Graph, cfg *config.Config) *pipelines.Result {
-	var view pipelines.Observer
-	if !s.c.jsonOut {
-		out := s.red.NewWriter(s.c.stderr)
-		defer out.Flush()
-		if s.c.interactive {
-			live := progress.NewLive(out)
-			live.Start(200 * time.Millisecond)
-			defer live.Stop()
-			view = live
-		} else {
-			view = progress.NewPlain(out)
-		}
-	}
-	workers := cfg.Execution.MaxWorkers
-	res := pipelines.Run(ctx, g, pipelines.Options{
-		MaxWorkers: workers, Serial: !cfg.Execution.Parallel, ContinueOnFailure: true,
-		DefaultTimeout: cfg.Execution.StepTimeout.D(), Drain: cfg.Execution.Drain.D(), Abort: s.c.abort,
-		Observer: view, Logger: s.log.Logger,
+	var res *pipelines.Result
+	s.withProgress(func(view pipelines.Observer) {
+		res = pipelines.Run(ctx, g, release.Options(cfg, s.releaseRequest(cfg, view)))
 	})
 	s.report.Finish(res, s.c.now())
 	return res
+}
+
+// runRelease runs a deploy or rollback through the release session that
+// the Dagger module runs too, with the same progress and report.
+func (s *session) runRelease(ctx context.Context, cfg *config.Config, rel release.Release) release.Result {
+	var res release.Result
+	s.withProgress(func(view pipelines.Observer) {
+		res = release.Run(ctx, s.releaseRequest(cfg, view), rel)
+	})
+	s.report.Finish(res.Run, s.c.now())
+	return res
+}
+
+func (s *session) releaseRequest(cfg *config.Config, view pipelines.Observer) release.Request {
+	return release.Request{Config: cfg, Resolver: s.res, ID: s.id, Who: who(), Report: s.report.Path(s.c.reportsDir),
+		Observer: view, Logger: s.log.Logger, Abort: s.c.abort, Mask: s.red.String}
+}
+
+// withProgress gives fn the progress view: live on a terminal, plain lines
+// otherwise, none with --json.
+func (s *session) withProgress(fn func(pipelines.Observer)) {
+	if s.c.jsonOut {
+		fn(nil)
+		return
+	}
+	out := s.red.NewWriter(s.c.stderr)
+	defer out.Flush()
+	if s.c.interactive {
+		live := progress.NewLive(out)
+		live.Start(200 * time.Millisecond)
+		defer live.Stop()
+		fn(live)
+		return
+	}
+	fn(progress.NewPlain(out))
 }
 
 func (c *cli) preflight(ctx context.Context, args []string) error {

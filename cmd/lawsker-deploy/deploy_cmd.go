@@ -16,9 +16,11 @@ import (
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/notify"
 	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/release"
 	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/report"
 	"github.com/lawsker/lawsker-deploy/rollout"
+	"github.com/lawsker/lawsker-deploy/snapshots"
 )
 
 // who names the person and machine behind a deploy (lock, history).
@@ -69,9 +71,7 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ro.Close()
-	res := s.runGraph(ctx, ro.Graph(), l.Config)
-	out, err := ro.Finish(res)
-	return c.finishRelease(s, l.Config, res, ro.Deployment().Outcomes(), out, err, "deployed", nil)
+	return c.finishRelease(s, s.runRelease(ctx, l.Config, release.Deploy(ro)), "deployed", nil)
 }
 
 // releaseDetails is what a deploy report holds beyond the run.
@@ -84,13 +84,10 @@ type releaseDetails struct {
 
 // finishRelease shows and records a deploy: targets, snapshots, the
 // verification, and the rollback trigger when one fired.
-func (c *cli) finishRelease(s *session, cfg *config.Config, res *pipelines.Result, outcomes []deploy.TargetOutcome, out rollout.Outcome, runErr error, verb string, plan *rollout.RestorePlan) error {
-	details := releaseDetails{Targets: outcomes, Outcome: out, Plan: plan}
+func (c *cli) finishRelease(s *session, r release.Result, verb string, plan *rollout.RestorePlan) error {
+	out, outcomes, runErr, res := r.Outcome, r.Targets, r.Err, r.Run
+	details := releaseDetails{Targets: outcomes, Outcome: out, Plan: plan, Notifications: r.Notifications}
 	// A notification never fails the run: what happened is reported.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	details.Notifications = notify.New(cfg.Notifications, s.res).Send(ctx, rollout.EventFor(rollout.EventInput{Config: cfg, ID: s.id, Who: who(), Report: s.report.Path(s.c.reportsDir),
-		Targets: outcomes, Outcome: out, Err: runErr, Plan: plan, SwitchBack: verb == "switched back", Mask: s.red.String}))
-	cancel()
 	for _, d := range details.Notifications {
 		if !d.OK {
 			fmt.Fprintf(c.stderr, "warning: %s notification not delivered after %d attempt(s): %s\n", d.Channel, d.Attempts, s.red.String(d.Error))
@@ -110,7 +107,7 @@ func (c *cli) finishRelease(s *session, cfg *config.Config, res *pipelines.Resul
 			s.out("rollback trigger: %s: %s\n", t.Kind, s.red.String(t.Reason))
 		}
 		if len(out.RolledBack) > 0 {
-			s.out("rolled back: %s\n", strings.Join(out.RolledBack, ", "))
+			s.out("rolled back: %s\n", snapshots.Names(out.RolledBack))
 		}
 		if out.Database != nil {
 			s.out("database: %s\n", out.Database)
@@ -154,8 +151,7 @@ func (c *cli) rollback(ctx context.Context, args []string) error {
 		return failure{err}
 	}
 	defer d.Close()
-	res := s.runGraph(ctx, d.Graph(), l.Config)
-	return c.finishRelease(s, l.Config, res, d.Outcomes(), rollout.Outcome{}, res.Err(), "switched back", nil)
+	return c.finishRelease(s, s.runRelease(ctx, l.Config, release.SwitchBack(d)), "switched back", nil)
 }
 
 func (c *cli) finishTargetsWith(s *session, res *pipelines.Result, outcomes []deploy.TargetOutcome, verb string, details any, runErr error) error {

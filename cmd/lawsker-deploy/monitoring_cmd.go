@@ -38,7 +38,7 @@ func (c *cli) monitoringCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return c.endMonitoring(s, err)
 	}
-	s.out("monitoring applied on %s: %s; Prometheus %s", cfg.Targets[0].Name, strings.Join(res.Files, ", "), res.Prometheus)
+	s.out("monitoring applied on %s: %s; Prometheus %s", cfg.Primary().Name, strings.Join(res.Files, ", "), res.Prometheus)
 	if res.Grafana != "" {
 		s.out(", Grafana %s", res.Grafana)
 	}

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/release"
 	"github.com/lawsker/lawsker-deploy/report"
 	"github.com/lawsker/lawsker-deploy/rollout"
 	"github.com/lawsker/lawsker-deploy/snapshots"
@@ -82,7 +83,7 @@ func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
 			tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SNAPSHOT\tCREATED\tTRIGGER\tCOMPONENTS\tSIZE\tDESCRIPTION")
 			for _, m := range ms {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%q\n", m.ID, m.Created.Local().Format("2006-01-02 15:04"), m.Trigger, strings.Join(m.Components, ","), human(totalSize(m)), m.Description)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%q\n", m.ID, m.Created.Local().Format("2006-01-02 15:04"), m.Trigger, snapshots.Names(m.Components), human(totalSize(m)), m.Description)
 			}
 			tw.Flush()
 			s.out("%s", b.String())
@@ -161,13 +162,13 @@ func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
 
 func describe(m *snapshots.Manifest) string {
 	var parts []string
-	comps := append([]string(nil), m.Components...)
-	sort.Strings(comps)
+	comps := slices.Clone(m.Components)
+	slices.Sort(comps)
 	for _, c := range comps {
 		if a, ok := m.Artifacts[c]; ok {
 			parts = append(parts, fmt.Sprintf("%s (%s, sha256 %s)", c, human(a.Size), a.SHA256[:12]))
 		} else if img, ok := m.Images[c]; ok {
-			parts = append(parts, c+" "+shortImage(img))
+			parts = append(parts, string(c)+" "+shortImage(img))
 		}
 	}
 	return strings.Join(parts, ", ")
@@ -209,7 +210,7 @@ func (c *cli) rollbackSnapshot(ctx context.Context, s *session, cfg *config.Conf
 		s.end(report.StatusInvalid, err, nil)
 		return usageError{s.red.String(err.Error())}
 	}
-	s.out("rollback plan: %s -> %s (release %s), risk %s: %s; about %s\n", strings.Join(plan.Components, ","), m.ID, plan.Release, plan.Risk, plan.RiskWhy, plan.Estimate)
+	s.out("rollback plan: %s -> %s (release %s), risk %s: %s; about %s\n", snapshots.Names(plan.Components), m.ID, plan.Release, plan.Risk, plan.RiskWhy, plan.Estimate)
 	for i, st := range plan.Steps {
 		s.out("  %d. %s\n", i+1, st)
 	}
@@ -231,7 +232,5 @@ func (c *cli) rollbackSnapshot(ctx context.Context, s *session, cfg *config.Conf
 		return failure{s.red.Error(err)}
 	}
 	defer r.Close()
-	res := s.runGraph(ctx, r.Graph(), cfg)
-	out, runErr := r.Finish(res)
-	return c.finishRelease(s, cfg, res, r.Deployment().Outcomes(), out, runErr, "rolled back", plan)
+	return c.finishRelease(s, s.runRelease(ctx, cfg, release.Rollback(r, plan)), "rolled back", plan)
 }

@@ -64,7 +64,7 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 	}
 	var skipNote string
 	if !*noSSH {
-		t := cfg.Targets[0]
+		t := cfg.Primary()
 		e, err := deploy.Endpoint(t, s.res)
 		var h *remote.Host
 		if err == nil {

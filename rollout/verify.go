@@ -1,0 +1,91 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/lawsker/lawsker-deploy/checks"
+	"github.com/lawsker/lawsker-deploy/remote"
+	"github.com/lawsker/lawsker-deploy/snapshots"
+)
+
+// verify runs the suite with the watch beside it. A trigger fails the step
+// (so every target is reverted) when rollback.auto is on.
+func (r *Rollout) verify(ctx context.Context, h *remote.Host) error {
+	dr := r.req.Deploy
+	cfg := dr.Config
+	base := r.req.Baseline
+	if base == nil {
+		base = r.latestBaseline(ctx, h)
+	}
+	env := checks.Env{Config: cfg, Resolver: dr.Resolver, Dial: h.DialTCP, Stat: h.StatGlob, System: h, Roots: r.req.Roots, Baseline: base}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watchDone := make(chan *Watch, 1)
+	wo := WatchOptionsFor(cfg, r.req.Roots)
+	if r.keepOnTrigger {
+		wo.Window = 0 // after a rollback, the suite's health checks are the verdict
+	}
+	go func() { watchDone <- RunWatch(wctx, wo) }()
+	suite, err := checks.Verify(ctx, env, checks.Options{Deadline: cfg.Verification.Deadline.D()})
+	w := <-watchDone
+	r.mu.Lock()
+	r.out.Verification, r.out.Watch = suite, w
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("the verification suite could not run: %w", err)
+	}
+	t := Classify(suite, w, cfg.Rollback)
+	if t == nil {
+		if suite.Failed() {
+			var names []string
+			for _, res := range suite.Results {
+				if res.Status == checks.Fail {
+					names = append(names, res.Name)
+				}
+			}
+			r.warn("failed checks that are not rollback triggers (the host's resources; security ones unless rollback.on_security_failure): %s", strings.Join(names, ", "))
+		}
+		r.mu.Lock()
+		r.kept = true
+		r.mu.Unlock()
+		return nil
+	}
+	r.mu.Lock()
+	r.out.Trigger = t
+	r.mu.Unlock()
+	if r.keepOnTrigger {
+		return nil
+	}
+	if !cfg.Rollback.Auto {
+		r.warn("rollback trigger %s (%s); rollback.auto is false: the release stays", t.Kind, t.Reason)
+		return nil
+	}
+	return fmt.Errorf("rollback trigger %s: %s", t.Kind, t.Reason)
+}
+
+// latestBaseline is the newest post-deploy snapshot's baseline taken of
+// the image serving now (as the pre-deploy snapshot recorded it).
+func (r *Rollout) latestBaseline(ctx context.Context, h *remote.Host) checks.Baseline {
+	if !r.req.Deploy.Config.Snapshots.Enabled {
+		return nil
+	}
+	store, err := r.openStore(ctx, h)
+	if err != nil {
+		return nil
+	}
+	r.mu.Lock()
+	serving := ""
+	if r.pre != nil {
+		serving = r.pre.Images[snapshots.ComponentBackend]
+	}
+	r.mu.Unlock()
+	ms, _ := snapshots.List(ctx, store)
+	for _, m := range ms {
+		if m.Trigger == "post-deploy" && len(m.Baseline) > 0 && (serving == "" || m.Images[snapshots.ComponentBackend] == serving) {
+			return checks.Baseline(m.Baseline)
+		}
+	}
+	return nil
+}
