@@ -290,7 +290,7 @@ func WaitServing(ctx context.Context, h *remote.Host, base, path, hostHeader, id
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("nginx at %s did not serve release %s within %s after the reload (last: %s)", base, id, timeout, last)
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

@@ -34,7 +34,12 @@ func Connect(ctx context.Context, e Endpoint, attempts int) (*Host, error) {
 	for i := 1; i <= max(attempts, 1); i++ {
 		c, err := Dial(ctx, e)
 		if err == nil {
-			return &Host{Endpoint: e, client: c}, nil
+			h := &Host{Endpoint: e, client: c}
+			// Almost every run reads or writes files: the SFTP subsystem
+			// starts while the first command runs (a failure here is
+			// retried by the first Files call).
+			go func() { _, _ = h.Files() }()
+			return h, nil
 		}
 		last = err
 		var ne *NetError
