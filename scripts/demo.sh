@@ -118,6 +118,24 @@ code=$?
 set -e
 echo "exit code: $code; through nginx: backend $(page /api/v1/version); migration version $(sql 'SELECT version_num FROM alembic_version'); release_v3 table: $(sql "SELECT coalesce(to_regclass('release_v3')::text, 'gone')")"
 
+say "deploy v1 again and kill -9 it after the switch, inside its verification: the target switches back by itself"
+bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v1" --frontend-dir examples/sample/frontend/dist --message "killed in its verification" \
+  > "$demo/killed.out" 2> "$demo/killed.err" &
+killed=$!
+for _ in $(seq 600); do grep -q '\[verify-release\] started' "$demo/killed.err" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+echo "through nginx while the new release is being verified: backend $(page /api/v1/version)"
+kill -9 "$killed"; wait "$killed" 2>/dev/null || true
+sleep 0.5
+echo "after kill -9: through nginx: backend $(page /api/v1/version) (the dead man's switch on the target put the previous release back)"
+set +e
+bin/lawsker-deploy lock status --config "$cfg"
+echo "lock status exit code: $?"
+set -e
+bin/lawsker-deploy lock release --force --config "$cfg"
+echo "the next deploy converges what the killed one left (its undo journal, replayed), then has nothing to do:"
+bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2"
+
 say "releases on the target, snapshots in the store"
 bin/lawsker-deploy releases --config "$cfg"
 bin/lawsker-deploy snapshot list --config "$cfg"
