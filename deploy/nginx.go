@@ -115,14 +115,7 @@ server {
     }
 }
 {{- else}}
-
-    add_header X-Content-Type-Options "nosniff" always;
-    add_header X-Frame-Options "DENY" always;
-    add_header Referrer-Policy "strict-origin-when-cross-origin" always;
-    add_header X-Lawsker-Release "{{.Release}}" always;
-{{- if .TLS}}
-    add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
-{{- end}}
+{{template "headers" .}}
 
     gzip on;
     gzip_comp_level 5;
@@ -156,14 +149,7 @@ server {
     }
 
     location = /index.html {
-        add_header Cache-Control "no-cache" always;
-        add_header X-Content-Type-Options "nosniff" always;
-        add_header X-Frame-Options "DENY" always;
-        add_header Referrer-Policy "strict-origin-when-cross-origin" always;
-        add_header X-Lawsker-Release "{{.Release}}" always;
-{{- if .TLS}}
-        add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
-{{- end}}
+        add_header Cache-Control "no-cache" always;{{template "headers" .}}
     }
 
     location / {
@@ -182,7 +168,16 @@ server {
 {{- end}}
 }
 {{- end}}
-{{end}}`))
+{{end}}
+{{- define "headers"}}
+    add_header X-Content-Type-Options "nosniff" always;
+    add_header X-Frame-Options "DENY" always;
+    add_header Referrer-Policy "strict-origin-when-cross-origin" always;
+    add_header X-Lawsker-Release "{{.Release}}" always;
+{{- if .TLS}}
+    add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
+{{- end}}
+{{- end}}`))
 
 // RenderSite renders a release's nginx site file. Every value in it comes
 // from validated configuration (names, domains, absolute paths of safe
