@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,29 +35,29 @@ func (i LockInfo) String() string {
 // ErrLocked is wrapped when another deploy holds the lock.
 var ErrLocked = errors.New("deploy lock held")
 
-// AcquireLock takes the lock atomically (mkdir succeeds for one caller
-// only), then records who holds it. A held lock fails at once, naming the
-// holder.
+// AcquireLock takes the lock atomically (an SFTP mkdir succeeds for one
+// caller only), then records who holds it: no shell session, so it costs a
+// few file operations. A held lock fails at once, naming the holder.
 func AcquireLock(ctx context.Context, h *remote.Host, l Layout, info LockInfo) error {
 	data, _ := json.MarshalIndent(info, "", "  ")
-	// One round trip: create the app folder, take the lock (mkdir is atomic:
-	// it fails when the folder exists; exit 75 says so whatever the remote
-	// locale), record the holder from stdin. The script is a constant; the
-	// paths arrive as arguments.
-	const script = `mkdir -p "$1" && { mkdir "$2" 2>/dev/null || exit 75; } && cat > "$2/lock.json"`
-	_, err := h.RunInput(ctx, bytes.NewReader(data), "sh", "-c", script, "sh", l.Base, l.LockDir())
-	if err == nil {
-		return nil
-	}
-	var re *remote.RemoteError
-	if !errors.As(err, &re) || re.ExitCode != 75 {
+	if err := h.MkdirAll(l.Base); err != nil {
 		return fmt.Errorf("lock: %w", err)
 	}
-	holder, herr := ReadLock(h, l)
-	if herr != nil {
-		return fmt.Errorf("lock: %s is locked (%s exists) and its holder cannot be read (%v): %w; if no deploy is running, `lawsker-deploy lock release --force`", h.Endpoint.Addr(), l.LockDir(), herr, ErrLocked)
+	err := h.Mkdir(l.LockDir())
+	if errors.Is(err, os.ErrExist) {
+		holder, herr := ReadLock(h, l)
+		if herr != nil {
+			return fmt.Errorf("lock: %s is locked (%s exists) and its holder cannot be read (%v): %w; if no deploy is running, `lawsker-deploy lock release --force`", h.Endpoint.Addr(), l.LockDir(), herr, ErrLocked)
+		}
+		return fmt.Errorf("lock: %s is locked by %s: %w; if that deploy is dead, `lawsker-deploy lock release --force`", h.Endpoint.Addr(), holder, ErrLocked)
 	}
-	return fmt.Errorf("lock: %s is locked by %s: %w; if that deploy is dead, `lawsker-deploy lock release --force`", h.Endpoint.Addr(), holder, ErrLocked)
+	if err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if err := h.WriteFile(path.Join(l.LockDir(), "lock.json"), data, 0o644); err != nil {
+		return fmt.Errorf("lock: recording the holder: %w", err)
+	}
+	return nil
 }
 
 // ReadLock returns the holder; a missing lock wraps os.ErrNotExist.

@@ -235,6 +235,11 @@ func (d *Deployment) bootstrapDB(ctx context.Context, tr *targetRun) error {
 }
 
 func (d *Deployment) pull(ctx context.Context, tr *targetRun) error {
+	// A digest names its content: when the host has it, there is nothing
+	// to pull (no registry round trip, and no shell session).
+	if (engine{tr.host, tr.docker}).hasImage(ctx, d.req.Image) == nil {
+		return nil
+	}
 	if reg := d.req.Config.Registry; reg != nil && reg.Username != "" {
 		pw, err := d.req.Resolver.Resolve(reg.Password)
 		if err != nil {
@@ -244,8 +249,6 @@ func (d *Deployment) pull(ctx context.Context, tr *targetRun) error {
 			return fmt.Errorf("docker login to %s: %w", reg.Host, err)
 		}
 	}
-	// A digest names its content: when the host has it, there is nothing
-	// to pull (and no registry round trip).
 	have := remote.Quote(tr.docker.cmd("image", "inspect", "--format", "{{.Id}}", d.req.Image)...)
 	if _, err := tr.host.Run(ctx, "sh", "-c", have+" >/dev/null 2>&1 || "+remote.Quote(tr.docker.Pull(d.req.Image)...)); err != nil {
 		return fmt.Errorf("pulling the backend image (is %s in the registry?): %w", d.req.Image, err)

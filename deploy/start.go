@@ -89,6 +89,9 @@ func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 
 // stillRunning checks the new container runs and never restarted.
 func (d *Deployment) stillRunning(ctx context.Context, tr *targetRun) error {
+	if (engine{tr.host, tr.docker}).runningSteadily(ctx, tr.container) == nil {
+		return nil
+	}
 	out, err := tr.host.Run(ctx, tr.docker.cmd("inspect", "--format", "{{.State.Running}} {{.RestartCount}}", tr.container)...)
 	if err != nil {
 		return fmt.Errorf("health gate: inspecting %s: %w", tr.container, err)

@@ -62,6 +62,15 @@ func switchError(err error) error {
 // ensureRunning starts a stopped container again (one session) and says
 // whether it was running.
 func ensureRunning(ctx context.Context, h *remote.Host, dk Docker, container string) (bool, error) {
+	api := engine{h, dk}
+	if st, err := api.container(ctx, container); err == nil {
+		if st.Running {
+			return true, nil
+		}
+		if api.start(ctx, container) == nil {
+			return false, nil
+		}
+	}
 	const script = `s=$("$@" inspect --format '{{.State.Running}}' "$0") || exit 3; [ "$s" = true ] && { echo running; exit 0; }; "$@" start "$0" >/dev/null && echo started`
 	out, err := h.Run(ctx, append([]string{"sh", "-c", script, container}, dk.cmd()...)...)
 	var re *remote.RemoteError

@@ -69,13 +69,24 @@ func (h *Host) Close() error {
 // health gate and database checks reach 127.0.0.1 services on the target
 // this way, with nothing installed there.
 func (h *Host) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	return h.dial(ctx, "tcp", addr)
+}
+
+// DialUnix opens a connection to a unix socket on the target (OpenSSH's
+// streamlocal forwarding): the Docker engine's API, say, without a shell
+// session.
+func (h *Host) DialUnix(ctx context.Context, path string) (net.Conn, error) {
+	return h.dial(ctx, "unix", path)
+}
+
+func (h *Host) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := h.client.Dial("tcp", addr)
+		c, err := h.client.Dial(network, addr)
 		ch <- result{c, err}
 	}()
 	select {
@@ -328,6 +339,25 @@ func (h *Host) Remove(p string) error {
 	}
 	if err := fs.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%s: remove %s: %w", h.Endpoint.Addr(), p, err)
+	}
+	return nil
+}
+
+// Mkdir creates one folder over SFTP, atomically: of two callers one
+// succeeds and the other gets an error wrapping os.ErrExist (how a lock is
+// taken without a shell session).
+func (h *Host) Mkdir(p string) error {
+	fs, err := h.Files()
+	if err != nil {
+		return err
+	}
+	if err := fs.Mkdir(p); err != nil {
+		// SFTP servers answer a generic failure; whether the folder is
+		// there says what it was.
+		if _, serr := fs.Lstat(p); serr == nil {
+			return fmt.Errorf("%s: mkdir %s: %w", h.Endpoint.Addr(), p, os.ErrExist)
+		}
+		return fmt.Errorf("%s: mkdir %s: %w", h.Endpoint.Addr(), p, err)
 	}
 	return nil
 }

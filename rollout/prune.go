@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
@@ -17,7 +18,11 @@ import (
 type PruneResult struct {
 	Decisions []snapshots.Decision `json:"decisions"`
 	Deleted   []string             `json:"deleted,omitempty"`
-	// Databases are the replaced databases (and abandoned restore copies)
+	// RestoreCopies are the fresh copies of restores that never finished
+	// (killed), dropped: every one when no run holds the lock (a restore
+	// only runs under it), those older than an hour while one does.
+	RestoreCopies []string `json:"restore_copies,omitempty"`
+	// Databases are the replaced databases
 	// dropped, older than snapshots.retention_days.
 	Databases []string `json:"databases,omitempty"`
 }
@@ -59,7 +64,15 @@ func Prune(ctx context.Context, cfg *config.Config, res *config.Resolver, h *rem
 		if _, err := deploy.ReadLock(h, deploy.PrimaryLayout(cfg)); errors.Is(err, os.ErrNotExist) {
 			copiesBefore = now.Add(time.Minute)
 		}
-		if out.Databases, err = snapshots.PruneDatabases(ctx, h, *db, pw, keepSince, copiesBefore, dryRun); err != nil {
+		dropped, err := snapshots.PruneDatabases(ctx, h, *db, pw, keepSince, copiesBefore, dryRun)
+		for _, n := range dropped {
+			if strings.HasPrefix(n, db.Name+"_restore_") {
+				out.RestoreCopies = append(out.RestoreCopies, n)
+			} else {
+				out.Databases = append(out.Databases, n)
+			}
+		}
+		if err != nil {
 			return out, fmt.Errorf("replaced databases: %w", err)
 		}
 	}

@@ -257,7 +257,7 @@ func (r *Rollout) afterKeep(ctx context.Context, h *remote.Host, cur *deploy.Rel
 	}
 	if pr != nil {
 		r.mu.Lock()
-		r.out.Pruned = append(pr.Deleted, pr.Databases...)
+		r.out.Pruned = append(append(pr.Deleted, pr.Databases...), pr.RestoreCopies...)
 		r.mu.Unlock()
 	}
 	return nil

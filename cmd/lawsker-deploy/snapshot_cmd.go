@@ -131,6 +131,9 @@ func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
 			for _, n := range pr.Databases {
 				s.out("drop   database %s (replaced by a restore more than %d days ago)\n", n, cfg.Snapshots.RetentionDays)
 			}
+			for _, n := range pr.RestoreCopies {
+				s.out("drop   database %s (the copy of a restore that never finished)\n", n)
+			}
 			details = pr
 		}
 		if err != nil {
@@ -140,7 +143,7 @@ func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
 		if *dryRun {
 			s.out("dry run: nothing deleted\n")
 		} else {
-			s.out("%d snapshot(s) deleted, %d database(s) dropped\n", len(pr.Deleted), len(pr.Databases))
+			s.out("%d snapshot(s) deleted, %d database(s) dropped\n", len(pr.Deleted), len(pr.Databases)+len(pr.RestoreCopies))
 		}
 	case "delete":
 		if _, err := snapshots.Load(ctx, store, id); err != nil {

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -116,14 +117,20 @@ func TestSnapshotAndDatabaseRollbackCommands(t *testing.T) {
 	mdata = regexp.MustCompile(`"created": "[^"]+"`).ReplaceAll(mdata, []byte(`"created": "2026-01-01T00:00:00Z"`))
 	mdata = regexp.MustCompile(`"backend": "[^"]+"`).ReplaceAll(mdata, []byte(`"backend": "`+h.Registry.Addr+`/sample/backend@sha256:`+strings.Repeat("0", 64)+`"`))
 	require.NoError(t, os.WriteFile(mpath, mdata, 0o600))
+	// A restore killed a moment ago left its fresh copy: with the lock
+	// free, no restore is running, so prune drops it (and names it).
+	abandoned := "sample_restore_" + time.Now().UTC().Format("20060102150405")
+	testenv.MustRun(t, testenv.Bin(t, "psql"), pg.DSN("postgres"), "-c", `CREATE DATABASE "`+abandoned+`"`)
 	r = runIn(t, dir, env, "snapshot", "prune", "--dry-run", "--config", cfg)
 	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "drop   database "+abandoned+" (the copy of a restore that never finished)")
 	assert.Contains(t, r.stdout, "delete "+id+" (older than 30 days and not among the newest 1)")
 	assert.Contains(t, r.stdout, "keep   "+newer+" (holds the image of the current release)")
 	assert.Contains(t, r.stdout, "dry run: nothing deleted")
 	r = runIn(t, dir, env, "snapshot", "prune", "--config", cfg)
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "1 snapshot(s) deleted")
+	assert.Contains(t, r.stdout, "1 snapshot(s) deleted, 1 database(s) dropped")
+	assert.Equal(t, "0\n", testenv.MustRun(t, testenv.Bin(t, "psql"), pg.DSN("postgres"), "-tAc", "SELECT count(*) FROM pg_database WHERE datname = '"+abandoned+"'"))
 	r = runIn(t, dir, env, "snapshot", "delete", newer, "--config", cfg)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	r = runIn(t, dir, env, "snapshot", "show", id, "--config", cfg)
