@@ -32,6 +32,10 @@ func (d *Deployment) upload(ctx context.Context, tr *targetRun) error {
 	return tr.host.WriteFile(l.Manifest(d.req.ID), data, 0o644)
 }
 
+// releaseProbe is a path every release's HTTP site answers itself: a file
+// its ACME webroot does not have (404, with the X-Lawsker-Release header).
+const releaseProbe = "/.well-known/acme-challenge/lawsker-release-probe"
+
 // Exit codes of the switch script, so each failure says what it means.
 const (
 	exitSiteLink    = 70
@@ -66,7 +70,11 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 	if _, err := h.Run(ctx, "sh", "-c", switchScript(l, tr.nginx, Release{ID: d.req.ID, Container: tr.container}, "")); err != nil {
 		return switchError(err)
 	}
-	if err := WaitServing(ctx, h, "http://"+nginxAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, hostHeader(d.req.Config), d.req.ID, 15*time.Second); err != nil {
+	// The switch is confirmed by nginx alone (the release's own ACME
+	// location answers the probe with its release header), so it spends
+	// none of the new backend's requests; the verify step checks the
+	// backend through nginx next.
+	if err := WaitServing(ctx, h, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, hostHeader(d.req.Config), d.req.ID, 15*time.Second); err != nil {
 		return err
 	}
 	return d.recordCurrent(tr)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/testenv"
@@ -154,6 +156,23 @@ func BenchmarkSnapshotAndRestore(b *testing.B) {
 		b.ReportMetric(median(oursTarget).Seconds()/median(raw).Seconds(), "x_raw_pg_dump_target_store")
 		b.ReportMetric(median(oursRestoreTarget).Seconds()/median(rawRestore).Seconds(), "x_raw_pg_restore_target_store")
 		b.ReportMetric(median(oursRestore).Seconds()/median(rawRestoreDefault).Seconds(), "x_raw_pg_restore_of_level6_dump")
+		// The schema fingerprint (read by every snapshot) beside the whole
+		// snapshot: one catalog query, whatever the data's size.
+		var fp []time.Duration
+		for range 5 {
+			conn, err := pgx.Connect(b.Context(), pg.DSN("big"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			if _, err := ReadSchema(b.Context(), conn); err != nil {
+				b.Fatal(err)
+			}
+			fp = append(fp, time.Since(start))
+			conn.Close(b.Context())
+		}
+		b.ReportMetric(float64(median(fp).Microseconds())/1000, "ms_schema_fingerprint")
+		b.ReportMetric(median(fp).Seconds()/median(ours).Seconds(), "x_fingerprint_of_snapshot")
 		b.ReportMetric(float64(max(dumpPeak, restorePeak))/(1<<20), "MB_peak_heap")
 		b.ReportMetric(float64(m.Artifacts["database"].Size)/(1<<20), "MB_dump")
 		b.Logf("pg_dump raw %v, ours %v (level 6 %v, target store %v); pg_restore raw %v (of the level 6 dump %v), ours %v (target store %v)", raw, ours, oursLevel6, oursTarget, rawRestore, rawRestoreDefault, oursRestore, oursRestoreTarget)

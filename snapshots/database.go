@@ -54,8 +54,8 @@ func DumpDatabase(ctx context.Context, h *remote.Host, db config.Database, passw
 	return art, info, nil
 }
 
-// inspect reads the server version, the number of tables and the alembic
-// version through the target's tunnel.
+// inspect reads the server version, the alembic version and the schema
+// (ReadSchema) through the target's tunnel.
 func inspect(ctx context.Context, h *remote.Host, db config.Database, user, password, name string) (*DatabaseInfo, error) {
 	conn, err := connect(ctx, h, db, user, password, name)
 	if err != nil {
@@ -69,6 +69,9 @@ func inspect(ctx context.Context, h *remote.Host, db config.Database, user, pass
 	var hasAlembic bool
 	if err := conn.QueryRow(ctx, "SELECT to_regclass('alembic_version') IS NOT NULL").Scan(&hasAlembic); err == nil && hasAlembic {
 		_ = conn.QueryRow(ctx, "SELECT version_num FROM alembic_version LIMIT 1").Scan(&info.MigrationVersion)
+	}
+	if info.Schema, err = ReadSchema(ctx, conn); err != nil {
+		return nil, fmt.Errorf("database %s: %w", name, err)
 	}
 	return info, nil
 }

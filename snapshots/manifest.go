@@ -60,6 +60,9 @@ type DatabaseInfo struct {
 	Port             int    `json:"port"`
 	ServerVersion    string `json:"server_version"`
 	MigrationVersion string `json:"migration_version,omitempty"` // alembic_version, when there is one
+	// Schema is the database's schema as its catalog says (nil in
+	// snapshots taken before lawsker-deploy read it).
+	Schema *Schema `json:"schema,omitempty"`
 }
 
 var idPattern = regexp.MustCompile(`^snap_[0-9]{8}_[0-9]{6}_[0-9a-f]{6}$`)

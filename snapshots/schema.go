@@ -1,0 +1,133 @@
+package snapshots
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Schema is what a database's catalog says of its structure, whatever tool
+// migrates it: a fingerprint of its user objects (tables and their columns
+// with types, defaults and nullability, constraints, indexes, sequences'
+// definitions, views, functions, triggers, types, extensions with their
+// versions), and counts for people. It leaves out data and statistics, OIDs
+// and objects that belong to extensions, so a dump restored elsewhere has
+// the same fingerprint. Owners and privileges are not in it.
+type Schema struct {
+	Fingerprint string `json:"fingerprint"`
+	Tables      int    `json:"tables"`
+	Objects     int    `json:"objects"`
+}
+
+// Short is the fingerprint's first 12 characters, for people.
+func (s *Schema) Short() string {
+	if s == nil || len(s.Fingerprint) < 12 {
+		return "unknown"
+	}
+	return s.Fingerprint[:12]
+}
+
+// Describe reads as "schema: 42 tables, fingerprint a1b2c3d4e5f6".
+func (s *Schema) Describe() string {
+	if s == nil {
+		return "schema unknown"
+	}
+	noun := "tables"
+	if s.Tables == 1 {
+		noun = "table"
+	}
+	return fmt.Sprintf("schema: %d %s, fingerprint %s", s.Tables, noun, s.Short())
+}
+
+// schemaQuery lists every user object as (kind, canonical text), in a
+// stable order. The WITH keeps out the system schemas and, through
+// pg_depend, what extensions own.
+const schemaQuery = `
+WITH ns AS (
+  SELECT oid, nspname FROM pg_namespace
+  WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_toast%' AND nspname NOT LIKE 'pg\_temp%'
+),
+ext AS (SELECT objid FROM pg_depend WHERE deptype = 'e')
+SELECT kind, body FROM (
+  SELECT 'schema' AS kind, nspname AS body FROM ns WHERE nspname <> 'public'
+  UNION ALL
+  SELECT 'relation', n.nspname || '.' || c.relname || ' ' || c.relkind::text || ' ' || c.relpersistence::text
+  FROM pg_class c JOIN ns n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.oid NOT IN (SELECT objid FROM ext)
+  UNION ALL
+  SELECT 'column', n.nspname || '.' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+    || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+    || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+    || CASE WHEN a.attidentity::text <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
+    || CASE WHEN a.attgenerated::text <> '' THEN ' generated ' || a.attgenerated::text ELSE '' END
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN ns n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.oid NOT IN (SELECT objid FROM ext)
+  UNION ALL
+  SELECT 'constraint', n.nspname || '.' || coalesce(c.relname, '') || '.' || k.conname || ' ' || pg_get_constraintdef(k.oid)
+  FROM pg_constraint k JOIN ns n ON n.oid = k.connamespace LEFT JOIN pg_class c ON c.oid = k.conrelid
+  WHERE k.oid NOT IN (SELECT objid FROM ext) AND (c.oid IS NULL OR c.oid NOT IN (SELECT objid FROM ext))
+  UNION ALL
+  SELECT 'index', pg_get_indexdef(i.indexrelid)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN ns n ON n.oid = c.relnamespace
+  WHERE i.indrelid NOT IN (SELECT objid FROM ext)
+  UNION ALL
+  SELECT 'sequence', n.nspname || '.' || c.relname || ' ' || format_type(s.seqtypid, NULL) || ' ' || s.seqstart || ' ' || s.seqincrement || ' '
+    || s.seqmin || ' ' || s.seqmax || ' ' || s.seqcache || ' ' || s.seqcycle::text
+  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN ns n ON n.oid = c.relnamespace
+  WHERE c.oid NOT IN (SELECT objid FROM ext)
+  UNION ALL
+  SELECT 'view', n.nspname || '.' || c.relname || ' ' || pg_get_viewdef(c.oid)
+  FROM pg_class c JOIN ns n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('v', 'm') AND c.oid NOT IN (SELECT objid FROM ext)
+  UNION ALL
+  SELECT 'function', n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') ' || p.prokind::text
+    || ' ' || coalesce(pg_get_function_result(p.oid), '') || ' ' || md5(coalesce(p.prosrc, ''))
+  FROM pg_proc p JOIN ns n ON n.oid = p.pronamespace
+  WHERE p.oid NOT IN (SELECT objid FROM ext)
+  UNION ALL
+  SELECT 'trigger', pg_get_triggerdef(t.oid)
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns n ON n.oid = c.relnamespace
+  WHERE NOT t.tgisinternal AND c.oid NOT IN (SELECT objid FROM ext)
+  UNION ALL
+  SELECT 'type', n.nspname || '.' || t.typname || ' ' || t.typtype::text
+    || coalesce(' (' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid) || ')', '')
+    || CASE WHEN t.typtype = 'd' THEN ' ' || format_type(t.typbasetype, t.typtypmod) ELSE '' END
+  FROM pg_type t JOIN ns n ON n.oid = t.typnamespace
+  WHERE (t.typtype IN ('e', 'd', 'r', 'm') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
+    AND t.oid NOT IN (SELECT objid FROM ext)
+  UNION ALL
+  SELECT 'extension', extname || ' ' || extversion FROM pg_extension WHERE extname <> 'plpgsql'
+) objects
+ORDER BY kind, body COLLATE "C"`
+
+// ReadSchema reads conn's database's schema from its catalog.
+func ReadSchema(ctx context.Context, conn *pgx.Conn) (*Schema, error) {
+	rows, err := conn.Query(ctx, schemaQuery)
+	if err != nil {
+		return nil, fmt.Errorf("reading the schema from the catalog: %w", err)
+	}
+	defer rows.Close()
+	h := sha256.New()
+	s := &Schema{}
+	for rows.Next() {
+		var kind, body string
+		if err := rows.Scan(&kind, &body); err != nil {
+			return nil, fmt.Errorf("reading the schema from the catalog: %w", err)
+		}
+		fmt.Fprintf(h, "%s\t%s\n", kind, strings.TrimSpace(body))
+		s.Objects++
+		if f := strings.Fields(body); kind == "relation" && len(f) >= 3 && (f[len(f)-2] == "r" || f[len(f)-2] == "p") {
+			s.Tables++ // "<schema>.<name> <relkind> <persistence>": plain and partitioned tables
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the schema from the catalog: %w", err)
+	}
+	s.Fingerprint = hex.EncodeToString(h.Sum(nil))
+	return s, nil
+}
