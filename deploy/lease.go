@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/remote"
@@ -31,10 +30,6 @@ const leaseScript = `IFS= read -r verdict; [ "$verdict" = keep ] && exit 0; (eva
 // startLease opens the session; it returns once the target runs it (the
 // shell has started), so the switch that follows is covered.
 func startLease(ctx context.Context, h *remote.Host, l Layout, n Nginx, previous *Release) (*lease, error) {
-	parts := make([]string, 0, 8)
-	for _, c := range siteCmds(l, n, previous) {
-		parts = append(parts, remote.Quote(c...))
-	}
 	pr, pw := io.Pipe()
 	ls := &lease{w: pw, done: make(chan error, 1)}
 	started := make(chan struct{})
@@ -42,7 +37,7 @@ func startLease(ctx context.Context, h *remote.Host, l Layout, n Nginx, previous
 	// The session outlives the switch step's context: only end (or this
 	// process's death) finishes it.
 	go func() {
-		err := h.RunStream(context.WithoutCancel(ctx), in, io.Discard, "sh", "-c", leaseScript, "sh", strings.Join(parts, " && "))
+		err := h.RunStream(context.WithoutCancel(ctx), in, io.Discard, "sh", "-c", leaseScript, "sh", remote.Script(siteCmds(l, n, previous)...))
 		pr.CloseWithError(fmt.Errorf("the dead man's switch session ended: %v", err)) // end's write must not block
 		ls.done <- err
 	}()

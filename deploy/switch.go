@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/certs"
 	"github.com/lawsker/lawsker-deploy/config"
 	monitoringpkg "github.com/lawsker/lawsker-deploy/monitoring"
-	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 func (d *Deployment) upload(ctx context.Context, tr *targetRun) error {
@@ -78,21 +76,6 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 		return err
 	}
 	return d.recordCurrent(tr)
-}
-
-func joinCmds(cmds [][]string) string {
-	parts := make([]string, len(cmds))
-	for i, c := range cmds {
-		parts[i] = remote.Quote(c...)
-	}
-	return strings.Join(parts, " && ")
-}
-
-func pathDir(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i > 0 {
-		return p[:i]
-	}
-	return "/"
 }
 
 // recordCurrent makes the new release current, not yet verified, in

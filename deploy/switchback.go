@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -40,10 +41,10 @@ func PrepareSwitchBack(req Request) (*Deployment, error) {
 // then points `current` and the serving-container file at it, in one
 // session; then (detached) the rest. Its exit codes say which part failed.
 func switchScript(l Layout, n Nginx, to Release, then string) string {
-	link := joinCmds(remote.SymlinkCmds(l.SiteConf(to.ID), l.SitePath))
-	current := joinCmds(append(remote.SymlinkCmds(l.Release(to.ID), l.Current()), writeFileCmd(to.Container+"\n", l.CurrentContainer())))
+	link := remote.Script(remote.SymlinkCmds(l.SiteConf(to.ID), l.SitePath)...)
+	current := remote.Script(append(remote.SymlinkCmds(l.Release(to.ID), l.Current()), writeFileCmd(to.Container+"\n", l.CurrentContainer()))...)
 	s := fmt.Sprintf("mkdir -p %s && %s || exit %d; %s || exit %d; %s || exit %d; %s",
-		remote.Quote(pathDir(l.SitePath)), link, exitSiteLink, remote.Quote(n.Test()...), exitNginxTest, remote.Quote(n.Reload()...), exitNginxReload, current)
+		remote.Quote(path.Dir(l.SitePath)), link, exitSiteLink, remote.Quote(n.Test()...), exitNginxTest, remote.Quote(n.Reload()...), exitNginxReload, current)
 	if then != "" {
 		s += " && " + then
 	}

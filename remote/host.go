@@ -132,11 +132,17 @@ func (h *Host) Run(ctx context.Context, argv ...string) (string, error) {
 // and joined with &&: the first failure stops the rest and is reported.
 // It saves a round trip per command.
 func (h *Host) RunScript(ctx context.Context, stdin io.Reader, cmds ...[]string) (string, error) {
+	return h.RunInput(ctx, stdin, "sh", "-c", Script(cmds...))
+}
+
+// Script is the shell text of RunScript: each command quoted with Quote,
+// joined with && (the first failure stops the rest).
+func Script(cmds ...[]string) string {
 	parts := make([]string, len(cmds))
 	for i, c := range cmds {
 		parts[i] = Quote(c...)
 	}
-	return h.RunInput(ctx, stdin, "sh", "-c", strings.Join(parts, " && "))
+	return strings.Join(parts, " && ")
 }
 
 // SymlinkCmds are the commands that point link at target atomically (a new
