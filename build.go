@@ -19,6 +19,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/builds"
 	cfgpkg "github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/internal/dagger"
+	"github.com/lawsker/lawsker-deploy/internal/pgconfig"
 	"github.com/lawsker/lawsker-deploy/rollout"
 	"github.com/lawsker/lawsker-deploy/snapshots"
 )
@@ -381,7 +382,7 @@ func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromS
 		return strings.TrimSpace(v)
 	}
 	before := version()
-	url := dag.SetSecret("lawsker-rehearsal-url", builds.DatabaseURL(db.User, pw, "db", 5432, db.Name))
+	url := dag.SetSecret("lawsker-rehearsal-url", pgconfig.URL(cfgpkg.Database{Host: "db", Port: 5432, User: db.User, Name: db.Name, SSLMode: "disable"}, pw))
 	mig := backend.WithServiceBinding("db", svc).WithSecretVariable(db.URLEnv, url)
 	for k, v := range cfg.Backend.Env {
 		mig = mig.WithEnvVariable(k, v)

@@ -270,11 +270,12 @@ func buildAndPublish(ctx context.Context, env *runEnv, source *dagger.Directory,
 }
 
 // Rollback puts a previous state back. With --previous: every target
-// switches back to its warm previous release (kept running for
+// switches back to its warm previous release (refused, unless --force, when the
+// database's schema is not the one it ran on; kept running for
 // backend.rollback_window after a deploy). With --snapshot=ID: the plan
 // first (components, steps, risk, estimated duration), then the snapshot's
 // release (image by digest, frontend, configuration) deployed health-gated
-// and, when its migration version differs or --components asks, its
+// and, when its schema fingerprint differs from now or --components asks, its
 // database restored into a fresh one and swapped in; then verification.
 // Checksums are verified before anything changes.
 // +cache="never"
@@ -289,12 +290,15 @@ func (m *LawskerDeploy) Rollback(
 	// +optional
 	snapshot string,
 	// with --snapshot: what to restore, of backend,frontend,config,database,tls,monitoring
-	// (default: the release, and the database when its migration version differs)
+	// (default: the release, and the database when its schema differs from now)
 	// +optional
 	components string,
 	// with --snapshot: print the plan, change nothing
 	// +optional
 	dryRun bool,
+	// with --previous: switch even when the database's schema is not the one the previous release ran on
+	// +optional
+	force bool,
 	// secrets the configuration references (env://NAME, file://PATH)
 	// +optional
 	secrets []*dagger.Secret,
@@ -316,7 +320,7 @@ func (m *LawskerDeploy) Rollback(
 	env.markdown = markdown
 	id := report.NewID(time.Now())
 	if previous {
-		d, err := deploy.PrepareSwitchBack(deploy.Request{Config: env.cfg, Resolver: env.res, Who: "dagger@" + hostname(), ID: id})
+		d, err := rollout.PrepareSwitchBack(deploy.Request{Config: env.cfg, Resolver: env.res, Who: "dagger@" + hostname(), ID: id}, force)
 		if err != nil {
 			return "", err
 		}

@@ -9,7 +9,6 @@ package builds
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"path"
 	"regexp"
 	"strconv"
@@ -190,12 +189,6 @@ func PostgresImage(serverVersion string) string {
 		}
 	}
 	return "postgres:16-bookworm"
-}
-
-// DatabaseURL is the URL the rehearsal gives the migration command.
-func DatabaseURL(user, password, host string, port int, name string) string {
-	u := url.URL{Scheme: "postgresql", User: url.UserPassword(user, password), Host: fmt.Sprintf("%s:%d", host, port), Path: "/" + name, RawQuery: "sslmode=disable"}
-	return u.String()
 }
 
 var publishedRef = regexp.MustCompile(`^(.+?)(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@(sha256:[0-9a-f]{64})$`)

@@ -111,7 +111,6 @@ func TestRehearsalSnapshotAndImage(t *testing.T) {
 
 	assert.Equal(t, "postgres:15-bookworm", PostgresImage("15.18 (Debian 15.18-0+deb12u1)"))
 	assert.Equal(t, "postgres:16-bookworm", PostgresImage(""))
-	assert.Equal(t, "postgresql://lawsker:p%40ss%2Fw0rd@db:5432/lawsker_prod?sslmode=disable", DatabaseURL("lawsker", "p@ss/w0rd", "db", 5432, "lawsker_prod"))
 }
 
 func TestPinnedRef(t *testing.T) {

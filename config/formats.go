@@ -64,6 +64,10 @@ var formats = map[string]*format{
 		pattern: `^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$`,
 		says:    "must be a URL path starting with '/'",
 	},
+	"urlpathorempty": {
+		pattern: `^(/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$`,
+		says:    `must be a URL path starting with '/', or "" to skip the check`,
+	},
 	"httpurl": {
 		pattern: `^https?://[^\s]+$`,
 		says:    "must be an http:// or https:// URL with a host",

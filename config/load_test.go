@@ -166,6 +166,14 @@ func TestParseProblems(t *testing.T) {
 			`tls.challenge: must be one of "http-01", "dns-01", got "tls-alpn-01" (line 7)`,
 			`tls.email: must be an email address such as ops@example.com, got "not-an-email" (line 7)`,
 		}},
+		{"database URL twice and a query that is not one", `{
+  "version": 1, "app": "web", "targets": [{"name": "prod", "host": "h.example.com"}],
+  "backend": {"image": "ghcr.io/acme/web", "secret_env": {"DATABASE_URL": "env:DB_URL"}},
+  "database": {"name": "web", "user": "web", "password": "env:PW", "migration_version_query": "DELETE FROM versions"}
+}`, []string{
+			`backend.secret_env.DATABASE_URL: is the URL lawsker-deploy builds from database.* (database.url_env), with database.password: remove it (no secret is written twice), or set database.url_env to another name (line 3)`,
+			`database.migration_version_query: must be a SELECT (or WITH ... SELECT) returning one row of one column, got "DELETE FROM versions" (line 4)`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -49,7 +49,6 @@ func TestSecretRefsAndCheck(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []SecretUse{
 		{Path: "targets[0].ssh.key", Ref: "file:.cache/demo/ssh/id_ed25519"},
-		{Path: "backend.secret_env.SAMPLE_DATABASE_URL", Ref: "env:SAMPLE_DATABASE_URL"},
 		{Path: "backend.secret_env.SAMPLE_LOGIN_PASSWORD", Ref: "env:SAMPLE_LOGIN_PASSWORD"},
 		{Path: "backend.secret_env.SESSION_KEY", Ref: "env:SAMPLE_SESSION_KEY"},
 		{Path: "database.password", Ref: "env:SAMPLE_DB_PASSWORD"},
@@ -57,7 +56,7 @@ func TestSecretRefsAndCheck(t *testing.T) {
 		{Path: "verification.login.password", Ref: "env:SAMPLE_LOGIN_PASSWORD"},
 	}, l.Config.SecretRefs())
 	r := &Resolver{LookupEnv: func(k string) (string, bool) {
-		return "db-password", k == "SAMPLE_DB_PASSWORD" || k == "SAMPLE_LOGIN_PASSWORD" || k == "SAMPLE_DATABASE_URL"
+		return "db-password", k == "SAMPLE_DB_PASSWORD" || k == "SAMPLE_LOGIN_PASSWORD"
 	},
 		Provided: map[string]string{"file:.cache/demo/ssh/id_ed25519": "ssh-private-key"}}
 	ps := l.Config.CheckSecrets(r)

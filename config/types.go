@@ -130,7 +130,10 @@ type Database struct {
 	AdminPassword  SecretRef `json:"admin_password,omitempty" doc:"password of admin_user"`
 	PoolSizeEnv    string    `json:"pool_size_env,omitempty" format:"envname" default:"\"DB_POOL_SIZE\"" doc:"backend env variable that receives the pool size computed from the target's CPUs"`
 	MaxOverflowEnv string    `json:"max_overflow_env,omitempty" format:"envname" default:"\"DB_MAX_OVERFLOW\"" doc:"backend env variable that receives the pool overflow"`
-	URLEnv         string    `json:"url_env,omitempty" format:"envname" default:"\"DATABASE_URL\"" doc:"backend env variable that carries the database URL; the migration rehearsal points it at its throwaway database"`
+	URLEnv         string    `json:"url_env,omitempty" format:"envname" default:"\"DATABASE_URL\"" doc:"backend env variable that receives postgres://user:password@host:port/name?sslmode=... built from these settings (the password from database.password, so no secret is written twice); the migration rehearsal points it at its throwaway database"`
+	// MigrationVersionQuery names the version for people when the app's
+	// migration tool is not one lawsker-deploy knows.
+	MigrationVersionQuery string `json:"migration_version_query,omitempty" doc:"SELECT returning one row of one column: the application's migration version, shown in reports and snapshots when its tool is not one lawsker-deploy recognises (run read-only; decisions compare the schema's fingerprint, never this)"`
 }
 
 // Redis is the application's Redis cache.
@@ -176,7 +179,7 @@ type Verification struct {
 	Thresholds     Thresholds `json:"thresholds" doc:"limits the performance checks enforce"`
 	Endpoints      []Endpoint `json:"endpoints,omitempty" default:"[{\"path\":\"/api/v1/health\"},{\"path\":\"/api/v1/users/me\",\"expect\":[200,401,403]},{\"path\":\"/api/v1/cases\",\"expect\":[200,401,403]},{\"path\":\"/api/v1/statistics\",\"expect\":[200,401,403]}]" doc:"API endpoints checked after every deploy (Lawsker's by default)"`
 	Login          Login      `json:"login" doc:"the authentication flow check"`
-	UploadPath     string     `json:"upload_path,omitempty" format:"urlpath" default:"\"/api/v1/upload\"" doc:"multipart upload endpoint; empty skips the upload check"`
+	UploadPath     string     `json:"upload_path,omitempty" format:"urlpathorempty" default:"\"/api/v1/upload\"" doc:"multipart upload endpoint; empty skips the upload check"`
 	Requests       int        `json:"requests,omitempty" min:"1" max:"10000" default:"20" doc:"requests per endpoint for the response-time percentiles"`
 	Load           LoadTest   `json:"load" doc:"the concurrent load check"`
 	MinHeaderScore int        `json:"min_header_score,omitempty" min:"0" max:"100" default:"70" doc:"security headers score (out of 100) below which the check fails"`
@@ -203,7 +206,7 @@ type Endpoint struct {
 
 // Login is the authentication flow check.
 type Login struct {
-	Path          string    `json:"path,omitempty" format:"urlpath" default:"\"/api/v1/auth/login\"" doc:"login endpoint (POST)"`
+	Path          string    `json:"path,omitempty" format:"urlpathorempty" default:"\"/api/v1/auth/login\"" doc:"login endpoint (POST); \"\" skips the authentication check"`
 	Form          bool      `json:"form,omitempty" doc:"send form fields (OAuth2 password flow) instead of JSON"`
 	Username      string    `json:"username,omitempty" doc:"a test account; empty checks only that a wrong login is refused"`
 	Password      SecretRef `json:"password,omitempty" doc:"the test account's password"`

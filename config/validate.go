@@ -72,10 +72,29 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 		if db.PoolSizeEnv == db.MaxOverflowEnv {
 			add("database.max_overflow_env", "must differ from database.pool_size_env")
 		}
+		if q := strings.TrimSpace(db.MigrationVersionQuery); q != "" {
+			if w := strings.ToUpper(strings.Fields(q)[0]); w != "SELECT" && w != "WITH" {
+				add("database.migration_version_query", "must be a SELECT (or WITH ... SELECT) returning one row of one column, got %s", quote(q))
+			} else if strings.Contains(strings.TrimSuffix(q, ";"), ";") {
+				add("database.migration_version_query", "must be one statement, got %s", quote(q))
+			}
+		}
 		for _, reserved := range []string{db.PoolSizeEnv, db.MaxOverflowEnv} {
 			if _, clash := c.Backend.Env[reserved]; clash {
 				add("backend.env."+reserved, "is set by lawsker-deploy from the target's CPU count (database.pool_size_env / max_overflow_env); remove it or rename those")
 			}
+		}
+		if db.URLEnv == db.PoolSizeEnv || db.URLEnv == db.MaxOverflowEnv {
+			add("database.url_env", "must differ from database.pool_size_env and database.max_overflow_env")
+		}
+		_, inEnv := c.Backend.Env[db.URLEnv]
+		_, inSecret := c.Backend.SecretEnv[db.URLEnv]
+		if inEnv || inSecret {
+			where := "backend.env."
+			if inSecret {
+				where = "backend.secret_env."
+			}
+			add(where+db.URLEnv, "is the URL lawsker-deploy builds from database.* (database.url_env), with database.password: remove it (no secret is written twice), or set database.url_env to another name")
 		}
 	}
 	if c.Notifications.Email != "" && c.Notifications.SMTP == nil {

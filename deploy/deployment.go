@@ -13,6 +13,7 @@ import (
 
 	"github.com/lawsker/lawsker-deploy/certs"
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/dbschema"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/remote"
 )
@@ -60,6 +61,10 @@ type Hooks struct {
 	// run only, in graphs without a restore-database step of their own (a
 	// rollback to a snapshot); RestoreDatabase, when set, serves both.
 	ConvergeDatabase func(ctx context.Context, h *remote.Host, snapshot string) error
+	// BeforeSwitchBack runs on each target, under the lock, before a switch
+	// back to the warm previous release to changes anything; its error
+	// refuses the switch (the schema check of rollback --previous).
+	BeforeSwitchBack func(ctx context.Context, h *remote.Host, to Release) error
 	// AfterConverge runs on the primary target after an interrupted run
 	// was converged (abandoned restore copies are dropped); what it did is
 	// reported.
@@ -73,8 +78,9 @@ type Deployment struct {
 	local      *Manifest
 	configHash string
 	targets    []*targetRun
-	migrated   bool // the migration step ran (even when it failed)
+	migrated   bool // the migrations or a new backend started (even when they failed): the schema may have changed
 	snapshot   string
+	schema     *dbschema.Schema // the new release's (recordSchema)
 	mu         sync.Mutex
 	tlsResults []certs.Result
 	graph      *pipelines.Graph
@@ -286,7 +292,7 @@ func (d *Deployment) completed() bool {
 }
 
 // Migrated reports whether the migration step ran (even when it failed).
-func (d *Deployment) Migrated() bool { return d.migrated }
+func (d *Deployment) Migrated() bool { return d.schemaTouched() }
 
 // TLSResults are what the certificates step did (nil without TLS).
 func (d *Deployment) TLSResults() []certs.Result {

@@ -99,10 +99,17 @@ func (d *Deployment) steps() []pipelines.Step {
 		prepares = append(prepares, prep)
 		pulls = append(pulls, b.add(d.onTarget(tr, StepPull, []string{prep}, 0, "pull "+d.req.Image, d.pull)))
 	}
+	// Bootstrap first: the pre-deploy snapshot connects as the app's role.
+	var bootstrap string
+	if db := cfg.Database; db != nil && db.Bootstrap {
+		bootstrap = b.add(pipelines.Step{Name: StepBootstrapDB, Needs: []string{StepLock + ":" + first.cfg.Name}, Timeout: 2 * time.Minute,
+			Description: fmt.Sprintf("create role %s and database %s when missing (as %s, from %s)", db.User, db.Name, db.AdminUser, first.cfg.Name),
+			Run:         func(ctx context.Context) error { return d.bootstrapDB(ctx, first) }})
+	}
 	var before string
 	if hk := d.req.Hooks.BeforeChange; hk != nil {
-		before = b.add(d.guarded(first, StepBeforeChange, []string{prepares[0]}, time.Hour,
-			"pre-deploy snapshot of the serving release and its database (before migrations)",
+		before = b.add(d.guarded(first, StepBeforeChange, []string{prepares[0], bootstrap}, time.Hour,
+			"pre-deploy snapshot of the serving release and its database (before migrations); the journal records that the database goes back to it if the run is undone",
 			func(ctx context.Context, tr *targetRun) error {
 				var cur *Release
 				if r, ok := tr.state.Current(); ok {
@@ -110,14 +117,13 @@ func (d *Deployment) steps() []pipelines.Step {
 				}
 				id, err := hk(ctx, tr.host, cur)
 				d.snapshot = id
-				return err
+				if err != nil || id == "" || d.req.Hooks.RestoreDatabase == nil {
+					return err
+				}
+				// Write-ahead, before anything can touch the schema: the
+				// migrations, or a backend that migrates at its start.
+				return tr.record(StepBeforeChange, Undo{Kind: UndoDatabase, Snapshot: id})
 			}))
-	}
-	var bootstrap string
-	if db := cfg.Database; db != nil && db.Bootstrap {
-		bootstrap = b.add(pipelines.Step{Name: StepBootstrapDB, Needs: []string{StepLock + ":" + first.cfg.Name}, Timeout: 2 * time.Minute,
-			Description: fmt.Sprintf("create role %s and database %s when missing (as %s, from %s)", db.User, db.Name, db.AdminUser, first.cfg.Name),
-			Run:         func(ctx context.Context) error { return d.bootstrapDB(ctx, first) }})
 	}
 	var migrate string
 	if len(cfg.Backend.MigrateCommand) > 0 {

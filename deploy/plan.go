@@ -68,7 +68,9 @@ func PlanHooks(cfg *config.Config, noSnapshot bool) Hooks {
 	if cfg.Snapshots.Enabled && !noSnapshot {
 		h.BeforeChange = func(context.Context, *remote.Host, *Release) (string, error) { return "", nil }
 		h.AfterKeep = func(context.Context, *remote.Host, *Release) error { return nil }
-		if cfg.Database != nil && len(cfg.Backend.MigrateCommand) > 0 {
+		// Whatever migrates the schema (a migrate_command, or the app at
+		// its start), an undone release takes its database back with it.
+		if cfg.Database != nil {
 			h.RestoreDatabase = func(context.Context, *remote.Host, string) error { return nil }
 		}
 	}
@@ -113,7 +115,7 @@ func NewPlanWith(cfg *config.Config, hooks Hooks) (*Plan, error) {
 			map[bool]string{true: " including security", false: ""}[cfg.Rollback.OnSecurityFailure])
 	}
 	if hooks.RestoreDatabase != nil {
-		p.OnFailure += "; when the new release's migrations changed the migration version, the database is restored from the pre-deploy snapshot"
+		p.OnFailure += "; when the database's schema is no longer the pre-deploy snapshot's (its fingerprint from the catalog differs or cannot be read: whatever migrated it), the database is restored from the pre-deploy snapshot"
 	}
 	return p, nil
 }

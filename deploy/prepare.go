@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lawsker/lawsker-deploy/internal/pgconfig"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/remote"
 )
@@ -218,6 +219,11 @@ func (d *Deployment) envFile(tr *targetRun) ([]byte, error) {
 	if db := d.req.Config.Database; db != nil {
 		size, overflow := PoolSize(tr.cpus)
 		vars[db.PoolSizeEnv], vars[db.MaxOverflowEnv] = strconv.Itoa(size), strconv.Itoa(overflow)
+		pw, err := d.req.Resolver.Resolve(db.Password)
+		if err != nil {
+			return nil, fmt.Errorf("database.password: %w", err)
+		}
+		vars[db.URLEnv] = pgconfig.URL(*db, pw)
 	}
 	if b.Network == "host" {
 		vars[b.PortEnv] = strconv.Itoa(tr.port)

@@ -66,10 +66,18 @@ func (d *Deployment) restoreDatabase(ctx context.Context, hook func(context.Cont
 	if d.completed() {
 		return pipelines.Skip("the deploy completed")
 	}
-	if !d.migrated {
-		return pipelines.Skip("the migrations did not run")
-	}
 	p := d.primary()
+	if !d.schemaTouched() {
+		// Nothing ran that could change the schema: the database's undo
+		// entry goes unreplayed.
+		if j := ownJournal(p.state, d.req.ID); j != nil && len(j.Undo) == 1 && j.Undo[0].Kind == UndoDatabase {
+			p.state.InProgress = nil
+			if err := SaveState(p.host, p.layout, p.state); err != nil {
+				return err
+			}
+		}
+		return pipelines.Skip("neither the migrations nor the new backend started")
+	}
 	snapshot := ""
 	j := ownJournal(p.state, d.req.ID)
 	if j != nil {

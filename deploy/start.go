@@ -19,18 +19,13 @@ func (d *Deployment) spec(tr *targetRun, name string, detach bool, command []str
 }
 
 // migrate runs the migrations once. It records first that its container
-// goes and, when a pre-deploy snapshot was taken, that the database goes
-// back to it if the run is undone (and its schema changed).
+// goes (the pre-deploy snapshot step recorded the database's undo).
 func (d *Deployment) migrate(ctx context.Context, tr *targetRun) error {
 	name := tr.layout.Migration(d.req.ID)
-	undo := []Undo{{Kind: UndoContainer, Container: name}}
-	if d.snapshot != "" && d.req.Hooks.RestoreDatabase != nil {
-		undo = append([]Undo{{Kind: UndoDatabase, Snapshot: d.snapshot}}, undo...)
-	}
-	if err := tr.record(StepMigrate, undo...); err != nil {
+	if err := tr.record(StepMigrate, Undo{Kind: UndoContainer, Container: name}); err != nil {
 		return err
 	}
-	d.migrated = true
+	d.touchSchema()
 	spec := d.spec(tr, name, false, d.req.Config.Backend.MigrateCommand)
 	spec.HostPort = 0 // a one-off: no port
 	out, err := tr.host.Run(ctx, tr.docker.Run(spec)...)
@@ -59,6 +54,7 @@ func (d *Deployment) start(ctx context.Context, tr *targetRun) error {
 	if err := tr.record(StepStartBackend, Undo{Kind: UndoContainer, Container: tr.container}); err != nil {
 		return err
 	}
+	d.touchSchema() // many apps migrate their database at start
 	if _, err := tr.host.Run(ctx, tr.docker.Run(d.spec(tr, tr.container, true, nil))...); err != nil {
 		return fmt.Errorf("starting the new backend: %w", err)
 	}
@@ -75,6 +71,7 @@ func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 		err = d.stillRunning(ctx, tr)
 	}
 	if err == nil {
+		d.recordSchema(ctx, tr)
 		return nil
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/dbschema"
 	"github.com/lawsker/lawsker-deploy/remote"
 )
 
@@ -67,6 +68,12 @@ type Release struct {
 	// Verified: the release passed its deploy's verification and was kept.
 	// A release switched to but never verified is undone by converge.
 	Verified bool `json:"verified"`
+	// Schema is the database's schema the release ran on, read from the
+	// catalog once its backend passed the health gate (whatever migrated
+	// it: a migrate_command or the app at its start); nil without a
+	// database, or when it could not be read (then unknown: a switch back
+	// to this release asks for --force).
+	Schema *dbschema.Schema `json:"schema,omitempty"`
 }
 
 // Release statuses.

@@ -97,7 +97,7 @@ func (d *Deployment) recordCurrent(tr *targetRun) error {
 		fh = d.local.Hash
 	}
 	st.Releases = append(st.Releases, Release{ID: d.req.ID, Image: d.req.Image, FrontendHash: fh, ConfigHash: d.configHash,
-		Container: tr.container, Port: tr.port, Who: d.req.Who, When: time.Now().UTC(), Message: d.req.Message, Status: StatusCurrent})
+		Container: tr.container, Port: tr.port, Who: d.req.Who, When: time.Now().UTC(), Message: d.req.Message, Status: StatusCurrent, Schema: d.releaseSchema()})
 	return tr.record("switched", Undo{Kind: UndoHistory, History: history})
 }
 

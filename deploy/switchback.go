@@ -95,6 +95,11 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	if !ok {
 		return fmt.Errorf("%s has no previous release to switch back to (its backend is kept for backend.rollback_window after a deploy); roll back to a snapshot instead", tr.cfg.Name)
 	}
+	if hk := d.req.Hooks.BeforeSwitchBack; hk != nil && tr == d.primary() {
+		if err := hk(ctx, h, prev); err != nil {
+			return err
+		}
+	}
 	running, err := ensureRunning(ctx, h, tr.docker, prev.Container)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/lawsker/lawsker-deploy/dbschema"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/remote"
@@ -55,7 +56,8 @@ func (d *DatabaseOutcome) String() string {
 }
 
 // restoreDatabase restores the database from the pre-deploy snapshot when
-// the undone release's migrations changed its version (the deploy's own
+// the undone release changed its schema (its fingerprint differs from the
+// snapshot's, or cannot be read), whatever ran the migrations (the deploy's own
 // restore-database step, or the next run's converge of a killed one).
 func (r *Rollout) restoreDatabase(ctx context.Context, h *remote.Host, snapshot string) error {
 	dr := r.req.Deploy
@@ -83,14 +85,23 @@ func (r *Rollout) restoreDatabase(ctx context.Context, h *remote.Host, snapshot 
 	if err != nil {
 		return fmt.Errorf("database.password: %w", err)
 	}
-	now, err := snapshots.MigrationVersion(ctx, h, *db, pw)
-	if err != nil {
-		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("reading its migration version failed; restore with `rollback --snapshot %s --components database`", pre.ID))
-		return err
+	// The schema decides, as the catalog shows it: unchanged is kept; a
+	// schema that cannot be read counts as changed (the safe side).
+	var now *dbschema.Schema
+	info, ierr := snapshots.Inspect(ctx, h, *db, pw)
+	if ierr == nil {
+		now = info.Schema
 	}
-	if now == pre.Database.MigrationVersion {
-		r.setDatabase(DatabaseKept, fmt.Sprintf("the migration version is unchanged (%q)", now))
-		return pipelines.Skip("migration version unchanged (%q)", now)
+	if dbschema.Same(pre.Database.Schema, now) {
+		r.setDatabase(DatabaseKept, "the release left the "+dbschema.Change(pre.Database.Schema, now))
+		return pipelines.Skip("%s", dbschema.Change(pre.Database.Schema, now))
+	}
+	why := "the release changed it: " + dbschema.Change(pre.Database.Schema, now)
+	switch {
+	case ierr != nil:
+		why = fmt.Sprintf("its schema cannot be read (%v), so it is treated as changed", ierr)
+	case pre.Database.Schema == nil:
+		why = "the snapshot records no schema (taken by an older lawsker-deploy), so it is treated as changed"
 	}
 	adminPW, err := dr.Resolver.Resolve(db.AdminPassword)
 	if err == nil && db.AdminUser == "" {
@@ -105,10 +116,10 @@ func (r *Rollout) restoreDatabase(ctx context.Context, h *remote.Host, snapshot 
 		res, err = snapshots.RestoreDatabase(ctx, h, *db, adminPW, store, pre, snapshots.RestoreOptions{WorkDir: deploy.PrimaryLayout(dr.Config).Base, Jobs: 2, Identity: id})
 	}
 	if err != nil {
-		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("migration version %q, was %q: %v; restore with `rollback --snapshot %s --components database`", now, pre.Database.MigrationVersion, err, pre.ID))
+		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("%s; restoring failed: %v; restore with `rollback --snapshot %s --components database`", why, err, pre.ID))
 		return fmt.Errorf("restoring the database from %s: %w", pre.ID, err)
 	}
-	r.setDatabase(DatabaseRestored, fmt.Sprintf("from %s (migration version %q back to %q; dump %s); the replaced database is kept as %s", pre.ID, now, pre.Database.MigrationVersion, res.Transfer, res.Replaced))
+	r.setDatabase(DatabaseRestored, fmt.Sprintf("from %s (%s; dump %s); the replaced database is kept as %s", pre.ID, why, res.Transfer, res.Replaced))
 	return nil
 }
 

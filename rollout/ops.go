@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/dbschema"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/snapshots"
@@ -68,23 +69,25 @@ func Snapshot(ctx context.Context, cfg *config.Config, res *config.Resolver, s *
 }
 
 // PlanFor loads a snapshot and plans the rollback to it; without asked
-// components, the database is included when its migration version now
-// differs from the snapshot's.
+// components, the database is included when its schema now differs from
+// the snapshot's (or cannot be read).
 func PlanFor(ctx context.Context, cfg *config.Config, res *config.Resolver, s *Store, id string, asked []string) (*snapshots.Manifest, *RestorePlan, error) {
 	m, err := snapshots.Load(ctx, s.Store, id)
 	if err != nil {
 		return nil, nil, err
 	}
-	nowVersion := ""
+	var now *dbschema.Schema
 	if db := cfg.Database; db != nil && len(asked) == 0 && m.Database != nil {
 		pw, err := res.Resolve(db.Password)
-		if err == nil {
-			nowVersion, err = snapshots.MigrationVersion(ctx, s.Host, *db, pw)
-		}
 		if err != nil {
-			return m, nil, &TargetError{fmt.Errorf("reading the database's migration version (to decide whether it is rolled back; --components chooses): %w", err)}
+			return m, nil, fmt.Errorf("database.password: %w", err)
+		}
+		// A schema that cannot be read is unknown: the plan includes the
+		// database (the safe side), and says so.
+		if info, err := snapshots.Inspect(ctx, s.Host, *db, pw); err == nil {
+			now = info.Schema
 		}
 	}
-	p, err := PlanRestore(cfg, m, asked, nowVersion)
+	p, err := PlanRestore(cfg, m, asked, now)
 	return m, p, err
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/dbschema"
 	"github.com/lawsker/lawsker-deploy/snapshots"
 )
 
@@ -23,23 +24,27 @@ type RestorePlan struct {
 	// Release is the release the snapshot was taken of.
 	Release string `json:"release,omitempty"`
 	Image   string `json:"image,omitempty"`
+	// DatabaseWhy says why the default plan includes the database.
+	DatabaseWhy string `json:"database_reason,omitempty"`
 }
 
 // PlanRestore decides what a rollback to m restores. asked is the
 // --components list (empty: what the snapshot holds of backend, frontend
-// and config, plus the database when its migration version differs from
-// nowVersion, the database's version now).
-func PlanRestore(cfg *config.Config, m *snapshots.Manifest, asked []string, nowVersion string) (*RestorePlan, error) {
+// and config, plus the database when its schema differs from now, the
+// database's schema now, or either is unknown).
+func PlanRestore(cfg *config.Config, m *snapshots.Manifest, asked []string, now *dbschema.Schema) (*RestorePlan, error) {
 	has := func(c snapshots.Component) bool { return slices.Contains(m.Components, c) }
 	var comps []snapshots.Component
+	dbWhy := ""
 	if len(asked) == 0 {
 		for _, c := range snapshots.ReleaseComponents {
 			if has(c) {
 				comps = append(comps, c)
 			}
 		}
-		if has(snapshots.ComponentDatabase) && m.Database != nil && m.Database.MigrationVersion != nowVersion {
+		if has(snapshots.ComponentDatabase) && m.Database != nil && !dbschema.Same(m.Database.Schema, now) {
 			comps = append(comps, snapshots.ComponentDatabase)
+			dbWhy = "the database, because " + dbschema.Change(now, m.Database.Schema) + " (now -> the snapshot's)"
 		}
 	} else {
 		for _, name := range asked {
@@ -56,7 +61,7 @@ func PlanRestore(cfg *config.Config, m *snapshots.Manifest, asked []string, nowV
 		}
 	}
 	if len(comps) == 0 {
-		return nil, fmt.Errorf("snapshot %s holds nothing to roll back to (components: %s; the database's migration version is the same)", m.ID, snapshots.Names(m.Components))
+		return nil, fmt.Errorf("snapshot %s holds nothing to roll back to (components: %s; the database's schema is the same as now)", m.ID, snapshots.Names(m.Components))
 	}
 	on := func(c snapshots.Component) bool { return slices.Contains(comps, c) }
 	if (on(snapshots.ComponentFrontend) || on(snapshots.ComponentConfig)) && !on(snapshots.ComponentBackend) {
@@ -65,7 +70,7 @@ func PlanRestore(cfg *config.Config, m *snapshots.Manifest, asked []string, nowV
 	if on(snapshots.ComponentBackend) && cfg.Frontend != nil && !on(snapshots.ComponentFrontend) && has(snapshots.ComponentFrontend) {
 		return nil, errors.New("--components: the backend and frontend of a release switch together; restore both (add frontend)")
 	}
-	p := &RestorePlan{Snapshot: m.ID, Created: m.Created.Format(time.RFC3339), Components: comps, Release: m.Release, Image: m.Images[snapshots.ComponentBackend]}
+	p := &RestorePlan{Snapshot: m.ID, Created: m.Created.Format(time.RFC3339), Components: comps, Release: m.Release, Image: m.Images[snapshots.ComponentBackend], DatabaseWhy: dbWhy}
 	var est time.Duration
 	p.Steps = append(p.Steps, "verify the SHA-256 of every artifact to restore (nothing changes on a mismatch)", "take the deploy lock")
 	if on(snapshots.ComponentDatabase) {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/dbschema"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/report"
@@ -48,9 +49,8 @@ func (r *rig) config(t *testing.T, extra string) *config.Config {
 	    "root": %q, "docker": {"host": %q},
 	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
 	  "backend": {"image": "%s/sample/backend", "network": "host", "migrate_command": ["/app/backend", "migrate"],
-	    "secret_env": {"SAMPLE_DATABASE_URL": "env:SAMPLE_DATABASE_URL"},
 	    "health_gate": {"interval": "200ms", "deadline": "6s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
-	  "database": {"host": "127.0.0.1", "port": %d, "name": "sample", "user": %q, "password": "env:PG_PW", "sslmode": "disable",
+	  "database": {"host": "127.0.0.1", "port": %d, "name": "sample", "user": %q, "password": "env:PG_PW", "sslmode": "disable", "url_env": "SAMPLE_DATABASE_URL",
 	    "admin_user": %q, "admin_password": "env:PG_PW"},
 	  "snapshots": {"store": "file://%s"},
 	  "verification": {"categories": ["health"]},
@@ -64,7 +64,7 @@ func (r *rig) config(t *testing.T, extra string) *config.Config {
 }
 
 func (r *rig) resolver() *config.Resolver {
-	env := map[string]string{"PG_PW": r.pg.Password, "SAMPLE_DATABASE_URL": r.pg.DSN("sample")}
+	env := map[string]string{"PG_PW": r.pg.Password}
 	return &config.Resolver{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
 }
 
@@ -128,6 +128,8 @@ func TestReleaseSnapshotsAndAutomaticRollbackWithTheDatabase(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []snapshots.Component{"database", "backend", "config"}, post.Components)
 	assert.Equal(t, "v1", post.Database.MigrationVersion)
+	assert.Equal(t, "alembic v1", post.Database.Migration())
+	assert.False(t, dbschema.Same(pre.Database.Schema, post.Database.Schema), "v1's migration made a table")
 	assert.Equal(t, map[snapshots.Component]string{"backend": r.Registry.Addr + "/sample/backend:snapshot-" + post.ID}, post.ImageTags)
 	assert.Empty(t, post.Warnings)
 	require.NoError(t, snapshots.Check(ctx, store, post))
@@ -144,7 +146,7 @@ func TestReleaseSnapshotsAndAutomaticRollbackWithTheDatabase(t *testing.T) {
 	assert.True(t, out.Watch.Triggered)
 	assert.Equal(t, []snapshots.Component{"backend", "database"}, out.RolledBack)
 	assert.Equal(t, DatabaseRestored, out.Database.Status)
-	assert.Contains(t, out.Database.String(), "restored from "+out.PreSnapshot+` (migration version "v2" back to "v1"; dump `+snapshots.TransferCopied+")", "a file:// store on this machine: the dump is copied to the target")
+	assert.Regexp(t, `^restored from `+out.PreSnapshot+` \(the release changed it: schema: `+fmt.Sprint(post.Database.Schema.Tables)+` tables -> `+fmt.Sprint(post.Database.Schema.Tables+1)+`; fingerprint `+post.Database.Schema.Short()+` -> [0-9a-f]{12}; dump `+snapshots.TransferCopied+`\)`, out.Database.String(), "v2 made one table; a file:// store on this machine: the dump is copied to the target")
 	assert.Equal(t, "v1", r.version(t, "v1"))
 	assert.Equal(t, "v1", r.psql(t, "SELECT version_num FROM alembic_version"))
 	assert.Equal(t, "", r.psql(t, "SELECT to_regclass('release_v2')"), "v2's table is gone")
@@ -158,7 +160,7 @@ func TestReleaseSnapshotsAndAutomaticRollbackWithTheDatabase(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, TriggerDeployFailure, out.Trigger.Kind)
 	assert.Contains(t, out.Trigger.Reason, "migrate: migration `/app/backend migrate` failed")
-	assert.Equal(t, `kept: the migration version is unchanged ("v1")`, out.Database.String())
+	assert.Equal(t, "kept: the release left the "+dbschema.Change(post.Database.Schema, post.Database.Schema), out.Database.String())
 	assert.Empty(t, out.RolledBack, "v1 never stopped serving")
 	assert.Equal(t, "v1", r.version(t, "v1"))
 
@@ -169,7 +171,7 @@ func TestReleaseSnapshotsAndAutomaticRollbackWithTheDatabase(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, TriggerDeployFailure, out.Trigger.Kind)
 	assert.Contains(t, out.Trigger.Reason, "health-gate:local")
-	assert.Contains(t, out.Database.String(), `(migration version "v4" back to "v1"; dump `)
+	assert.Contains(t, out.Database.String(), "(the release changed it: schema: "+fmt.Sprint(post.Database.Schema.Tables)+" tables -> "+fmt.Sprint(post.Database.Schema.Tables+1)+"; fingerprint "+post.Database.Schema.Short()+" -> ")
 	assert.Equal(t, "v1", r.psql(t, "SELECT version_num FROM alembic_version"))
 	assert.Equal(t, "v1", r.version(t, "v1"))
 
@@ -202,8 +204,7 @@ func (r *rig) index(t *testing.T) string {
 }
 
 // rollback --snapshot: the release of a snapshot (image, frontend,
-// configuration) comes back, with the database when its migration version
-// differs; checksums are verified before anything changes.
+// configuration) comes back, with the database when its schema differs; checksums are verified before anything changes.
 func TestRollbackToASnapshotWithItsDatabase(t *testing.T) {
 	r := newRig(t)
 	cfg := r.config(t, `, "frontend": {}`)
@@ -223,20 +224,25 @@ func TestRollbackToASnapshotWithItsDatabase(t *testing.T) {
 	assert.Equal(t, "v2", r.version(t, "v2"))
 
 	// Bad input first: nothing changes.
-	_, err = PlanRestore(cfg, s1, []string{"kernel"}, "v2")
+	now := &dbschema.Schema{Fingerprint: "v2's", Tables: 9}
+	_, err = PlanRestore(cfg, s1, []string{"kernel"}, now)
 	assert.ErrorContains(t, err, `unknown component "kernel" (backend, frontend, config, database, tls, monitoring)`)
-	_, err = PlanRestore(cfg, s1, []string{"frontend"}, "v2")
+	_, err = PlanRestore(cfg, s1, []string{"frontend"}, now)
 	assert.ErrorContains(t, err, "frontend and config are restored with the backend")
-	_, err = PlanRestore(cfg, s1, []string{"backend"}, "v2")
+	_, err = PlanRestore(cfg, s1, []string{"backend"}, now)
 	assert.ErrorContains(t, err, "restore both (add frontend)")
-	same, err := PlanRestore(cfg, s1, nil, "v1")
+	same, err := PlanRestore(cfg, s1, nil, s1.Database.Schema)
 	require.NoError(t, err)
-	assert.Equal(t, []snapshots.Component{"backend", "frontend", "config"}, same.Components, "the same migration version: the data stays")
+	assert.Equal(t, []snapshots.Component{"backend", "frontend", "config"}, same.Components, "the same schema: the data stays")
 	assert.Equal(t, "medium", same.Risk)
 
-	plan, err := PlanRestore(cfg, s1, nil, "v2")
+	unknown, err := PlanRestore(cfg, s1, nil, nil)
+	require.NoError(t, err)
+	assert.Contains(t, unknown.Components, snapshots.ComponentDatabase, "a schema that cannot be read counts as changed")
+	plan, err := PlanRestore(cfg, s1, nil, now)
 	require.NoError(t, err)
 	assert.Equal(t, []snapshots.Component{"backend", "frontend", "config", "database"}, plan.Components)
+	assert.Equal(t, "the database, because "+dbschema.Change(now, s1.Database.Schema)+" (now -> the snapshot's)", plan.DatabaseWhy)
 	assert.Equal(t, "high", plan.Risk)
 	assert.Equal(t, v1, plan.Image)
 

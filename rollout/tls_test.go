@@ -139,7 +139,7 @@ func TestDeployWithTLS(t *testing.T) {
 	assert.Equal(t, []string{"local"}, rep.Reloaded)
 	require.Eventually(t, func() bool { return serial() != before }, 10*time.Second, 100*time.Millisecond, "renewed certificates serve after the reload")
 
-	plan, err := PlanRestore(cfg, snap, []string{"tls", "monitoring"}, "")
+	plan, err := PlanRestore(cfg, snap, []string{"tls", "monitoring"}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, "medium", plan.Risk)
 	rs, err := PrepareRestore(t.Context(), RestoreRequest{Config: cfg, Resolver: &config.Resolver{}, Store: store.Store, Manifest: snap, Plan: plan,

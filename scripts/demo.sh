@@ -30,7 +30,6 @@ say "demo secrets (generated once, kept in $demo, never printed)"
 set -a; . "$demo/env"; set +a
 grep -q '^SAMPLE_LOGIN_PASSWORD=' "$demo/env" || printf 'SAMPLE_LOGIN_PASSWORD=%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >> "$demo/env"
 set -a; . "$demo/env"; set +a
-export SAMPLE_DATABASE_URL="postgres://sample:$SAMPLE_DB_PASSWORD@127.0.0.1:15432/sample?sslmode=disable"
 echo "secrets ready: SAMPLE_DB_PASSWORD, SAMPLE_SESSION_KEY, SAMPLE_LOGIN_PASSWORD (the ssh key comes with the local target)"
 
 say "install the servers and start the local target"

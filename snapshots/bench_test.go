@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/dbschema"
 	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
@@ -165,7 +166,7 @@ func BenchmarkSnapshotAndRestore(b *testing.B) {
 				b.Fatal(err)
 			}
 			start := time.Now()
-			if _, err := ReadSchema(b.Context(), conn); err != nil {
+			if _, err := dbschema.Read(b.Context(), conn); err != nil {
 				b.Fatal(err)
 			}
 			fp = append(fp, time.Since(start))

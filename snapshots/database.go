@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/dbschema"
 	"github.com/lawsker/lawsker-deploy/internal/pgconfig"
 	"github.com/lawsker/lawsker-deploy/remote"
 )
@@ -29,7 +31,7 @@ const (
 // DumpDatabase runs pg_dump -Fc on the target (where the database is
 // reachable) and streams it into the store under key, hashing on the way.
 // It also records what the dump is of: server version, table count and
-// the alembic migration version when there is one.
+// the schema, the migration tool's version, the ownership (inspect).
 //
 // With a recipient, the dump is encrypted with age on its way to the store.
 func DumpDatabase(ctx context.Context, h *remote.Host, db config.Database, password string, store Store, key string, o DumpOptions) (Artifact, *DatabaseInfo, error) {
@@ -54,8 +56,8 @@ func DumpDatabase(ctx context.Context, h *remote.Host, db config.Database, passw
 	return art, info, nil
 }
 
-// inspect reads the server version, the alembic version and the schema
-// (ReadSchema) through the target's tunnel.
+// inspect reads the server version, the schema (dbschema.Read), the
+// migration tool's version and the ownership through the target's tunnel.
 func inspect(ctx context.Context, h *remote.Host, db config.Database, user, password, name string) (*DatabaseInfo, error) {
 	conn, err := connect(ctx, h, db, user, password, name)
 	if err != nil {
@@ -66,24 +68,26 @@ func inspect(ctx context.Context, h *remote.Host, db config.Database, user, pass
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version')").Scan(&info.ServerVersion); err != nil {
 		return nil, fmt.Errorf("database %s: %w", name, err)
 	}
-	var hasAlembic bool
-	if err := conn.QueryRow(ctx, "SELECT to_regclass('alembic_version') IS NOT NULL").Scan(&hasAlembic); err == nil && hasAlembic {
-		_ = conn.QueryRow(ctx, "SELECT version_num FROM alembic_version LIMIT 1").Scan(&info.MigrationVersion)
-	}
-	if info.Schema, err = ReadSchema(ctx, conn); err != nil {
+	if info.Schema, err = dbschema.Read(ctx, conn); err != nil {
 		return nil, fmt.Errorf("database %s: %w", name, err)
+	}
+	if info.Ownership, err = dbschema.ReadOwnership(ctx, conn); err != nil {
+		return nil, fmt.Errorf("database %s: %w", name, err)
+	}
+	mig, err := dbschema.ReadMigration(ctx, conn, db.MigrationVersionQuery)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", name, err)
+	}
+	if mig != nil {
+		info.MigrationTool, info.MigrationVersion = mig.Tool, mig.Version
 	}
 	return info, nil
 }
 
-// MigrationVersion reads the database's alembic version ("" when it has no
-// alembic_version table).
-func MigrationVersion(ctx context.Context, h *remote.Host, db config.Database, password string) (string, error) {
-	info, err := inspect(ctx, h, db, db.User, password, db.Name)
-	if err != nil {
-		return "", err
-	}
-	return info.MigrationVersion, nil
+// Inspect reads what the database is now, as the application's role sees
+// it: server version, schema, migration version, ownership.
+func Inspect(ctx context.Context, h *remote.Host, db config.Database, password string) (*DatabaseInfo, error) {
+	return inspect(ctx, h, db, db.User, password, db.Name)
 }
 
 func connect(ctx context.Context, h *remote.Host, db config.Database, user, password, name string) (*pgx.Conn, error) {
@@ -182,9 +186,7 @@ func RestoreDatabase(ctx context.Context, h *remote.Host, db config.Database, ad
 			fresh, replaced = names(at)
 		}
 		if err == nil {
-			if _, err = admin.Exec(ctx, "CREATE DATABASE "+ident(fresh)+" OWNER "+ident(db.User)); err != nil {
-				err = fmt.Errorf("creating %s for the restore: %w", fresh, err)
-			}
+			err = createFresh(ctx, h, db, adminPassword, admin, fresh, m.Database.Ownership)
 		}
 		prep <- prepared{admin, err}
 	}()
@@ -231,11 +233,71 @@ func RestoreDatabase(ctx context.Context, h *remote.Host, db config.Database, ad
 		dropFresh()
 		return nil, fmt.Errorf("pg_restore into a fresh database failed; %s is untouched: %w", db.Name, err)
 	}
+	if err := sameOwners(ctx, h, db, adminPassword, admin, fresh, m.Database.Ownership); err != nil {
+		dropFresh()
+		return nil, fmt.Errorf("%w; %s is untouched", err, db.Name)
+	}
 	if err := swap(ctx, admin, db.Name, fresh, replaced); err != nil {
 		dropFresh()
 		return nil, err
 	}
 	return &RestoreResult{Replaced: replaced, Duration: time.Since(start), Transfer: transfer}, nil
+}
+
+// createFresh makes the database a restore goes into, owned by the
+// source's owner, with the source's extensions that pg_restore would
+// otherwise create as the admin created by their owners.
+func createFresh(ctx context.Context, h *remote.Host, db config.Database, adminPassword string, admin *pgx.Conn, fresh string, own *dbschema.Ownership) error {
+	owner := db.User
+	if own != nil && own.Owner != "" {
+		owner = own.Owner
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{fresh}.Sanitize()+" OWNER "+pgx.Identifier{owner}.Sanitize()); err != nil {
+		return fmt.Errorf("creating %s for the restore: %w", fresh, err)
+	}
+	if own == nil || !slices.ContainsFunc(own.Extensions, func(e dbschema.Extension) bool { return e.Owner != db.AdminUser }) {
+		return nil
+	}
+	conn, err := connect(ctx, h, db, db.AdminUser, adminPassword, fresh)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return own.PreCreate(ctx, conn, db.AdminUser)
+}
+
+// sameOwners gives the restored database what the dump does not carry
+// (its privileges and settings; the extensions' owners where createFresh
+// could not), before the swap.
+func sameOwners(ctx context.Context, h *remote.Host, db config.Database, adminPassword string, admin *pgx.Conn, fresh string, own *dbschema.Ownership) error {
+	if own == nil {
+		return nil // a snapshot from before lawsker-deploy recorded them
+	}
+	stmts, err := own.Statements(fresh)
+	if err != nil {
+		return fmt.Errorf("the snapshot's ownership: %w", err)
+	}
+	for _, s := range stmts {
+		if _, err := admin.Exec(ctx, s); err != nil {
+			return fmt.Errorf("restoring the database's owner, privileges and settings (%s): %w", s, err)
+		}
+	}
+	conn, err := connect(ctx, h, db, db.AdminUser, adminPassword, fresh)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	now, err := dbschema.ReadOwnership(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if slices.Equal(now.Extensions, own.Extensions) {
+		return nil
+	}
+	if err := own.FixExtensions(ctx, conn); err != nil {
+		return err
+	}
+	return nil
 }
 
 // stageDump puts the dump where pg_restore on the target reads it and

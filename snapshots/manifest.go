@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/lawsker/lawsker-deploy/dbschema"
 )
 
 // FormatVersion is the manifest format this release writes and reads.
@@ -55,14 +57,27 @@ type Manifest struct {
 
 // DatabaseInfo is what a database dump was taken from.
 type DatabaseInfo struct {
-	Name             string `json:"name"`
-	Host             string `json:"host"`
-	Port             int    `json:"port"`
-	ServerVersion    string `json:"server_version"`
-	MigrationVersion string `json:"migration_version,omitempty"` // alembic_version, when there is one
+	Name          string `json:"name"`
+	Host          string `json:"host"`
+	Port          int    `json:"port"`
+	ServerVersion string `json:"server_version"`
+	// MigrationVersion and MigrationTool are what the migration tool's own
+	// table says (dbschema.ReadMigration), for people: decisions compare
+	// Schema.
+	MigrationVersion string `json:"migration_version,omitempty"`
+	MigrationTool    string `json:"migration_tool,omitempty"`
 	// Schema is the database's schema as its catalog says (nil in
 	// snapshots taken before lawsker-deploy read it).
-	Schema *Schema `json:"schema,omitempty"`
+	Schema *dbschema.Schema `json:"schema,omitempty"`
+	// Ownership is what the dump does not carry: the database's owner,
+	// privileges and settings, and the extensions' owners (a restore puts
+	// them back).
+	Ownership *dbschema.Ownership `json:"ownership,omitempty"`
+}
+
+// Migration reads as "goose 20240115" or "no migration table seen".
+func (d *DatabaseInfo) Migration() string {
+	return (&dbschema.Migration{Tool: d.MigrationTool, Version: d.MigrationVersion}).String()
 }
 
 var idPattern = regexp.MustCompile(`^snap_[0-9]{8}_[0-9]{6}_[0-9a-f]{6}$`)

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lawsker/lawsker-deploy/dbschema"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
@@ -24,11 +25,11 @@ func TestSchemaFingerprint(t *testing.T) {
 		CREATE VIEW billing.open AS SELECT id, amount FROM billing.invoices WHERE state = 'open';
 		CREATE FUNCTION billing.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.note := coalesce(NEW.note, ''); RETURN NEW; END $$;
 		CREATE TRIGGER invoices_touch BEFORE INSERT ON billing.invoices FOR EACH ROW EXECUTE FUNCTION billing.touch();`)
-	read := func(db string) *Schema {
+	read := func(db string) *dbschema.Schema {
 		conn, err := pgx.Connect(t.Context(), r.pg.DSN(db))
 		require.NoError(t, err)
 		defer conn.Close(t.Context())
-		s, err := ReadSchema(t.Context(), conn)
+		s, err := dbschema.Read(t.Context(), conn)
 		require.NoError(t, err)
 		return s
 	}

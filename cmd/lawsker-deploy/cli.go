@@ -42,7 +42,9 @@ Commands:
   deploy          put a release on every target: --backend-image REPO@sha256:...
                   [--frontend-dir DIR] [--message M] [--no-snapshot] [--force]
                   (pre/post-deploy snapshots, verification, automatic rollback)
-  rollback        --previous: switch back to the warm previous release;
+  rollback        --previous [--force]: switch back to the warm previous release
+                  (refused when the database's schema is not the one it ran
+                  on, naming the snapshot to roll back to instead);
                   --snapshot ID [--components backend,frontend,config,database,tls,monitoring]
                   [--dry-run]: a snapshot's release and, when needed, its
                   database (plan first)

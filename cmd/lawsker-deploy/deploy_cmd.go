@@ -129,11 +129,16 @@ func (c *cli) rollback(ctx context.Context, args []string) error {
 	fs := c.newFlagSet("rollback")
 	previous := fs.Bool("previous", false, "switch back to the warm previous release")
 	snapshot := fs.String("snapshot", "", "restore from this snapshot (snap_...)")
-	components := fs.String("components", "", "with --snapshot: what to restore, of backend,frontend,config,database,tls,monitoring (default: the release, and the database when its migration version differs)")
+	components := fs.String("components", "", "with --snapshot: what to restore, of backend,frontend,config,database,tls,monitoring (default: the release, and the database when its schema differs from now)")
 	dryRun := fs.Bool("dry-run", false, "with --snapshot: print the plan, change nothing")
+	force := fs.Bool("force", false, "with --previous: switch even when the database's schema is not the one the previous release ran on")
 	s, l, err := c.begin("rollback", fs, args)
 	if err != nil {
 		return err
+	}
+	if *force && !*previous {
+		s.end(report.StatusInvalid, errors.New("--force without --previous"), nil)
+		return usageError{"rollback: --force goes with --previous (switch back although the schema differs)"}
 	}
 	switch {
 	case *snapshot != "" && *previous:
@@ -145,7 +150,7 @@ func (c *cli) rollback(ctx context.Context, args []string) error {
 		s.end(report.StatusInvalid, errors.New("nothing to roll back to"), nil)
 		return usageError{"rollback: pass --previous (the warm previous release) or --snapshot ID (a snapshot's release and, when needed, its database)"}
 	}
-	d, err := deploy.PrepareSwitchBack(deploy.Request{Config: l.Config, Resolver: s.res, Who: who(), ID: s.id, Logger: s.log.Logger})
+	d, err := rollout.PrepareSwitchBack(deploy.Request{Config: l.Config, Resolver: s.res, Who: who(), ID: s.id, Logger: s.log.Logger}, *force)
 	if err != nil {
 		s.end(report.StatusFailed, err, nil)
 		return failure{err}

@@ -58,9 +58,8 @@ func TestKillAtEveryStepBoundary(t *testing.T) {
 	    "root": %q, "docker": {"host": %q},
 	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
 	  "backend": {"image": "%s/sample/backend", "network": "host", "migrate_command": ["/app/backend", "migrate"],
-	    "secret_env": {"SAMPLE_DATABASE_URL": "env:SAMPLE_DATABASE_URL"},
 	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
-	  "database": {"host": "127.0.0.1", "port": %d, "name": "sample", "user": %q, "password": "env:PG_PW", "sslmode": "disable",
+	  "database": {"host": "127.0.0.1", "port": %d, "name": "sample", "user": %q, "password": "env:PG_PW", "sslmode": "disable", "url_env": "SAMPLE_DATABASE_URL",
 	    "admin_user": %q, "admin_password": "env:PG_PW"},
 	  "snapshots": {"store": "file://%s"},
 	  "verification": {"categories": ["health"]},
@@ -68,7 +67,7 @@ func TestKillAtEveryStepBoundary(t *testing.T) {
 		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
 		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19,
 		pg.Port, pg.User, pg.User, filepath.Join(dir, "snapshots"))), 0o644))
-	env := append(os.Environ(), "CI=true", "PG_PW="+pg.Password, "SAMPLE_DATABASE_URL="+pg.DSN("sample"))
+	env := append(os.Environ(), "CI=true", "PG_PW="+pg.Password)
 	command := func(args ...string) *exec.Cmd {
 		cmd := exec.Command(bin, append([]string{"--reports-dir", filepath.Join(dir, "reports"), "--logs-dir", filepath.Join(dir, "logs"), "--config", cfg}, args...)...)
 		cmd.Env = env

@@ -8,6 +8,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
@@ -32,4 +34,15 @@ func For(db config.Database, user, password, name string, dial Dialer) (*pgx.Con
 		cc.DialFunc = func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }
 	}
 	return cc, nil
+}
+
+// URL is the postgresql:// URL of db for the backend (database.url_env):
+// user, password and name escaped, sslmode as configured.
+func URL(db config.Database, password string) string {
+	q := url.Values{}
+	if db.SSLMode != "" {
+		q.Set("sslmode", db.SSLMode)
+	}
+	u := url.URL{Scheme: "postgresql", User: url.UserPassword(db.User, password), Host: net.JoinHostPort(db.Host, strconv.Itoa(db.Port)), Path: "/" + db.Name, RawQuery: q.Encode()}
+	return u.String()
 }

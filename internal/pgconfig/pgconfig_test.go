@@ -33,3 +33,10 @@ func TestFor(t *testing.T) {
 	assert.EqualError(t, err, "tunnel down")
 	assert.Equal(t, "db.internal:6432", called)
 }
+
+func TestURL(t *testing.T) {
+	db := config.Database{Host: "db", Port: 5432, User: "lawsker", Name: "lawsker_prod", SSLMode: "disable"}
+	assert.Equal(t, "postgresql://lawsker:p%40ss%2Fw0rd@db:5432/lawsker_prod?sslmode=disable", URL(db, "p@ss/w0rd"))
+	db.Host = "::1"
+	assert.Equal(t, "postgresql://lawsker:x@[::1]:5432/lawsker_prod?sslmode=disable", URL(db, "x"))
+}

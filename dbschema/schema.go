@@ -1,4 +1,8 @@
-package snapshots
+// Package dbschema sees a PostgreSQL database as its catalog describes it,
+// whatever tool migrates it: the schema's fingerprint (which every decision
+// about restoring a database compares), the migration tool's own version (for
+// people), and who owns what (so a restored database is the same database).
+package dbschema
 
 import (
 	"context"
@@ -105,8 +109,8 @@ SELECT kind, body FROM (
 ) objects
 ORDER BY kind, body COLLATE "C"`
 
-// ReadSchema reads conn's database's schema from its catalog.
-func ReadSchema(ctx context.Context, conn *pgx.Conn) (*Schema, error) {
+// Read reads conn's database's schema from its catalog.
+func Read(ctx context.Context, conn *pgx.Conn) (*Schema, error) {
 	rows, err := conn.Query(ctx, schemaQuery)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema from the catalog: %w", err)
@@ -130,4 +134,28 @@ func ReadSchema(ctx context.Context, conn *pgx.Conn) (*Schema, error) {
 	}
 	s.Fingerprint = hex.EncodeToString(h.Sum(nil))
 	return s, nil
+}
+
+// Same says whether two schemas are known to be the same. An unknown one
+// (nil: not recorded, or the catalog could not be read) is never the same:
+// a decision on it takes the safe side.
+func Same(a, b *Schema) bool {
+	return a != nil && b != nil && a.Fingerprint != "" && a.Fingerprint == b.Fingerprint
+}
+
+// Change reads as "schema: 42 tables -> 45; fingerprint a1b2c3d4e5f6 ->
+// c3d4e5f6a1b2" (from, to), "schema unchanged (42 tables, fingerprint
+// a1b2c3d4e5f6)", or says which side is unknown.
+func Change(from, to *Schema) string {
+	switch {
+	case from == nil && to == nil:
+		return "schema unknown on both sides"
+	case from == nil:
+		return fmt.Sprintf("schema: unknown -> %d tables; fingerprint unknown -> %s", to.Tables, to.Short())
+	case to == nil:
+		return fmt.Sprintf("schema: %d tables -> unknown; fingerprint %s -> unknown", from.Tables, from.Short())
+	case Same(from, to):
+		return fmt.Sprintf("schema unchanged (%d tables, fingerprint %s)", from.Tables, from.Short())
+	}
+	return fmt.Sprintf("schema: %d tables -> %d; fingerprint %s -> %s", from.Tables, to.Tables, from.Short(), to.Short())
 }
