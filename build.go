@@ -18,6 +18,7 @@ import (
 
 	"github.com/lawsker/lawsker-deploy/builds"
 	cfgpkg "github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/dbschema"
 	"github.com/lawsker/lawsker-deploy/internal/dagger"
 	"github.com/lawsker/lawsker-deploy/internal/pgconfig"
 	"github.com/lawsker/lawsker-deploy/rollout"
@@ -370,18 +371,24 @@ func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromS
 			Sync(ctx); err != nil {
 			return "", fmt.Errorf("loading snapshot %s into the rehearsal database: %w", snap.ID, err)
 		}
-		fmt.Fprintf(&out, "rehearsal database: %s, loaded with snapshot %s (%s, migration version %q)\n", image, snap.ID, snap.Created.Format("2006-01-02 15:04"), snap.Database.MigrationVersion)
+		fmt.Fprintf(&out, "rehearsal database: %s, loaded with snapshot %s (%s, %s, %s)\n", image, snap.ID, snap.Created.Format("2006-01-02 15:04"), snap.Database.Migration(), snap.Database.Schema.Describe())
 	} else {
 		fmt.Fprintf(&out, "rehearsal database: %s, empty\n", image)
 	}
-	version := func() string {
-		v, err := client.WithExec([]string{"sh", "-c", "psql -tAc \"SELECT version_num FROM alembic_version\" 2>/dev/null || true"}).Stdout(ctx)
+	// What the migration did to the schema, from the catalog (whatever the
+	// migration tool).
+	schema := func() *dbschema.Schema {
+		v, err := client.WithExec([]string{"psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", "COPY (" + dbschema.Query + ") TO STDOUT"}).Stdout(ctx)
 		if err != nil {
-			return "?"
+			return nil
 		}
-		return strings.TrimSpace(v)
+		s, err := dbschema.FromCopy(v)
+		if err != nil {
+			return nil
+		}
+		return s
 	}
-	before := version()
+	before := schema()
 	url := dag.SetSecret("lawsker-rehearsal-url", pgconfig.URL(cfgpkg.Database{Host: "db", Port: 5432, User: db.User, Name: db.Name, SSLMode: "disable"}, pw))
 	mig := backend.WithServiceBinding("db", svc).WithSecretVariable(db.URLEnv, url)
 	for k, v := range cfg.Backend.Env {
@@ -400,7 +407,7 @@ func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromS
 	if err != nil {
 		return "", env.red.Error(fmt.Errorf("%sthe migration failed in rehearsal (production is untouched): %w", out.String(), err))
 	}
-	fmt.Fprintf(&out, "`%s`:\n%s\nmigration version: %q -> %q\n", strings.Join(cfg.Backend.MigrateCommand, " "), strings.TrimSpace(logs), before, version())
+	fmt.Fprintf(&out, "`%s`:\n%s\n%s\n", strings.Join(cfg.Backend.MigrateCommand, " "), strings.TrimSpace(logs), dbschema.Change(before, schema()))
 	return env.red.String(out.String()), nil
 }
 

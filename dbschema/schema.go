@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -47,10 +48,11 @@ func (s *Schema) Describe() string {
 	return fmt.Sprintf("schema: %d %s, fingerprint %s", s.Tables, noun, s.Short())
 }
 
-// schemaQuery lists every user object as (kind, canonical text), in a
-// stable order. The WITH keeps out the system schemas and, through
+// Query lists every user object as (kind, canonical text), in a
+// stable order (Read runs it; FromCopy reads its COPY output, for where
+// only psql reaches the database). The WITH keeps out the system schemas and, through
 // pg_depend, what extensions own.
-const schemaQuery = `
+const Query = `
 WITH ns AS (
   SELECT oid, nspname FROM pg_namespace
   WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_toast%' AND nspname NOT LIKE 'pg\_temp%'
@@ -111,29 +113,93 @@ ORDER BY kind, body COLLATE "C"`
 
 // Read reads conn's database's schema from its catalog.
 func Read(ctx context.Context, conn *pgx.Conn) (*Schema, error) {
-	rows, err := conn.Query(ctx, schemaQuery)
+	rows, err := conn.Query(ctx, Query)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema from the catalog: %w", err)
 	}
 	defer rows.Close()
-	h := sha256.New()
-	s := &Schema{}
+	f := newFingerprinter()
 	for rows.Next() {
 		var kind, body string
 		if err := rows.Scan(&kind, &body); err != nil {
 			return nil, fmt.Errorf("reading the schema from the catalog: %w", err)
 		}
-		fmt.Fprintf(h, "%s\t%s\n", kind, strings.TrimSpace(body))
-		s.Objects++
-		if f := strings.Fields(body); kind == "relation" && len(f) >= 3 && (f[len(f)-2] == "r" || f[len(f)-2] == "p") {
-			s.Tables++ // "<schema>.<name> <relkind> <persistence>": plain and partitioned tables
-		}
+		f.add(kind, body)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading the schema from the catalog: %w", err)
 	}
-	s.Fingerprint = hex.EncodeToString(h.Sum(nil))
-	return s, nil
+	return f.schema(), nil
+}
+
+// FromCopy is Read from the output of psql's
+// `COPY (<Query>) TO STDOUT` (text format: tab-separated, escaped).
+func FromCopy(out string) (*Schema, error) {
+	f := newFingerprinter()
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		kind, body, ok := strings.Cut(line, "\t")
+		if !ok {
+			return nil, fmt.Errorf("reading the schema: %q is not a line of COPY's text format", line)
+		}
+		f.add(unescapeCopy(kind), unescapeCopy(body))
+	}
+	return f.schema(), nil
+}
+
+// unescapeCopy undoes COPY's text-format escapes.
+func unescapeCopy(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'n':
+			b.WriteByte('\n')
+		case 't':
+			b.WriteByte('\t')
+		case 'r':
+			b.WriteByte('\r')
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'v':
+			b.WriteByte('\v')
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+// fingerprinter hashes (kind, body) rows in Query's order.
+type fingerprinter struct {
+	h hash.Hash
+	s *Schema
+}
+
+func newFingerprinter() *fingerprinter { return &fingerprinter{h: sha256.New(), s: &Schema{}} }
+
+func (f *fingerprinter) add(kind, body string) {
+	fmt.Fprintf(f.h, "%s\t%s\n", kind, strings.TrimSpace(body))
+	f.s.Objects++
+	if fs := strings.Fields(body); kind == "relation" && len(fs) >= 3 && (fs[len(fs)-2] == "r" || fs[len(fs)-2] == "p") {
+		f.s.Tables++ // "<schema>.<name> <relkind> <persistence>": plain and partitioned tables
+	}
+}
+
+func (f *fingerprinter) schema() *Schema {
+	f.s.Fingerprint = hex.EncodeToString(f.h.Sum(nil))
+	return f.s
 }
 
 // Same says whether two schemas are known to be the same. An unknown one

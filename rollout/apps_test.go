@@ -255,4 +255,16 @@ func TestMemosReleasesTravelWithTheirDatabase(t *testing.T) {
 	require.Equal(t, 200, code)
 	require.NoError(t, json.Unmarshal([]byte(body), &profile))
 	assert.Equal(t, "0.22.0", profile["version"])
+
+	// A schema the tool cannot read (the app's role may not read the
+	// catalog): the pre-deploy snapshot cannot record it, so the deploy
+	// stops before anything changes, and says why.
+	testenv.MustRun(t, testenv.Bin(t, "psql"), r.pg.DSN(r.app), "-c", "REVOKE SELECT ON pg_catalog.pg_attrdef FROM PUBLIC")
+	out, err = r.deploy(t, &oldAPI, v021)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "reading the schema from the catalog")
+	assert.Contains(t, err.Error(), "permission denied")
+	assert.Equal(t, "0.21.0,0.22.0", r.psql(t, "SELECT string_agg(version, ',' ORDER BY version) FROM migration_history"), "nothing changed")
+	code, _ = r.status(c, "GET", "/api/v1/workspace/profile", "")
+	assert.Equal(t, 200, code, "0.22 still serves")
 }

@@ -164,6 +164,31 @@ func TestReleaseSnapshotsAndAutomaticRollbackWithTheDatabase(t *testing.T) {
 	assert.Empty(t, out.RolledBack, "v1 never stopped serving")
 	assert.Equal(t, "v1", r.version(t, "v1"))
 
+	// A migration that fails half way (its table made, then an error):
+	// the schema changed, so the database goes back, whatever the
+	// migration tool's version says.
+	half := r.Image(t, "./examples/sample/backend", "sample/backend", "v3h", "-X main.migrationFails=halfway")
+	_, out, err = r.release(t, cfg, half)
+	require.Error(t, err)
+	assert.Equal(t, TriggerDeployFailure, out.Trigger.Kind)
+	assert.Equal(t, DatabaseRestored, out.Database.Status, out.Database.Detail)
+	assert.Contains(t, out.Database.Detail, "the release changed it: schema: ")
+	assert.Equal(t, "", r.psql(t, "SELECT to_regclass('release_v3h')"), "the half-made table is gone")
+	assert.Equal(t, "v1", r.psql(t, "SELECT version_num FROM alembic_version"))
+	assert.Equal(t, "400", r.psql(t, "SELECT count(*) FROM cases"))
+
+	// A migration that hangs after changing the schema: stopped at its
+	// step's timeout, and the database goes back.
+	impatient := *cfg
+	impatient.Execution.StepTimeout = config.Duration(4 * time.Second)
+	hang := r.Image(t, "./examples/sample/backend", "sample/backend", "v3w", "-X main.migrationFails=hangs")
+	_, out, err = r.release(t, &impatient, hang)
+	require.Error(t, err)
+	assert.Contains(t, out.Trigger.Reason, "migrate")
+	assert.Equal(t, DatabaseRestored, out.Database.Status, out.Database.Detail)
+	assert.Equal(t, "", r.psql(t, "SELECT to_regclass('release_v3w')"))
+	assert.Equal(t, "v1", r.version(t, "v1"))
+
 	// A release that never becomes healthy after migrating: reverted before
 	// any switch, and its migration undone.
 	sick := r.Image(t, "./examples/sample/backend", "sample/backend", "v4", "-X main.healthy=false")

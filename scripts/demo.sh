@@ -8,7 +8,8 @@
 # downtime (each deploy: a pre-deploy snapshot, migrations, the verification
 # suite and a watch window, a post-deploy snapshot), verifies, deploys a v3
 # that fails after the switch and rolls itself back with its database,
-# switches back to the warm previous release (v1), rolls back to v1's
+# is refused a switch back to the warm previous release (v1: the schema is
+# v2's), rolls back to v1's
 # snapshot with its database, and shows the reports.
 # It also reads Lawsker's legacy deployment_config.json and shows what a
 # broken configuration gets.
@@ -139,9 +140,11 @@ say "releases on the target, snapshots in the store"
 bin/lawsker-deploy releases --config "$cfg"
 bin/lawsker-deploy snapshot list --config "$cfg"
 
-say "switch back to the warm previous release (its backend is still running: under a second, no data change)"
+say "switch back to the warm previous release? refused: the database has v2's schema, which v1 never ran on (the error names the snapshot to use)"
+set +e
 bin/lawsker-deploy rollback --previous --config "$cfg"
-echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>')"
+echo "exit code: $?; through nginx: backend $(page /api/v1/version) (unchanged)"
+set -e
 
 say "roll back to v1's snapshot: the plan, then the release and its database"
 bin/lawsker-deploy rollback --snapshot "$snap_v1" --dry-run --config "$cfg"

@@ -175,6 +175,9 @@ func RestoreDatabase(ctx context.Context, h *remote.Host, db config.Database, ad
 	prep := make(chan prepared, 1)
 	go func() {
 		admin, err := connect(ctx, h, db, db.AdminUser, adminPassword, "postgres")
+		if err == nil {
+			err = restorableOn(ctx, admin, m)
+		}
 		// Names are stamped to the second: a restore in the same second
 		// as the last one takes the next free second.
 		for i := 0; err == nil && i < 60; i++ {
@@ -242,6 +245,26 @@ func RestoreDatabase(ctx context.Context, h *remote.Host, db config.Database, ad
 		return nil, err
 	}
 	return &RestoreResult{Replaced: replaced, Duration: time.Since(start), Transfer: transfer}, nil
+}
+
+// restorableOn refuses, before anything is made, a dump from a newer
+// PostgreSQL major version than the server's (pg_restore cannot load it:
+// it would fail half way). An older one restores (pg_restore reads older
+// archives); its schema's fingerprint may then differ in form, which only
+// makes the tool take the safe side.
+func restorableOn(ctx context.Context, admin *pgx.Conn, m *Manifest) error {
+	var num int
+	if err := admin.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
+		return fmt.Errorf("reading the server's version: %w", err)
+	}
+	var from int
+	if _, err := fmt.Sscanf(m.Database.ServerVersion, "%d", &from); err != nil {
+		return fmt.Errorf("snapshot %s: its server version %q is not a PostgreSQL version: nothing was changed", m.ID, m.Database.ServerVersion)
+	}
+	if server := num / 10000; from > server {
+		return fmt.Errorf("snapshot %s is a dump of PostgreSQL %d and this server runs PostgreSQL %d: pg_restore cannot load a newer major version's dump; restore it on a PostgreSQL %d or newer; nothing was changed", m.ID, from, server, from)
+	}
+	return nil
 }
 
 // createFresh makes the database a restore goes into, owned by the

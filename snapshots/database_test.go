@@ -107,6 +107,16 @@ func TestSnapshotChangeRollBackCompareEveryRow(t *testing.T) {
 }
 
 func TestCorruptArtifactIsRefusedBeforeAnyChange(t *testing.T) {
+	t.Run("newer major version", func(t *testing.T) {
+		r := newDBRig(t)
+		m := r.snapshot(t)
+		dbs := r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
+		m.Database.ServerVersion = "99.1 (Debian 99.1-1)"
+		_, err := RestoreDatabase(t.Context(), r.host, r.db, r.pg.Password, r.store, m, RestoreOptions{WorkDir: r.work, Jobs: 2})
+		require.Error(t, err)
+		assert.Regexp(t, `is a dump of PostgreSQL 99 and this server runs PostgreSQL \d+: pg_restore cannot load a newer major version's dump; restore it on a PostgreSQL 99 or newer; nothing was changed`, err.Error())
+		assert.Equal(t, dbs, r.psql(t, "postgres", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"), "no database made")
+	})
 	for _, store := range []string{"file", "target"} {
 		t.Run(store, func(t *testing.T) {
 			r := newDBRig(t)

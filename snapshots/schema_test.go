@@ -34,6 +34,9 @@ func TestSchemaFingerprint(t *testing.T) {
 		return s
 	}
 	before := read("lawsker_prod")
+	fromPsql, err := dbschema.FromCopy(r.psql(t, "lawsker_prod", "COPY ("+dbschema.Query+") TO STDOUT"))
+	require.NoError(t, err)
+	assert.Equal(t, before, fromPsql, "psql's COPY output (the rehearsal's way) gives the same fingerprint")
 	assert.Equal(t, 3, before.Tables, "cases, alembic_version, billing.invoices")
 	assert.Len(t, before.Fingerprint, 64)
 

@@ -112,7 +112,7 @@ func (c *cli) snapshotCmd(ctx context.Context, args []string) error {
 		} else {
 			s.out("%s\n  created   %s (%s)\n  components %s\n", m.ID, m.Created.Local().Format(time.RFC3339), m.Trigger, describe(m))
 			if m.Database != nil {
-				s.out("  database  %s on %s:%d, PostgreSQL %s, migration %q, %s\n", m.Database.Name, m.Database.Host, m.Database.Port, m.Database.ServerVersion, m.Database.MigrationVersion, m.Database.Schema.Describe())
+				s.out("  database  %s on %s:%d, PostgreSQL %s, %s, %s\n", m.Database.Name, m.Database.Host, m.Database.Port, m.Database.ServerVersion, m.Database.Migration(), m.Database.Schema.Describe())
 			}
 			for comp, img := range m.Images {
 				s.out("  image     %s: %s\n", comp, img)

@@ -59,7 +59,7 @@ func TestSnapshotAndDatabaseRollbackCommands(t *testing.T) {
 	assert.Contains(t, r.stdout, `"before the cases migration"`)
 	r = runIn(t, dir, env, "snapshot", "show", id, "--config", cfg)
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Regexp(t, `migration "", schema: 1 table, fingerprint [0-9a-f]{12}\n`, r.stdout, "the schema as the catalog says")
+	assert.Regexp(t, `no migration table seen, schema: 1 table, fingerprint [0-9a-f]{12}\n`, r.stdout, "the schema as the catalog says")
 	assert.Contains(t, r.stdout, "database  sample on 127.0.0.1:")
 	r = runIn(t, dir, env, "snapshot", "check", id, "--config", cfg)
 	require.Equal(t, exitOK, r.code, r.stderr)

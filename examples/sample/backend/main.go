@@ -9,7 +9,8 @@
 // Build-time switches (-ldflags -X) make the broken releases tests need:
 // main.version, main.healthy=false (health returns 500),
 // main.healthyAnswers=N (health returns 500 after N answers),
-// main.migrationFails=true.
+// main.migrationFails=true (before any change), =halfway (after the
+// schema changed) or =hangs (after the schema changed, forever).
 package main
 
 import (
@@ -64,6 +65,14 @@ func main() {
 				fmt.Fprintln(os.Stderr, "migration failed:", err)
 				os.Exit(1)
 			}
+		}
+		switch migrationFails {
+		case "halfway": // the schema changed, then a later step failed
+			fmt.Fprintln(os.Stderr, "migration 0043_add_status failed half way: column \"status\" of relation \"cases\" already exists")
+			os.Exit(1)
+		case "hangs": // the schema changed, then it waits on a lock forever
+			fmt.Fprintln(os.Stderr, "migration 0043_add_status: waiting for a lock on \"cases\"")
+			select {}
 		}
 		fmt.Println("migrated to", version)
 		return
