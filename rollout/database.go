@@ -20,7 +20,7 @@ type DatabaseStatus string
 
 // Database statuses.
 const (
-	// DatabaseUntouched: the release's migrations did not run.
+	// DatabaseUntouched: nothing that could change the schema started.
 	DatabaseUntouched DatabaseStatus = "unchanged"
 	// DatabaseKept: the migrations ran and left the schema as it was.
 	DatabaseKept DatabaseStatus = "kept"

@@ -137,7 +137,7 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 			}
 		}
 		if out.Database == nil && r.req.Deploy.Hooks.RestoreDatabase != nil && !r.d.Migrated() {
-			out.Database = &DatabaseOutcome{Status: DatabaseUntouched, Detail: "the release's migrations did not run"}
+			out.Database = &DatabaseOutcome{Status: DatabaseUntouched, Detail: "neither the migrations nor the new backend started"}
 		}
 		if out.Database != nil && out.Database.Status == DatabaseRestored {
 			out.RolledBack = append(out.RolledBack, snapshots.ComponentDatabase)

@@ -189,6 +189,20 @@ func TestReleaseSnapshotsAndAutomaticRollbackWithTheDatabase(t *testing.T) {
 	assert.Equal(t, "", r.psql(t, "SELECT to_regclass('release_v3w')"))
 	assert.Equal(t, "v1", r.version(t, "v1"))
 
+	// A database renamed behind the tool's back: the pre-deploy snapshot
+	// cannot reach it, so the deploy stops before anything changes.
+	admin := func(sql string) {
+		testenv.MustRun(t, testenv.Bin(t, "psql"), r.pg.DSN("postgres"), "-v", "ON_ERROR_STOP=1", "-c", sql)
+	}
+	admin("ALTER DATABASE sample RENAME TO sample_moved")
+	_, out, err = r.release(t, cfg, r.Image(t, "./examples/sample/backend", "sample/backend", "v3r"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `database "sample" does not exist`)
+	assert.Equal(t, "unchanged: neither the migrations nor the new backend started", out.Database.String())
+	assert.Equal(t, "v1", r.version(t, "v1"))
+	admin("ALTER DATABASE sample_moved RENAME TO sample")
+	assert.Equal(t, "", r.psql(t, "SELECT to_regclass('release_v3r')"), "nothing ran")
+
 	// A release that never becomes healthy after migrating: reverted before
 	// any switch, and its migration undone.
 	sick := r.Image(t, "./examples/sample/backend", "sample/backend", "v4", "-X main.healthy=false")
