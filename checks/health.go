@@ -14,7 +14,8 @@ import (
 
 // BackendHealth GETs the health endpoint: 200, and when the body is a JSON
 // object with a "status" field, that field must say healthy ("ok",
-// "healthy", "pass", "up") — a 200 with an error body fails.
+// "healthy", "pass", "up", ...: HealthyBody) — a 200 with an error body
+// fails.
 func BackendHealth(h *HTTP, url string) func(context.Context) (Result, error) {
 	return func(ctx context.Context) (Result, error) {
 		resp, err := h.Get(ctx, url)
@@ -24,20 +25,31 @@ func BackendHealth(h *HTTP, url string) func(context.Context) (Result, error) {
 		if resp.Status != 200 {
 			return Failed("GET %s: status %d: %s", url, resp.Status, snippet(resp.Body)), nil
 		}
-		status, has, err := jsonField(resp.Body, "status")
-		switch {
-		case err != nil && strings.Contains(resp.Header.Get("Content-Type"), "json"):
-			return Failed("GET %s: 200, but the JSON body does not parse: %v", url, err), nil
-		case has && !healthyWord(status):
-			return Failed("GET %s: 200, but the body says status %q: %s", url, status, snippet(resp.Body)), nil
+		if err := HealthyBody(resp.Body, resp.Header.Get("Content-Type")); err != nil {
+			return Failed("GET %s: 200, but %v", url, err), nil
 		}
 		return Passed("GET %s: 200 %s", url, snippet(resp.Body)), nil
 	}
 }
 
+// HealthyBody judges a health endpoint's 200 answer, the one rule of the
+// health gate, the watch and the suite: a JSON object's "status" field,
+// when there is one, must say healthy ("ok", "healthy", "pass", "up",
+// "green", or gRPC's "SERVING"); a JSON content type must parse.
+func HealthyBody(body []byte, contentType string) error {
+	status, has, err := jsonField(body, "status")
+	switch {
+	case err != nil && strings.Contains(contentType, "json"):
+		return fmt.Errorf("the JSON body does not parse: %v", err)
+	case has && !healthyWord(status):
+		return fmt.Errorf("the body says status %q: %s", status, snippet(body))
+	}
+	return nil
+}
+
 func healthyWord(s string) bool {
 	switch strings.ToLower(s) {
-	case "ok", "healthy", "pass", "up", "green":
+	case "ok", "healthy", "pass", "up", "green", "serving":
 		return true
 	}
 	return false

@@ -42,6 +42,10 @@ var formats = map[string]*format{
 		pattern: `^[a-z_][a-z0-9_-]{0,31}$`,
 		says:    "must be a Unix user name (lowercase letters, digits, '_' and '-', starting with a letter or '_')",
 	},
+	"portname": {
+		pattern: `^[a-z][a-z0-9_]{0,31}$`,
+		says:    "must be a port name (lowercase letters, digits and '_', starting with a letter)",
+	},
 	"envname": {
 		pattern: `^[A-Za-z_][A-Za-z0-9_]{0,127}$`,
 		says:    "must be an environment variable name (letters, digits and '_', not starting with a digit)",

@@ -166,6 +166,28 @@ func TestParseProblems(t *testing.T) {
 			`tls.challenge: must be one of "http-01", "dns-01", got "tls-alpn-01" (line 7)`,
 			`tls.email: must be an email address such as ops@example.com, got "not-an-email" (line 7)`,
 		}},
+		{"ports as the app wants them", `{
+  "version": 1, "app": "web", "targets": [{"name": "prod", "host": "h.example.com"}],
+  "backend": {"image": "ghcr.io/acme/web", "network": "host", "port_env": "LISTEN", "extra_ports": ["grpc", "grpc", "admin"],
+              "env": {"LISTEN": "127.0.0.1:{port}", "METRICS_ADDR": "127.0.0.1:{port.metrics}"}, "host_port_min": 18000, "host_port_max": 18003}
+}`, []string{
+			`backend.extra_ports[1]: repeats "grpc" (line 3)`,
+			`backend.env.LISTEN: is backend.port_env, which lawsker-deploy sets to the release's bare port: remove it, or put {port} in the variable the app reads (e.g. "LISTEN": "127.0.0.1:{port}") and set port_env to a name the app ignores (line 4)`,
+			`backend.env.METRICS_ADDR: references {port.metrics}, which backend.extra_ports does not name (line 4)`,
+			`backend.host_port_max: leaves 4 ports from backend.host_port_min; two releases side by side need 8 (4 each: their own and backend.extra_ports) (line 4)`,
+		}},
+		{"extra ports on a bridge network", `{
+  "version": 1, "app": "web", "targets": [{"name": "prod", "host": "h.example.com"}],
+  "backend": {"image": "ghcr.io/acme/web", "extra_ports": ["grpc"]}
+}`, []string{
+			`backend.extra_ports: needs backend.network "host" (a bridge network publishes one port) (line 3)`,
+		}},
+		{"a port name that is not one", `{
+  "version": 1, "app": "web", "targets": [{"name": "prod", "host": "h.example.com"}],
+  "backend": {"image": "ghcr.io/acme/web", "network": "host", "extra_ports": ["Admin"]}
+}`, []string{
+			`backend.extra_ports[0]: must be a port name (lowercase letters, digits and '_', starting with a letter), got "Admin" (line 3)`,
+		}},
 		{"database URL twice and a query that is not one", `{
   "version": 1, "app": "web", "targets": [{"name": "prod", "host": "h.example.com"}],
   "backend": {"image": "ghcr.io/acme/web", "secret_env": {"DATABASE_URL": "env:DB_URL"}},

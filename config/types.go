@@ -89,7 +89,8 @@ type Backend struct {
 	Dockerfile     string               `json:"dockerfile,omitempty" format:"relpath" doc:"Dockerfile inside the context; empty uses the context's Dockerfile, or the Python preset when there is none"`
 	Port           int                  `json:"port,omitempty" min:"1" max:"65535" default:"8000" doc:"port the backend listens on inside its container (bridge network)"`
 	Network        string               `json:"network,omitempty" enum:"bridge|host" default:"\"bridge\"" doc:"bridge: publish 127.0.0.1:<host port> to the container's port; host: the container shares the host's network and is told its port in port_env"`
-	PortEnv        string               `json:"port_env,omitempty" format:"envname" default:"\"PORT\"" doc:"env variable that tells the backend which port to listen on (network host)"`
+	PortEnv        string               `json:"port_env,omitempty" format:"envname" default:"\"PORT\"" doc:"env variable that tells the backend which port to listen on (network host); {port} in a backend.env value says it in the app's own form, e.g. \"127.0.0.1:{port}\""`
+	ExtraPorts     []string             `json:"extra_ports,omitempty" items:"portname" doc:"names of more ports each release gets from host_port_min-max beside its own (network host), for {port.NAME} in backend.env values (e.g. a gRPC listener)"`
 	HostPortMin    int                  `json:"host_port_min,omitempty" min:"1024" max:"65535" default:"18000" doc:"lowest 127.0.0.1 port a new backend may get on the target"`
 	HostPortMax    int                  `json:"host_port_max,omitempty" min:"1024" max:"65535" default:"18999" doc:"highest 127.0.0.1 port a new backend may get on the target"`
 	HealthPath     string               `json:"health_path,omitempty" format:"urlpath" default:"\"/api/v1/health\"" doc:"health endpoint used by the health gate"`

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -60,6 +62,7 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 			add("tls.dns_provider", `is only used with tls.challenge "dns-01"; remove it or switch the challenge`)
 		}
 	}
+	portValidate(c, add)
 	for name := range c.Backend.SecretEnv {
 		if _, both := c.Backend.Env[name]; both {
 			add("backend.secret_env."+name, "is also set in backend.env; a variable comes from one place")
@@ -148,5 +151,55 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 	}
 	if c.Execution.StepTimeout.D() <= 0 {
 		add("execution.step_timeout", "must be more than 0s")
+	}
+}
+
+// portRef is a {port} or {port.NAME} reference in a backend.env value.
+var portRef = regexp.MustCompile(`\{port(?:\.([a-z][a-z0-9_]*))?\}`)
+
+// PortRefs lists the port names a value references ("" for {port}).
+func PortRefs(v string) []string {
+	var names []string
+	for _, m := range portRef.FindAllStringSubmatch(v, -1) {
+		names = append(names, m[1])
+	}
+	return names
+}
+
+// ExpandPorts replaces {port} with port and {port.NAME} with ports[NAME].
+func ExpandPorts(v string, port int, ports map[string]int) string {
+	return portRef.ReplaceAllStringFunc(v, func(m string) string {
+		name := portRef.FindStringSubmatch(m)[1]
+		if name == "" {
+			return strconv.Itoa(port)
+		}
+		return strconv.Itoa(ports[name])
+	})
+}
+
+func portValidate(c *Config, add func(path, format string, args ...any)) {
+	b := c.Backend
+	seen := map[string]bool{}
+	for i, n := range b.ExtraPorts {
+		if seen[n] {
+			add(fmt.Sprintf("backend.extra_ports[%d]", i), "repeats %s", quote(n))
+		}
+		seen[n] = true
+	}
+	if len(b.ExtraPorts) > 0 && b.Network != "host" {
+		add("backend.extra_ports", `needs backend.network "host" (a bridge network publishes one port)`)
+	}
+	if _, clash := b.Env[b.PortEnv]; clash && b.Network == "host" {
+		add("backend.env."+b.PortEnv, "is backend.port_env, which lawsker-deploy sets to the release's bare port: remove it, or put {port} in the variable the app reads (e.g. \"%s\": \"127.0.0.1:{port}\") and set port_env to a name the app ignores", b.PortEnv)
+	}
+	for k, v := range b.Env {
+		for _, n := range PortRefs(v) {
+			if n != "" && !seen[n] {
+				add("backend.env."+k, "references {port.%s}, which backend.extra_ports does not name", n)
+			}
+		}
+	}
+	if span := b.HostPortMax - b.HostPortMin + 1; b.HostPortMax >= b.HostPortMin && span < 2*(1+len(b.ExtraPorts)) {
+		add("backend.host_port_max", "leaves %d ports from backend.host_port_min; two releases side by side need %d (%d each: their own and backend.extra_ports)", span, 2*(1+len(b.ExtraPorts)), 1+len(b.ExtraPorts))
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/remote"
 )
@@ -241,7 +242,7 @@ func checkHealth(ctx context.Context, client *http.Client, url, hostHeader strin
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
-	return nil
+	return checks.HealthyBody(body, resp.Header.Get("Content-Type"))
 }
 
 // ReleaseHeader names the release that answered, on every response of an

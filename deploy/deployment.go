@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/lawsker/lawsker-deploy/certs"
 	"github.com/lawsker/lawsker-deploy/config"
@@ -28,9 +29,12 @@ type Request struct {
 	Who         string // user@host, for the lock and the history
 	ID          string // deploy id; also the release id
 	NoSnapshot  bool   // deploy without a pre-deploy snapshot
-	Force       bool   // deploy even when the same release already serves
-	Logger      *slog.Logger
-	Hooks       Hooks
+	// NoMigrate leaves backend.migrate_command out: a rollback that
+	// restores the database brings the schema its release ran on.
+	NoMigrate bool
+	Force     bool // deploy even when the same release already serves
+	Logger    *slog.Logger
+	Hooks     Hooks
 	// ACMEClient reaches the ACME server (nil: system roots and
 	// tls.acme_ca_bundle).
 	ACMEClient *http.Client
@@ -69,6 +73,20 @@ type Hooks struct {
 	// was converged (abandoned restore copies are dropped); what it did is
 	// reported.
 	AfterConverge func(ctx context.Context, h *remote.Host) (string, error)
+	// Hold, when set, makes the run's change to what both releases depend
+	// on under a maintenance hold (hold.go), between the serving release
+	// and the start of the new backend.
+	Hold *Hold
+	// Unhold puts a Hold's change back from its journaled token, when the
+	// run (or an interrupted one, converged) is undone before its release
+	// was kept.
+	Unhold func(ctx context.Context, h *remote.Host, token string) error
+	// StageDatabaseUndo, with RestoreDatabase, makes the undo of a failed
+	// run ready before its reverts (swap-database): it decides as
+	// RestoreDatabase does (a pipelines.Skip: unchanged) and restores the
+	// snapshot into a copy; swap puts it in place, abandon drops a copy
+	// not swapped in.
+	StageDatabaseUndo func(ctx context.Context, h *remote.Host, snapshot string) (swap func(context.Context) error, abandon func(), err error)
 }
 
 // Deployment is a prepared deploy: its DAG and, after the run, what
@@ -84,7 +102,11 @@ type Deployment struct {
 	mu         sync.Mutex
 	tlsResults []certs.Result
 	graph      *pipelines.Graph
-	log        *slog.Logger
+	// The hold (hold.go): from its start, to the last target's switch.
+	holdFrom, holdTo time.Time
+	holdLeft         map[*targetRun]bool
+	earlyRestore     bool // swap-database restored (or found the schema unchanged) before the reverts
+	log              *slog.Logger
 }
 
 // targetRun is the state of the deploy on one target. Steps of one target
@@ -103,6 +125,7 @@ type targetRun struct {
 	previous  *Release // serving before this deploy
 	prevMan   *Manifest
 	port      int
+	ports     map[string]int // backend.extra_ports
 	container string
 	cpus      int
 	noop      string // why nothing is to be done, when set

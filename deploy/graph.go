@@ -126,13 +126,19 @@ func (d *Deployment) steps() []pipelines.Step {
 			}))
 	}
 	var migrate string
-	if len(cfg.Backend.MigrateCommand) > 0 {
+	if len(cfg.Backend.MigrateCommand) > 0 && !d.req.NoMigrate {
 		migrate = b.add(d.guarded(first, StepMigrate, append([]string{pulls[0], bootstrap, before}, prepares...), 0,
 			"run `"+strings.Join(cfg.Backend.MigrateCommand, " ")+"` once, in the new image, on "+first.cfg.Name, d.migrate))
 	}
+	var hold string
+	if hk := d.req.Hooks.Hold; hk != nil {
+		hold = b.add(d.once(StepHold, append(append([]string{migrate, before}, pulls...), prepares...), 0,
+			"maintenance hold on every target (nginx answers 503 with Retry-After, ACME tokens still served), then "+hk.Description+"; the switch ends the hold",
+			d.hold))
+	}
 	var verifies []string
 	for i, tr := range d.targets {
-		start := b.add(d.onTarget(tr, StepStartBackend, []string{pulls[i], migrate, before}, 0, "start the new backend beside the old one", d.start))
+		start := b.add(d.onTarget(tr, StepStartBackend, []string{pulls[i], migrate, before, hold}, 0, "start the new backend beside the old one", d.start))
 		gate := cfg.Backend.HealthGate
 		health := b.add(d.onTarget(tr, StepHealthGate, []string{start}, gate.Deadline.D()+30*time.Second,
 			fmt.Sprintf("GET %s until %d passes in a row (every %s, deadline %s)", cfg.Backend.HealthPath, gate.ConsecutivePasses, gate.Interval, gate.Deadline), d.health))
@@ -175,9 +181,15 @@ func (d *Deployment) steps() []pipelines.Step {
 				return hk(ctx, first.host, &r)
 			}))
 	}
+	var swapDB string
+	if d.req.Hooks.RestoreDatabase != nil && d.req.Hooks.StageDatabaseUndo != nil {
+		swapDB = b.add(pipelines.Step{Name: StepSwapDatabase, Needs: nonEmpty(append(append([]string(nil), prunes...), after)...), Always: true, Timeout: time.Hour,
+			Description: "when the deploy is undone after its migrations changed the schema: restore the pre-deploy snapshot into a copy while the release still serves, hold every target (503, Retry-After), swap the copy in; the reverts end the hold",
+			Run:         d.swapDatabase})
+	}
 	var reverts []string
 	for i, tr := range d.targets {
-		reverts = append(reverts, b.add(pipelines.Step{Name: StepRevert + ":" + tr.cfg.Name, Needs: nonEmpty(prunes[i], after), Always: true, Timeout: 3 * time.Minute,
+		reverts = append(reverts, b.add(pipelines.Step{Name: StepRevert + ":" + tr.cfg.Name, Needs: nonEmpty(prunes[i], after, swapDB), Always: true, Timeout: 3 * time.Minute,
 			Description: "on failure or Ctrl-C: replay the undo journal (the previous release back, the new one removed)",
 			Run:         func(ctx context.Context) error { return d.revert(ctx, tr) }}))
 	}

@@ -29,7 +29,7 @@ const leaseScript = `IFS= read -r verdict; [ "$verdict" = keep ] && exit 0; (eva
 
 // startLease opens the session; it returns once the target runs it (the
 // shell has started), so the switch that follows is covered.
-func startLease(ctx context.Context, h *remote.Host, l Layout, n Nginx, previous *Release) (*lease, error) {
+func startLease(ctx context.Context, h *remote.Host, restore [][]string) (*lease, error) {
 	pr, pw := io.Pipe()
 	ls := &lease{w: pw, done: make(chan error, 1)}
 	started := make(chan struct{})
@@ -37,7 +37,7 @@ func startLease(ctx context.Context, h *remote.Host, l Layout, n Nginx, previous
 	// The session outlives the switch step's context: only end (or this
 	// process's death) finishes it.
 	go func() {
-		err := h.RunStream(context.WithoutCancel(ctx), in, io.Discard, "sh", "-c", leaseScript, "sh", remote.Script(siteCmds(l, n, previous)...))
+		err := h.RunStream(context.WithoutCancel(ctx), in, io.Discard, "sh", "-c", leaseScript, "sh", remote.Script(restore...))
 		pr.CloseWithError(fmt.Errorf("the dead man's switch session ended: %v", err)) // end's write must not block
 		ls.done <- err
 	}()

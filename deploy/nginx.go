@@ -6,6 +6,7 @@ import (
 	"text/template"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 // Nginx builds nginx argv for one target.
@@ -33,6 +34,29 @@ func (n Nginx) Test() []string { return n.cmd("-t", "-q") }
 // requests (to the old backend, still running) before they exit.
 func (n Nginx) Reload() []string { return n.cmd("-s", "reload") }
 
+// drainScript waits until the master of nginx's configuration ($1 is the
+// nginx command line, as a quoted string) has no worker left from before
+// its last reload ("worker process is shutting down"): requests those old
+// workers still serve go to the backend the reload left. The master is
+// found through the configuration's pid directive (nginx -T), else the
+// compiled-in --pid-path. It exits 0 when drained or when that cannot be
+// known (no pid file, no pgrep), 3 after 2 s with old workers left.
+const drainScript = `pidfile=$(eval "$1 -T" 2>/dev/null | sed -n 's/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;]*\);.*/\1/p' | head -n 1)
+[ -n "$pidfile" ] || pidfile=$(eval "$1 -V" 2>&1 | tr ' ' '\n' | sed -n 's/^--pid-path=//p' | head -n 1)
+master=$(cat "$pidfile" 2>/dev/null) || exit 0
+command -v pgrep >/dev/null 2>&1 || exit 0
+i=0
+while pgrep -P "$master" -f 'shutting down' >/dev/null 2>&1; do
+  i=$((i+1)); [ "$i" -ge 100 ] && exit 3
+  sleep 0.02
+done
+exit 0`
+
+// Drain waits for the workers from before the last reload to exit.
+func (n Nginx) Drain() []string {
+	return []string{"sh", "-c", drainScript, "sh", remote.Quote(n.cmd()...)}
+}
+
 // SiteData is what the site template needs.
 type SiteData struct {
 	App         string
@@ -48,6 +72,9 @@ type SiteData struct {
 	// redirects (and serves ACME tokens).
 	ListenTLS string // "443" or "127.0.0.1:8443"
 	TLS       []TLSServer
+	// Hold renders the maintenance hold instead of the release: every
+	// request but ACME tokens gets 503 with Retry-After (no upstream).
+	Hold bool
 }
 
 // TLSServer is one domain's HTTPS server.
@@ -75,11 +102,13 @@ type siteServer struct {
 // redirects to HTTPS (and serves ACME tokens); each domain gets an HTTPS
 // server with its certificate, TLS 1.2/1.3 only, modern AEAD ciphers, HSTS,
 // and OCSP stapling when its certificate names a responder.
-var siteTemplate = template.Must(template.New("site").Parse(`# lawsker-deploy: {{.App}} release {{.Release}} (generated; edits are replaced by the next deploy)
+var siteTemplate = template.Must(template.New("site").Parse(`# lawsker-deploy: {{.App}} {{if .Hold}}maintenance hold {{end}}release {{.Release}} (generated; edits are replaced by the next deploy)
+{{- if not .Hold}}
 upstream {{.App}}_backend {
     server {{.Upstream}} max_fails=0;
     keepalive 16;
 }
+{{- end}}
 {{range .Servers}}
 server {
     listen {{.Listen}};
@@ -112,6 +141,15 @@ server {
     add_header X-Lawsker-Release "{{.Release}}" always;
     location / {
         return 301 https://$host{{.Redirect}}$request_uri;
+    }
+}
+{{- else if .Hold}}
+
+    location / {
+        default_type text/plain;
+        add_header Retry-After "1" always;
+        add_header Cache-Control "no-store" always;{{template "headers" .}}
+        return 503 "{{$.App}} is being switched to another release; retry in a second\n";
     }
 }
 {{- else}}
@@ -205,8 +243,9 @@ func RenderSite(d SiteData) ([]byte, error) {
 	var b bytes.Buffer
 	if err := siteTemplate.Execute(&b, struct {
 		App, Release, Upstream string
+		Hold                   bool
 		Servers                []siteServer
-	}{d.App, d.Release, d.Upstream, servers}); err != nil {
+	}{d.App, d.Release, d.Upstream, d.Hold, servers}); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil

@@ -72,6 +72,9 @@ func PlanHooks(cfg *config.Config, noSnapshot bool) Hooks {
 		// its start), an undone release takes its database back with it.
 		if cfg.Database != nil {
 			h.RestoreDatabase = func(context.Context, *remote.Host, string) error { return nil }
+			h.StageDatabaseUndo = func(context.Context, *remote.Host, string) (func(context.Context) error, func(), error) {
+				return nil, nil, nil
+			}
 		}
 	}
 	return h

@@ -51,6 +51,7 @@ func TestPlanOfTheLocalExample(t *testing.T) {
 		{"verify-release"},
 		{"prune:local"},
 		{"snapshot-after"},
+		{"swap-database"},
 		{"revert:local"},
 		{"restore-database"},
 		{"unlock:local"},

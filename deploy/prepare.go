@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/internal/pgconfig"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/remote"
@@ -70,14 +71,31 @@ func (d *Deployment) prepare(ctx context.Context, tr *targetRun) error {
 	for _, r := range st.Releases {
 		if r.Status != StatusRetired {
 			used[r.Port] = true
+			for _, p := range r.Ports {
+				used[p] = true
+			}
 		}
 	}
-	port, err := FreePort(ctx, h, d.req.Config.Backend.HostPortMin, d.req.Config.Backend.HostPortMax, used)
+	b := d.req.Config.Backend
+	port, err := FreePort(ctx, h, b.HostPortMin, b.HostPortMax, used)
 	if err != nil {
 		return err
 	}
+	used[port] = true
+	var extra map[string]int
+	for _, name := range b.ExtraPorts {
+		p, err := FreePort(ctx, h, b.HostPortMin, b.HostPortMax, used)
+		if err != nil {
+			return fmt.Errorf("backend.extra_ports %s: %w", name, err)
+		}
+		used[p] = true
+		if extra == nil {
+			extra = map[string]int{}
+		}
+		extra[name] = p
+	}
 	tr.mu.Lock()
-	tr.port, tr.container = port, l.Container(d.req.ID)
+	tr.port, tr.ports, tr.container = port, extra, l.Container(d.req.ID)
 	tr.mu.Unlock()
 	env, err := d.envFile(tr)
 	if err != nil {
@@ -155,7 +173,8 @@ func (d *Deployment) undoEnv(tr *targetRun) undoEnv {
 	if database == nil {
 		database = d.req.Hooks.ConvergeDatabase
 	}
-	return undoEnv{host: tr.host, layout: tr.layout, docker: tr.docker, nginx: tr.nginx, state: tr.state, log: d.log, database: database,
+	return undoEnv{host: tr.host, layout: tr.layout, docker: tr.docker, nginx: tr.nginx, state: tr.state, log: d.log, database: database, unhold: d.req.Hooks.Unhold,
+		siteBack: func(ctx context.Context) { d.siteBack(ctx, tr) },
 		monitoring: func(ctx context.Context, to Release) error {
 			return d.applyMonitoring(ctx, tr, to.Port, to.ID, false)
 		}}
@@ -206,8 +225,12 @@ func parseCPUList(s string) (int, bool) {
 func (d *Deployment) envFile(tr *targetRun) ([]byte, error) {
 	b := d.req.Config.Backend
 	vars := map[string]string{}
+	inside := tr.port // {port}: what the app listens on
+	if b.Network != "host" {
+		inside = b.Port
+	}
 	for k, v := range b.Env {
-		vars[k] = v
+		vars[k] = config.ExpandPorts(v, inside, tr.ports)
 	}
 	for k, ref := range b.SecretEnv {
 		v, err := d.req.Resolver.Resolve(ref)

@@ -78,6 +78,16 @@ func (d *Deployment) restoreDatabase(ctx context.Context, hook func(context.Cont
 		}
 		return pipelines.Skip("neither the migrations nor the new backend started")
 	}
+	if d.restoredEarly() {
+		// swap-database did it before the reverts: its entry goes.
+		if j := ownJournal(p.state, d.req.ID); j != nil && len(j.Undo) == 1 && j.Undo[0].Kind == UndoDatabase {
+			p.state.InProgress = nil
+			if err := SaveState(p.host, p.layout, p.state); err != nil {
+				return err
+			}
+		}
+		return pipelines.Skip("done by %s before the switch back", StepSwapDatabase)
+	}
 	snapshot := ""
 	j := ownJournal(p.state, d.req.ID)
 	if j != nil {

@@ -63,7 +63,11 @@ func (d *Deployment) start(ctx context.Context, tr *targetRun) error {
 
 func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 	b := d.req.Config.Backend
-	err := HealthGate(ctx, tr.host, tr.port, b.HealthPath, hostHeader(d.req.Config), b.HealthGate)
+	gate := b.HealthGate
+	if d.holding() && gate.Interval.D() > holdInterval {
+		gate.Interval = config.Duration(holdInterval) // every request waits for this gate
+	}
+	err := HealthGate(ctx, tr.host, tr.port, b.HealthPath, hostHeader(d.req.Config), gate)
 	if err == nil {
 		// The answers must have come from our container: one that failed
 		// to bind (the port taken between the probe and the start) exits or

@@ -54,15 +54,17 @@ func (l Layout) Manifest(id string) string  { return path.Join(l.Release(id), "m
 
 // Release is one deployed release as recorded in state.json.
 type Release struct {
-	ID           string    `json:"id"`
-	Image        string    `json:"image"` // repository@sha256:...
-	FrontendHash string    `json:"frontend_hash,omitempty"`
-	ConfigHash   string    `json:"config_hash"`
-	Container    string    `json:"container"`
-	Port         int       `json:"port"`
-	Who          string    `json:"who"`
-	When         time.Time `json:"when"`
-	Message      string    `json:"message,omitempty"`
+	ID           string `json:"id"`
+	Image        string `json:"image"` // repository@sha256:...
+	FrontendHash string `json:"frontend_hash,omitempty"`
+	ConfigHash   string `json:"config_hash"`
+	Container    string `json:"container"`
+	Port         int    `json:"port"`
+	// Ports are the release's backend.extra_ports.
+	Ports   map[string]int `json:"ports,omitempty"`
+	Who     string         `json:"who"`
+	When    time.Time      `json:"when"`
+	Message string         `json:"message,omitempty"`
 	// Status: current, previous (still warm), retired (container stopped).
 	Status string `json:"status"`
 	// Verified: the release passed its deploy's verification and was kept.

@@ -49,7 +49,14 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 	h, l := tr.host, tr.layout
 	leased := make(chan error, 1)
 	go func() {
-		ls, err := startLease(ctx, h, l, tr.nginx, tr.previous)
+		// Dying before the release is verified puts back what served
+		// before the switch: the previous release, or the hold (whose
+		// database the previous release was not deployed with).
+		restore := siteCmds(l, tr.nginx, tr.previous)
+		if d.holding() {
+			restore = holdSiteCmds(l, tr.nginx, d.req.ID)
+		}
+		ls, err := startLease(ctx, h, restore)
 		tr.mu.Lock()
 		tr.lease = ls
 		tr.mu.Unlock()
@@ -75,6 +82,7 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 	if err := WaitServing(ctx, h, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, hostHeader(d.req.Config), d.req.ID, 15*time.Second); err != nil {
 		return err
 	}
+	d.holdEnded(tr)
 	return d.recordCurrent(tr)
 }
 
@@ -97,7 +105,7 @@ func (d *Deployment) recordCurrent(tr *targetRun) error {
 		fh = d.local.Hash
 	}
 	st.Releases = append(st.Releases, Release{ID: d.req.ID, Image: d.req.Image, FrontendHash: fh, ConfigHash: d.configHash,
-		Container: tr.container, Port: tr.port, Who: d.req.Who, When: time.Now().UTC(), Message: d.req.Message, Status: StatusCurrent, Schema: d.releaseSchema()})
+		Container: tr.container, Port: tr.port, Ports: tr.ports, Who: d.req.Who, When: time.Now().UTC(), Message: d.req.Message, Status: StatusCurrent, Schema: d.releaseSchema()})
 	return tr.record("switched", Undo{Kind: UndoHistory, History: history})
 }
 

@@ -35,9 +35,12 @@ const (
 	// when the run's migrations changed it (Hooks.RestoreDatabase decides).
 	// It runs once every target serves its previous release again.
 	UndoDatabase UndoKind = "restore-database"
+	// UndoUnhold puts a hold's change back from Token (Hooks.Unhold: the
+	// database swapped in by a rollback goes back to the one it replaced).
+	UndoUnhold UndoKind = "undo-hold"
 )
 
-var undoKinds = []UndoKind{UndoFolder, UndoContainer, UndoSite, UndoHistory, UndoMonitoring, UndoDatabase}
+var undoKinds = []UndoKind{UndoFolder, UndoContainer, UndoSite, UndoHistory, UndoMonitoring, UndoDatabase, UndoUnhold}
 
 func (k UndoKind) known() bool { return slices.Contains(undoKinds, k) }
 
@@ -49,6 +52,7 @@ type Undo struct {
 	To        *Release  `json:"to,omitempty"`
 	History   []Release `json:"history,omitempty"`
 	Snapshot  string    `json:"snapshot,omitempty"`
+	Token     string    `json:"token,omitempty"`
 }
 
 // legacyUndo turns a format-1 journal (phases, no entries) into the entries
@@ -90,6 +94,10 @@ type undoEnv struct {
 	// database restores the database from a snapshot when its schema
 	// changed (nil: this run cannot; the error says which run can).
 	database func(ctx context.Context, h *remote.Host, snapshot string) error
+	// unhold puts a hold's change back (nil: this run cannot).
+	unhold func(ctx context.Context, h *remote.Host, token string) error
+	// siteBack is told when a site undo was replayed (it ends a hold).
+	siteBack func(ctx context.Context)
 	log      *slog.Logger
 }
 
@@ -105,6 +113,7 @@ func (u undoEnv) replay(ctx context.Context, skip func(Undo) bool) error {
 	}
 	var kept []Undo
 	var err error
+	var siteTo *string // the release the site was put back on (replayed first)
 	i := len(j.Undo) - 1
 	for ; i >= 0; i-- {
 		e := j.Undo[i]
@@ -112,11 +121,21 @@ func (u undoEnv) replay(ctx context.Context, skip func(Undo) bool) error {
 			kept = append([]Undo{e}, kept...)
 			continue
 		}
+		if e.Kind == UndoSite && siteTo != nil && *siteTo == releaseID(e.To) {
+			continue // the same site again (a hold's, then the switch's): already there
+		}
 		if err = u.undo(ctx, e); err != nil {
 			err = fmt.Errorf("undo %s: %w", e.Kind, err)
 			break
 		}
 		u.log.Info("undone", "deploy", j.ID, "undo", string(e.Kind))
+		if e.Kind == UndoSite {
+			to := releaseID(e.To)
+			siteTo = &to
+			if u.siteBack != nil {
+				u.siteBack(ctx)
+			}
+		}
 	}
 	rest := append(append([]Undo(nil), j.Undo[:i+1]...), kept...)
 	if len(rest) == 0 {
@@ -128,6 +147,13 @@ func (u undoEnv) replay(ctx context.Context, skip func(Undo) bool) error {
 		return errors.Join(err, serr)
 	}
 	return err
+}
+
+func releaseID(r *Release) string {
+	if r == nil {
+		return ""
+	}
+	return r.ID
 }
 
 func (u undoEnv) undo(ctx context.Context, e Undo) error {
@@ -157,6 +183,11 @@ func (u undoEnv) undo(ctx context.Context, e Undo) error {
 			return nil // the schema had not changed: nothing to restore
 		}
 		return err
+	case UndoUnhold:
+		if u.unhold == nil {
+			return fmt.Errorf("the interrupted run %s swapped a database in under a hold; putting it back (%s) needs `lawsker-deploy deploy` or `lawsker-deploy rollback` with this configuration's database section", u.state.InProgress.ID, e.Token)
+		}
+		return u.unhold(ctx, u.host, e.Token)
 	}
 	return fmt.Errorf("unknown undo kind %q", e.Kind)
 }

@@ -205,7 +205,7 @@ func TestMemosReleasesTravelWithTheirDatabase(t *testing.T) {
 	// gate, then fails the old API's check: rolled back, and because the
 	// schema changed (whatever the migration tool), with its database.
 	out, err = r.deploy(t, &oldAPI, v022)
-	require.Error(t, err)
+	require.Error(t, err, "%s", jsonOf(out))
 	require.NotNil(t, out.Trigger, "%+v", out)
 	assert.Equal(t, TriggerFunctional, out.Trigger.Kind, out.Trigger.Reason)
 	require.NotNil(t, out.Database)
@@ -278,4 +278,18 @@ func TestMemosReleasesTravelWithTheirDatabase(t *testing.T) {
 	assert.Equal(t, "0.21.0,0.22.0", r.psql(t, "SELECT string_agg(version, ',' ORDER BY version) FROM migration_history"), "nothing changed")
 	code, _ = r.status(c, "GET", "/api/v1/workspace/profile", "")
 	assert.Equal(t, 200, code, "0.22 still serves")
+
+	// rollback --previous with a schema it cannot read: refused (unknown
+	// counts as different); --force switches anyway.
+	err = r.switchBack(t, cfg, false)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not switched: the database's schema cannot be read")
+	require.NoError(t, r.switchBack(t, cfg, true))
+	code, _ = r.status(c, "GET", "/api/v1/tag", "")
+	assert.NotEqual(t, 404, code, "0.21 serves (0.22 has no /api/v1/tag), as forced")
+}
+
+func jsonOf(v any) string {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b)
 }

@@ -60,12 +60,26 @@ func (d *DatabaseOutcome) String() string {
 // snapshot's, or cannot be read), whatever ran the migrations (the deploy's own
 // restore-database step, or the next run's converge of a killed one).
 func (r *Rollout) restoreDatabase(ctx context.Context, h *remote.Host, snapshot string) error {
+	swap, abandon, err := r.stageUndo(ctx, h, snapshot)
+	if err != nil {
+		return err
+	}
+	defer abandon()
+	return swap(ctx)
+}
+
+// stageUndo decides whether the undone release changed the schema and,
+// when it did, restores the pre-deploy snapshot into a copy beside the
+// database; swap puts it in place, abandon drops a copy not swapped in
+// (call abandon in every case). An unchanged schema is a
+// pipelines.Skip (kept); every outcome is reported.
+func (r *Rollout) stageUndo(ctx context.Context, h *remote.Host, snapshot string) (swap func(context.Context) error, abandon func(), err error) {
 	dr := r.req.Deploy
 	db := dr.Config.Database
 	if snapshot == "" {
 		err := errors.New("the migrations ran, but there is no pre-deploy snapshot of the database to restore")
 		r.setDatabase(DatabaseNotRestored, err.Error())
-		return err
+		return nil, nil, err
 	}
 	r.mu.Lock()
 	pre := r.pre
@@ -79,11 +93,11 @@ func (r *Rollout) restoreDatabase(ctx context.Context, h *remote.Host, snapshot 
 	}
 	if err != nil {
 		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("the pre-deploy snapshot %s cannot be read: %v", snapshot, err))
-		return err
+		return nil, nil, err
 	}
 	pw, err := dr.Resolver.Resolve(db.Password)
 	if err != nil {
-		return fmt.Errorf("database.password: %w", err)
+		return nil, nil, fmt.Errorf("database.password: %w", err)
 	}
 	// The schema decides, as the catalog shows it: unchanged is kept; a
 	// schema that cannot be read counts as changed (the safe side).
@@ -94,7 +108,7 @@ func (r *Rollout) restoreDatabase(ctx context.Context, h *remote.Host, snapshot 
 	}
 	if dbschema.Same(pre.Database.Schema, now) {
 		r.setDatabase(DatabaseKept, "the release left the "+dbschema.Change(pre.Database.Schema, now))
-		return pipelines.Skip("%s", dbschema.Change(pre.Database.Schema, now))
+		return nil, nil, pipelines.Skip("%s", dbschema.Change(pre.Database.Schema, now))
 	}
 	why := "the release changed it: " + dbschema.Change(pre.Database.Schema, now)
 	switch {
@@ -103,23 +117,48 @@ func (r *Rollout) restoreDatabase(ctx context.Context, h *remote.Host, snapshot 
 	case pre.Database.Schema == nil:
 		why = "the snapshot records no schema (taken by an older lawsker-deploy), so it is treated as changed"
 	}
+	failed := func(err error) error {
+		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("%s; restoring failed: %v; restore with `rollback --snapshot %s --components database`", why, err, pre.ID))
+		return fmt.Errorf("restoring the database from %s: %w", pre.ID, err)
+	}
 	adminPW, err := dr.Resolver.Resolve(db.AdminPassword)
 	if err == nil && db.AdminUser == "" {
 		err = errors.New("database.admin_user is not set")
 	}
-	var res *snapshots.RestoreResult
 	var id age.Identity
 	if err == nil {
 		id, err = snapshots.Identity(dr.Config, dr.Resolver)
 	}
+	var st *snapshots.StagedRestore
 	if err == nil {
-		res, err = snapshots.RestoreDatabase(ctx, h, *db, adminPW, store, pre, snapshots.RestoreOptions{WorkDir: deploy.PrimaryLayout(dr.Config).Base, Jobs: 2, Identity: id})
+		st, err = snapshots.StageRestore(ctx, h, *db, adminPW, store, pre, snapshots.RestoreOptions{WorkDir: deploy.PrimaryLayout(dr.Config).Base, Jobs: 2, Identity: id})
 	}
 	if err != nil {
-		r.setDatabase(DatabaseNotRestored, fmt.Sprintf("%s; restoring failed: %v; restore with `rollback --snapshot %s --components database`", why, err, pre.ID))
-		return fmt.Errorf("restoring the database from %s: %w", pre.ID, err)
+		return nil, nil, failed(err)
 	}
-	r.setDatabase(DatabaseRestored, fmt.Sprintf("from %s (%s; dump %s); the replaced database is kept as %s", pre.ID, why, res.Transfer, res.Replaced))
+	return func(ctx context.Context) error {
+		res, err := st.Swap(ctx)
+		if err != nil {
+			return failed(err)
+		}
+		r.setDatabase(DatabaseRestored, fmt.Sprintf("from %s (%s; dump %s); the replaced database is kept as %s", pre.ID, why, res.Transfer, res.Replaced))
+		return nil
+	}, st.Close, nil
+}
+
+// unhold puts back the database a rollback's hold swapped away (token: the
+// name it was kept under), when the rollback was undone before it served.
+func (r *Rollout) unhold(ctx context.Context, h *remote.Host, token string) error {
+	dr := r.req.Deploy
+	db := dr.Config.Database
+	pw, err := dr.Resolver.Resolve(db.AdminPassword)
+	if err != nil {
+		return fmt.Errorf("database.admin_password: %w", err)
+	}
+	if err := snapshots.Unswap(ctx, h, *db, pw, token); err != nil {
+		return err
+	}
+	r.setDatabase(DatabaseUntouched, "the rollback was undone before it served: the database it replaced ("+token+") is back under its name")
 	return nil
 }
 

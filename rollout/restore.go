@@ -38,7 +38,9 @@ type RestoreRequest struct {
 type Restore struct {
 	*Rollout
 	plan     *RestorePlan
+	manifest *snapshots.Manifest
 	dbResult *snapshots.RestoreResult
+	staged   *snapshots.StagedRestore // restored into a copy, swapped in under the hold
 }
 
 // PrepareRestore checks every artifact to restore against its manifest
@@ -66,7 +68,7 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 		merged.Backend, merged.Frontend, merged.Domains = snap.Backend, snap.Frontend, snap.Domains
 		cfg = &merged
 	}
-	r := &Restore{plan: p}
+	r := &Restore{plan: p, manifest: m}
 	dr := deploy.Request{Config: cfg, Resolver: req.Resolver, Who: req.Who, ID: req.ID, NoSnapshot: true, Force: true, Logger: req.Logger,
 		Message: "rollback to " + m.ID}
 	// A rollback whose verification fails is reported, not reverted: the
@@ -112,12 +114,22 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 		if err != nil {
 			return "", err
 		}
-		res, err := snapshots.RestoreDatabase(ctx, h, *db, pw, req.Store, m, snapshots.RestoreOptions{WorkDir: deploy.PrimaryLayout(cfg).Base, Jobs: 2, Identity: id})
+		opts := snapshots.RestoreOptions{WorkDir: deploy.PrimaryLayout(cfg).Base, Jobs: 2, Identity: id}
+		if on(snapshots.ComponentBackend) {
+			// The slow part while the serving release serves; the swap
+			// waits for the hold (swapIn).
+			st, err := snapshots.StageRestore(ctx, h, *db, pw, req.Store, m, opts)
+			if err != nil {
+				return "", err
+			}
+			r.staged = st
+			return "", restoreFolders(ctx, h)
+		}
+		res, err := snapshots.RestoreDatabase(ctx, h, *db, pw, req.Store, m, opts)
 		if err != nil {
 			return "", err
 		}
-		r.dbResult = res
-		ro.setDatabase(DatabaseRestored, fmt.Sprintf("from %s in %s (dump %s); the replaced database is kept as %s", m.ID, res.Duration.Round(time.Millisecond), res.Transfer, res.Replaced))
+		r.restored(res)
 		return "", restoreFolders(ctx, h)
 	}
 	if !on(snapshots.ComponentBackend) {
@@ -148,6 +160,13 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 	if on(snapshots.ComponentDatabase) || on(snapshots.ComponentTLS) || on(snapshots.ComponentMonitoring) {
 		dr.Hooks.BeforeChange = restoreDB
 	}
+	if on(snapshots.ComponentDatabase) {
+		dr.NoMigrate = true // the restored schema is the one the snapshot's release ran on
+		// Neither code runs on the other's schema: the serving release
+		// serves until the hold, the snapshot's starts after the swap.
+		dr.Hooks.Hold = &deploy.Hold{Description: "swap the restored database in (the serving one is kept beside it)",
+			Token: func() string { return r.staged.Replaced }, Do: r.swapIn}
+	}
 	ro.req.Deploy = dr
 	ro.req.Roots = req.Roots
 	d, err := deploy.Prepare(dr)
@@ -161,7 +180,38 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 // convergeHooks let a rollback converge an interrupted run, its database
 // restore and abandoned restore copies included.
 func (r *Restore) convergeHooks() deploy.Hooks {
-	return deploy.Hooks{ConvergeDatabase: r.restoreDatabase, AfterConverge: r.afterConverge}
+	h := deploy.Hooks{ConvergeDatabase: r.restoreDatabase, AfterConverge: r.afterConverge}
+	if r.req.Deploy.Config.Database != nil {
+		h.Unhold = r.unhold
+	}
+	return h
+}
+
+// swapIn is the hold's change: the staged copy takes the database's name.
+func (r *Restore) swapIn(ctx context.Context, _ *remote.Host) error {
+	if r.staged == nil {
+		return errors.New("the database was not restored into a copy before the hold")
+	}
+	res, err := r.staged.Swap(ctx)
+	if err != nil {
+		return err
+	}
+	r.restored(res)
+	return nil
+}
+
+func (r *Restore) restored(res *snapshots.RestoreResult) {
+	r.dbResult = res
+	r.setDatabase(DatabaseRestored, fmt.Sprintf("from %s in %s (dump %s); the replaced database is kept as %s", r.manifest.ID, res.Duration.Round(time.Millisecond), res.Transfer, res.Replaced))
+}
+
+// Close ends the connections, dropping a restored copy that was never
+// swapped in.
+func (r *Restore) Close() {
+	if r.staged != nil {
+		r.staged.Close()
+	}
+	r.Rollout.Close()
 }
 
 func dbName(m *snapshots.Manifest) string {
@@ -210,7 +260,7 @@ func (r *Restore) Finish(res *pipelines.Result) (Outcome, error) {
 	}
 	if err == nil {
 		out.RolledBack = r.plan.Components
-	} else if r.dbResult != nil {
+	} else if r.dbResult != nil && out.Database != nil && out.Database.Status == DatabaseRestored {
 		out.RolledBack = []snapshots.Component{snapshots.ComponentDatabase}
 	}
 	return out, err

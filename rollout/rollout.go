@@ -64,6 +64,10 @@ type Outcome struct {
 	// Certificates is what the certificates step did (tls.enabled).
 	Certificates []certs.Result `json:"certificates,omitempty"`
 	Warnings     []string       `json:"warnings,omitempty"`
+	// HoldSeconds is how long nginx answered 503 (with Retry-After) on
+	// every request while a rollback swapped its database in and started
+	// the snapshot's backend (0: no hold).
+	HoldSeconds float64 `json:"hold_seconds,omitempty"`
 }
 
 // Rollout is a prepared release.
@@ -91,9 +95,12 @@ func Prepare(req Request) (*Rollout, error) {
 		h.BeforeChange, h.AfterKeep = r.beforeChange, r.afterKeep
 	}
 	if h.RestoreDatabase != nil {
-		h.RestoreDatabase = r.restoreDatabase
+		h.RestoreDatabase, h.StageDatabaseUndo = r.restoreDatabase, r.stageUndo
 	}
 	h.AfterConverge = r.afterConverge
+	if cfg.Database != nil {
+		h.Unhold = r.unhold // converging a rollback killed inside its hold
+	}
 	req.Deploy.Hooks = h
 	r.req.Deploy.Hooks = h
 	d, err := deploy.Prepare(req.Deploy)
@@ -122,6 +129,7 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 	defer r.mu.Unlock()
 	out := r.out
 	out.Certificates = r.d.TLSResults()
+	out.HoldSeconds = r.d.HoldLength().Seconds()
 	runErr := res.Err()
 	if runErr != nil && out.Trigger == nil {
 		out.Trigger = &Trigger{Kind: TriggerDeployFailure, Reason: firstFailure(res)}

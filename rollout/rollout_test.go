@@ -28,6 +28,7 @@ type rig struct {
 	pg    *testenv.Postgres
 	store string
 	ports int
+	last  *pipelines.Result // the last release's steps
 }
 
 func newRig(t *testing.T) *rig {
@@ -80,6 +81,7 @@ func (r *rig) release(t *testing.T, cfg *config.Config, image string, frontend .
 	for _, s := range res.Steps {
 		t.Logf("%s %s %s", s.Name, s.State, s.Duration().Round(time.Millisecond))
 	}
+	r.last = res
 	out, err := ro.Finish(res)
 	return ro, out, err
 }
@@ -139,8 +141,26 @@ func TestReleaseSnapshotsAndAutomaticRollbackWithTheDatabase(t *testing.T) {
 	// to v1's schema and rows.
 	r.psql(t, "DELETE FROM cases WHERE id > 400")
 	bad := r.Image(t, "./examples/sample/backend", "sample/backend", "v2", "-X main.healthyAnswers=8")
+	// Under a constant 200 requests/s answered from the database: v2's
+	// migrations run while v1 serves (v1 on v2's schema until the switch,
+	// as any deploy that migrates first); once the undo begins, neither
+	// code serves on the other's schema and nothing but maintenance
+	// answers fails.
+	stop := schemaLoad(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/schema", r.AppPort), 200)
 	_, out, err = r.release(t, cfg, bad)
+	time.Sleep(300 * time.Millisecond)
+	seen := stop()
 	require.Error(t, err)
+	undo, ok := r.last.Step(deploy.StepSwapDatabase)
+	require.True(t, ok)
+	assert.Equal(t, pipelines.Succeeded, undo.State, "%v", undo.Err)
+	t.Logf("automatic rollback with the database under load: %s; the hold, as the rollback measured it: %.3f s", seen, out.HoldSeconds)
+	assert.Empty(t, seen.Errors, "%s", seen)
+	for _, m := range seen.Mismatched {
+		assert.True(t, m.At.Before(undo.Start), "%s answered at %s, after the undo began at %s", m.What, m.At.Format("15:04:05.000"), undo.Start.Format("15:04:05.000"))
+	}
+	assert.Positive(t, seen.Codes["v2 on v2"], "%s", seen)
+	assert.Positive(t, out.HoldSeconds)
 	require.NotNil(t, out.Trigger, "%+v", out)
 	assert.Equal(t, TriggerHealth, out.Trigger.Kind, out.Trigger.Reason)
 	assert.True(t, out.Watch.Triggered)
@@ -298,12 +318,49 @@ func TestRollbackToASnapshotWithItsDatabase(t *testing.T) {
 	assert.Equal(t, "v2", r.psql(t, "SELECT version_num FROM alembic_version"))
 	require.NoError(t, os.WriteFile(tarball, good, 0o600))
 
-	rs, err := PrepareRestore(ctx, RestoreRequest{Config: cfg, Resolver: r.resolver(), Store: store, Manifest: s1, Plan: plan, ID: report.NewID(time.Now()), Who: "tester@ci", WorkDir: t.TempDir()})
+	// The snapshot's backend fails its gate inside the hold: the swap is
+	// undone, v2 serves again on its own database, rows included.
+	rowsAtV2 := r.psql(t, "SELECT count(*) FROM cases")
+	sick := *cfg
+	sick.Backend.HealthPath = "/api/v1/nope"
+	sick.Backend.HealthGate.Deadline = config.Duration(2 * time.Second)
+	noConfig, err := PlanRestore(&sick, s1, []string{"backend", "frontend", "database"}, now)
+	require.NoError(t, err)
+	rs, err := PrepareRestore(ctx, RestoreRequest{Config: &sick, Resolver: r.resolver(), Store: store, Manifest: s1, Plan: noConfig, ID: report.NewID(time.Now()), Who: "tester@ci", WorkDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(rs.Close)
+	out, err = rs.Finish(pipelines.Run(t.Context(), rs.Graph(), pipelines.Options{MaxWorkers: 4}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "health-gate:local")
+	assert.Empty(t, out.RolledBack)
+	assert.Equal(t, DatabaseUntouched, out.Database.Status, out.Database.Detail)
+	assert.Contains(t, out.Database.Detail, "is back under its name")
+	assert.Equal(t, "v2", r.version(t, "v2"))
+	assert.Equal(t, "v2", r.psql(t, "SELECT version_num FROM alembic_version"))
+	assert.Equal(t, rowsAtV2, r.psql(t, "SELECT count(*) FROM cases"))
+
+	rs, err = PrepareRestore(ctx, RestoreRequest{Config: cfg, Resolver: r.resolver(), Store: store, Manifest: s1, Plan: plan, ID: report.NewID(time.Now()), Who: "tester@ci", WorkDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(rs.Close)
+	// Under a constant 200 requests/s, each answered from the database:
+	// no error, neither code on the other's schema, the maintenance
+	// answers only during the hold.
+	stop := schemaLoad(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/schema", r.AppPort), 200)
+	time.Sleep(300 * time.Millisecond)
 	res := pipelines.Run(t.Context(), rs.Graph(), pipelines.Options{MaxWorkers: 4})
+	for _, s := range res.Steps {
+		t.Logf("%s %s %s", s.Name, s.State, s.Duration().Round(time.Millisecond))
+	}
 	out, err = rs.Finish(res)
+	time.Sleep(300 * time.Millisecond)
+	seen := stop()
 	require.NoError(t, err, "%+v", out)
+	t.Logf("rollback with the database under load: %s; the hold, as the rollback measured it: %.3f s", seen, out.HoldSeconds)
+	assert.Empty(t, seen.Errors, "%s", seen)
+	assert.Empty(t, seen.Mismatched, "%s", seen)
+	assert.Positive(t, seen.Codes["v2 on v2"], "%s", seen)
+	assert.Positive(t, seen.Codes["v1 on v1"], "%s", seen)
+	assert.Positive(t, out.HoldSeconds, "the database was swapped under a hold")
 	assert.Equal(t, plan.Components, out.RolledBack)
 	assert.Contains(t, out.Database.String(), "restored from "+s1.ID)
 	assert.False(t, out.Verification.Failed())

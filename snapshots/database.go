@@ -143,6 +143,32 @@ type RestoreResult struct {
 // database: the database is untouched, and the error says the artifact is
 // damaged). A dump copied through this machine is checked on its way.
 func RestoreDatabase(ctx context.Context, h *remote.Host, db config.Database, adminPassword string, store Store, m *Manifest, o RestoreOptions) (*RestoreResult, error) {
+	st, err := StageRestore(ctx, h, db, adminPassword, store, m, o)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return st.Swap(ctx)
+}
+
+// StagedRestore is a snapshot's dump restored into a fresh database beside
+// the serving one, checked against its manifest and owned as in the
+// source, waiting for its swap. Until Swap nothing but the fresh copy
+// exists; Close drops the copy when it was not swapped in.
+type StagedRestore struct {
+	// Fresh is the copy's name; Replaced, the name the serving database
+	// is kept under once swapped (a journal records it before the swap).
+	Fresh, Replaced string
+	db              config.Database
+	admin           *pgx.Conn
+	start           time.Time
+	transfer        string
+	swapped         bool
+}
+
+// StageRestore is RestoreDatabase up to the swap: the slow part, done
+// while the serving release keeps serving.
+func StageRestore(ctx context.Context, h *remote.Host, db config.Database, adminPassword string, store Store, m *Manifest, o RestoreOptions) (*StagedRestore, error) {
 	start := time.Now()
 	art, ok := m.Artifacts[ComponentDatabase]
 	if !ok || m.Database == nil {
@@ -195,8 +221,13 @@ func RestoreDatabase(ctx context.Context, h *remote.Host, db config.Database, ad
 	}()
 	dumpPath, transfer, cleanup, check, serr := stageDump(ctx, h, store, m.ID, art, o)
 	p := <-prep
+	kept := false
 	if p.admin != nil {
-		defer p.admin.Close(context.WithoutCancel(ctx))
+		defer func() {
+			if !kept {
+				p.admin.Close(context.WithoutCancel(ctx))
+			}
+		}()
 	}
 	admin := p.admin
 	dropFresh := func() {
@@ -240,11 +271,94 @@ func RestoreDatabase(ctx context.Context, h *remote.Host, db config.Database, ad
 		dropFresh()
 		return nil, fmt.Errorf("%w; %s is untouched", err, db.Name)
 	}
-	if err := swap(ctx, admin, db.Name, fresh, replaced); err != nil {
-		dropFresh()
+	kept = true // the staged restore owns the connection now
+	return &StagedRestore{Fresh: fresh, Replaced: replaced, db: db, admin: admin, start: start, transfer: transfer}, nil
+}
+
+// Swap puts the staged copy in place of the serving database in one short
+// step (see swap): first it waits, at most a second, for the database's
+// sessions to finish the statement or transaction they are in, so no
+// query is cut (the caller has stopped new requests). A failed swap drops
+// the copy and leaves the database as it was.
+func (s *StagedRestore) Swap(ctx context.Context) (*RestoreResult, error) {
+	if s.swapped || s.admin == nil {
+		return nil, errors.New("the staged restore was already swapped in or closed")
+	}
+	waitIdle(ctx, s.admin, s.db.Name, time.Second)
+	if err := swap(ctx, s.admin, s.db.Name, s.Fresh, s.Replaced); err != nil {
 		return nil, err
 	}
-	return &RestoreResult{Replaced: replaced, Duration: time.Since(start), Transfer: transfer}, nil
+	s.swapped = true
+	return &RestoreResult{Replaced: s.Replaced, Duration: time.Since(s.start), Transfer: s.transfer}, nil
+}
+
+// Close drops the copy unless it was swapped in, and closes the admin
+// connection.
+func (s *StagedRestore) Close() {
+	if s.admin == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if !s.swapped {
+		_, _ = s.admin.Exec(cctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{s.Fresh}.Sanitize()+" WITH (FORCE)")
+	}
+	_ = s.admin.Close(cctx)
+	s.admin = nil
+}
+
+// waitIdle waits, up to bound, until no session of database name is
+// running a statement or inside a transaction.
+func waitIdle(ctx context.Context, admin *pgx.Conn, name string, bound time.Duration) {
+	deadline := time.Now().Add(bound)
+	for time.Now().Before(deadline) {
+		var busy int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'", name).Scan(&busy); err != nil || busy == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Unswap undoes a swap whose release was undone before it served: the
+// database kept as replaced goes back under db.Name (accepting connections
+// again), and the restored one goes aside as a restore copy, which the
+// next converge or prune drops (it is the snapshot's dump, which stays in
+// the store). A replaced database that is no longer there is an error
+// that says so; db.Name already being the replaced one (a replay) is done.
+func Unswap(ctx context.Context, h *remote.Host, db config.Database, adminPassword, replaced string) error {
+	admin, err := connect(ctx, h, db, db.AdminUser, adminPassword, "postgres")
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	var there bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", replaced).Scan(&there); err != nil {
+		return err
+	}
+	if !there {
+		var current bool
+		if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db.Name).Scan(&current); err != nil {
+			return err
+		}
+		if current {
+			return nil // replayed: already back
+		}
+		return fmt.Errorf("the database kept as %s before the swap is gone, and %s does not exist: restore with `lawsker-deploy rollback --snapshot ID --components database`", replaced, db.Name)
+	}
+	aside := db.Name + "_restore_" + time.Now().UTC().Format("20060102150405")
+	if len(aside) > 63 {
+		aside = aside[:63]
+	}
+	if err := swap(ctx, admin, db.Name, replaced, aside); err != nil {
+		return fmt.Errorf("putting %s back: %w", replaced, err)
+	}
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db.Name}.Sanitize()+" ALLOW_CONNECTIONS true")
+	return err
 }
 
 // restorableOn refuses, before anything is made, a dump from a newer

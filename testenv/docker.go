@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,10 +23,11 @@ type Docker struct {
 
 // PushBinaryImage builds an image of a static binary, pushes it to the
 // registry and returns its reference by digest (repo@sha256:...).
-func (d *Docker) PushBinaryImage(t testing.TB, binary, repo, tag string) string {
+// Args follow the binary in the image's CMD.
+func (d *Docker) PushBinaryImage(t testing.TB, binary, repo, tag string, args ...string) string {
 	t.Helper()
 	ref := repo + ":" + tag
-	d.ImportBinary(t, binary, ref)
+	d.ImportBinary(t, binary, ref, args...)
 	d.MustRun(t, "push", "--quiet", ref)
 	digest := d.MustRun(t, "inspect", "--format", "{{index .RepoDigests 0}}", ref)
 	if !strings.HasPrefix(digest, repo+"@sha256:") {
@@ -73,7 +75,7 @@ func (d *Docker) MustRun(t testing.TB, args ...string) string {
 // ImportBinary makes an image whose only file is the static binary at
 // /app/<name>, with that as its command (nothing can be pulled here), and
 // removes it when the test ends.
-func (d *Docker) ImportBinary(t testing.TB, binary, ref string) {
+func (d *Docker) ImportBinary(t testing.TB, binary, ref string, args ...string) {
 	t.Helper()
 	data, err := os.ReadFile(binary)
 	if err != nil {
@@ -103,7 +105,8 @@ func (d *Docker) ImportBinary(t testing.TB, binary, ref string) {
 	if err := os.WriteFile(tarPath, buf.Bytes(), 0o644); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	d.MustRun(t, "import", "--change", `CMD ["/app/`+name+`"]`, tarPath, ref)
+	cmd, _ := json.Marshal(append([]string{"/app/" + name}, args...))
+	d.MustRun(t, "import", "--change", "CMD "+string(cmd), tarPath, ref)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

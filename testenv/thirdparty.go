@@ -14,9 +14,10 @@ import (
 // shows what our own sample cannot (its migration tool, its routes, its
 // way of taking an address).
 type ThirdParty struct {
-	Module  string // the module path, e.g. github.com/usememos/memos
-	Package string // the main package, e.g. github.com/usememos/memos/bin/memos
-	Version string // e.g. v0.21.0
+	Module  string   // the module path, e.g. github.com/usememos/memos
+	Package string   // the main package, e.g. github.com/usememos/memos/bin/memos
+	Version string   // e.g. v0.21.0
+	Args    []string // follow the binary in the image's CMD (e.g. "run")
 }
 
 // Binary builds the application as a static binary (CGO off) in a module
@@ -66,7 +67,7 @@ func (h *TargetHost) ThirdPartyImage(t testing.TB, a ThirdParty, repo string) st
 	if ref, ok := h.images[key]; ok {
 		return ref
 	}
-	ref := h.Docker.PushBinaryImage(t, a.Binary(t), h.Registry.Addr+"/"+repo, a.Version)
+	ref := h.Docker.PushBinaryImage(t, a.Binary(t), h.Registry.Addr+"/"+repo, a.Version, a.Args...)
 	h.images[key] = ref
 	return ref
 }

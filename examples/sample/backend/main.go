@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 var (
@@ -95,6 +96,25 @@ func main() {
 		json.NewEncoder(w).Encode(map[string]any{"status": "ok", "version": version, "uptime_s": int(time.Since(started).Seconds())})
 	})
 	mux.HandleFunc("/api/v1/version", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, version) })
+	// /api/v1/schema answers which code runs on which schema (the version
+	// its database's alembic_version holds), from a pool as a real app
+	// has: a database that goes away gives 500s.
+	if url := os.Getenv("SAMPLE_DATABASE_URL"); url != "" {
+		pool, err := pgxpool.New(context.Background(), url) // connects on first use
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "SAMPLE_DATABASE_URL:", err)
+			os.Exit(1)
+		}
+		mux.HandleFunc("/api/v1/schema", func(w http.ResponseWriter, r *http.Request) {
+			var schema string
+			if err := pool.QueryRow(r.Context(), "SELECT version_num FROM alembic_version").Scan(&schema); err != nil {
+				http.Error(w, "database: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]string{"code": version, "schema": schema})
+		})
+	}
 	// /api/v1/env?name=X echoes a configured variable (tests check env files
 	// carry values verbatim); only names starting with SAMPLE_ are shown.
 	mux.HandleFunc("/api/v1/env", func(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,225 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"time"
+
+	"github.com/lawsker/lawsker-deploy/pipelines"
+	"github.com/lawsker/lawsker-deploy/remote"
+)
+
+// StepHold is the once-per-run step of a run with a Hold.
+const StepHold = "hold"
+
+// Hold is a change to something both releases depend on (a rollback's
+// database swap) that neither may serve across: the serving release must
+// not see it made, the new one must not start before it. The run puts
+// every target's site into a maintenance hold (nginx answers 503 with
+// Retry-After; ACME tokens still served), makes the change, starts and
+// health-gates the new backend, and the switch ends the hold, so the hold
+// lasts the change, the new backend's start and its gate (polled every
+// 100 ms at most during a hold), and two nginx reloads.
+type Hold struct {
+	// Description says what Do changes (the plan, the step).
+	Description string
+	// Token is journaled before Do (write-ahead); Hooks.Unhold puts the
+	// change back from it when the run is undone.
+	Token func() string
+	// Do makes the change, on the primary target's connection.
+	Do func(ctx context.Context, h *remote.Host) error
+}
+
+// holdInterval bounds the health gate's interval during a hold.
+const holdInterval = 100 * time.Millisecond
+
+// holdRelease is the release header the hold's site answers with.
+func holdRelease(id string) string { return id + "-hold" }
+
+// holdSite is the hold's site file, in the new release's folder.
+func holdSite(l Layout, id string) string { return path.Join(l.Release(id), "hold.nginx.conf") }
+
+// holdSiteCmds point nginx's site at the hold, check and reload: the
+// `current` link stays on the serving release (nothing else is switched).
+func holdSiteCmds(l Layout, n Nginx, id string) [][]string {
+	return append(remote.SymlinkCmds(holdSite(l, id), l.SitePath), n.Test(), n.Reload())
+}
+
+// holding says whether this run holds: its hold began and has not ended.
+func (d *Deployment) holding() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.holdFrom.IsZero() && d.holdTo.IsZero()
+}
+
+// siteBack is told when a revert put a target's site back: a hold ends
+// there once nginx serves the release it went back to.
+func (d *Deployment) siteBack(ctx context.Context, tr *targetRun) {
+	if !d.holding() {
+		return
+	}
+	if tr.previous != nil {
+		if err := WaitServing(ctx, tr.host, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, hostHeader(d.req.Config), tr.previous.ID, 5*time.Second); err != nil {
+			d.log.Warn("after the hold", "target", tr.cfg.Name, "error", err)
+		}
+	}
+	d.holdEnded(tr)
+}
+
+// holdEnded is called when a target's site leaves the hold (its switch,
+// or a revert's site undo): the hold lasts until the last target left it.
+func (d *Deployment) holdEnded(tr *targetRun) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holdFrom.IsZero() || !d.holdTo.IsZero() {
+		return
+	}
+	if d.holdLeft == nil {
+		d.holdLeft = map[*targetRun]bool{}
+	}
+	d.holdLeft[tr] = true
+	for _, t := range d.targets {
+		if t.noop == "" && !d.holdLeft[t] {
+			return
+		}
+	}
+	d.holdTo = time.Now()
+}
+
+// HoldLength is how long the run held (nginx answering 503 on every
+// target, from the first target's hold confirmed to the last target's
+// switch confirmed); 0 when it did not hold, or the hold did not end (the
+// run failed inside it and was reverted).
+func (d *Deployment) HoldLength() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.holdFrom.IsZero() || d.holdTo.IsZero() {
+		return 0
+	}
+	return d.holdTo.Sub(d.holdFrom)
+}
+
+// hold puts every target into the hold, then makes the change. The
+// primary's journal records the change's undo token before Do.
+func (d *Deployment) hold(ctx context.Context) error {
+	hk := d.req.Hooks.Hold
+	if d.req.Hooks.Unhold == nil {
+		return errors.New("a hold needs Hooks.Unhold (its undo)")
+	}
+	if err := d.holdSites(ctx); err != nil {
+		return err
+	}
+	first := d.primary()
+	if err := first.record(StepHold, Undo{Kind: UndoUnhold, Token: hk.Token()}); err != nil {
+		return err
+	}
+	return hk.Do(ctx, first.host)
+}
+
+// holdSites points every target's site at the hold. Each target's journal
+// records first that its site goes back to the serving release (the one
+// before this run: a revert's replay, or the next run's converge, ends
+// the hold there).
+func (d *Deployment) holdSites(ctx context.Context) error {
+	for _, tr := range d.targets {
+		if tr.noop != "" {
+			continue
+		}
+		data, _ := d.siteData(tr)
+		data.Release, data.Hold = holdRelease(d.req.ID), true
+		site, err := RenderSite(data)
+		if err != nil {
+			return err
+		}
+		if err := tr.host.MkdirAll(data.Webroot); err != nil {
+			return err
+		}
+		if err := tr.host.WriteFile(holdSite(tr.layout, d.req.ID), site, 0o644); err != nil {
+			return err
+		}
+		if err := tr.record(StepHold, Undo{Kind: UndoSite, To: tr.previous}); err != nil {
+			return err
+		}
+		// The hold is timed from before the reload (nginx may answer 503
+		// from the moment it is signalled) to its end confirmed.
+		d.mu.Lock()
+		if d.holdFrom.IsZero() {
+			d.holdFrom = time.Now()
+		}
+		d.mu.Unlock()
+		if _, err := tr.host.RunScript(ctx, nil, holdSiteCmds(tr.layout, tr.nginx, d.req.ID)...); err != nil {
+			return fmt.Errorf("%s: putting the site into the maintenance hold: %w", tr.cfg.Name, err)
+		}
+		if err := WaitServing(ctx, tr.host, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, hostHeader(d.req.Config), holdRelease(d.req.ID), 15*time.Second); err != nil {
+			return fmt.Errorf("%s: the maintenance hold: %w", tr.cfg.Name, err)
+		}
+		// Old workers finish the requests they have (to the backend that
+		// served) before the change is made.
+		if _, err := tr.host.Run(ctx, tr.nginx.Drain()...); err != nil {
+			d.log.Warn("nginx workers from before the hold still run after 2s; going on", "target", tr.cfg.Name, "error", err)
+		}
+	}
+	return nil
+}
+
+// StepSwapDatabase is the undo of a failed run whose migrations changed
+// the schema, before its reverts.
+const StepSwapDatabase = "swap-database"
+
+// swapDatabase runs before the reverts of a failed run that may have
+// changed the schema: the pre-deploy snapshot is restored into a copy
+// while the failed release still serves (its code and schema agree), then
+// every target holds, the copy is swapped in, and the reverts switch back
+// to the previous releases, which ends the hold. So the previous code
+// never serves on the new schema, and no backend loses its database while
+// it serves. When this cannot be done (the copy fails), the
+// restore-database step after the reverts restores as before.
+func (d *Deployment) swapDatabase(ctx context.Context) error {
+	if d.completed() {
+		return pipelines.Skip("the deploy completed")
+	}
+	if !d.schemaTouched() {
+		return pipelines.Skip("neither the migrations nor the new backend started")
+	}
+	p := d.primary()
+	j := ownJournal(p.state, d.req.ID)
+	if j == nil {
+		return pipelines.Skip("nothing was changed")
+	}
+	i := slices.IndexFunc(j.Undo, func(u Undo) bool { return u.Kind == UndoDatabase })
+	if i < 0 {
+		return pipelines.Skip("no pre-deploy snapshot recorded")
+	}
+	swap, abandon, err := d.req.Hooks.StageDatabaseUndo(ctx, p.host, j.Undo[i].Snapshot)
+	if _, skipped := pipelines.IsSkip(err); skipped {
+		d.setEarlyRestore(true)
+		return err // the schema is unchanged: nothing to restore
+	}
+	if err != nil {
+		return fmt.Errorf("%w (the restore-database step tries again after the switch back)", err)
+	}
+	defer abandon()
+	if err := d.holdSites(ctx); err != nil {
+		return fmt.Errorf("%w (the reverts end the hold; the restore-database step restores after them)", err)
+	}
+	if err := swap(ctx); err != nil {
+		return fmt.Errorf("%w (the reverts end the hold; the restore-database step restores after them)", err)
+	}
+	d.setEarlyRestore(true)
+	return nil
+}
+
+func (d *Deployment) setEarlyRestore(v bool) {
+	d.mu.Lock()
+	d.earlyRestore = v
+	d.mu.Unlock()
+}
+
+func (d *Deployment) restoredEarly() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.earlyRestore
+}
