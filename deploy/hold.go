@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/pipelines"
@@ -140,6 +141,10 @@ func (d *Deployment) holdSites(ctx context.Context) error {
 		if err := tr.host.WriteFile(holdSite(tr.layout, d.req.ID), site, 0o644); err != nil {
 			return err
 		}
+		pidFile, err := tr.host.Run(ctx, tr.nginx.PidFile()...) // before the clock starts
+		if err != nil {
+			pidFile = ""
+		}
 		if err := tr.record(StepHold, Undo{Kind: UndoSite, To: tr.previous}); err != nil {
 			return err
 		}
@@ -158,7 +163,7 @@ func (d *Deployment) holdSites(ctx context.Context) error {
 		}
 		// Old workers finish the requests they have (to the backend that
 		// served) before the change is made.
-		if _, err := tr.host.Run(ctx, tr.nginx.Drain()...); err != nil {
+		if _, err := tr.host.Run(ctx, tr.nginx.Drain(strings.TrimSpace(pidFile))...); err != nil {
 			d.log.Warn("nginx workers from before the hold still run after 2s; going on", "target", tr.cfg.Name, "error", err)
 		}
 	}

@@ -34,16 +34,24 @@ func (n Nginx) Test() []string { return n.cmd("-t", "-q") }
 // requests (to the old backend, still running) before they exit.
 func (n Nginx) Reload() []string { return n.cmd("-s", "reload") }
 
-// drainScript waits until the master of nginx's configuration ($1 is the
-// nginx command line, as a quoted string) has no worker left from before
-// its last reload ("worker process is shutting down"): requests those old
-// workers still serve go to the backend the reload left. The master is
-// found through the configuration's pid directive (nginx -T), else the
-// compiled-in --pid-path. It exits 0 when drained or when that cannot be
-// known (no pid file, no pgrep), 3 after 2 s with old workers left.
-const drainScript = `pidfile=$(eval "$1 -T" 2>/dev/null | sed -n 's/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;]*\);.*/\1/p' | head -n 1)
-[ -n "$pidfile" ] || pidfile=$(eval "$1 -V" 2>&1 | tr ' ' '\n' | sed -n 's/^--pid-path=//p' | head -n 1)
-master=$(cat "$pidfile" 2>/dev/null) || exit 0
+// pidFileScript prints the pid file of nginx's configuration ($1 is the
+// nginx command line, as a quoted string): its pid directive (nginx -T),
+// else the compiled-in --pid-path; nothing when neither says.
+const pidFileScript = `f=$(eval "$1 -T" 2>/dev/null | sed -n 's/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;]*\);.*/\1/p' | head -n 1)
+[ -n "$f" ] || f=$(eval "$1 -V" 2>&1 | tr ' ' '\n' | sed -n 's/^--pid-path=//p' | head -n 1)
+printf '%s' "$f"`
+
+// PidFile finds where the master's pid is written.
+func (n Nginx) PidFile() []string {
+	return []string{"sh", "-c", pidFileScript, "sh", remote.Quote(n.cmd()...)}
+}
+
+// drainScript waits until the master whose pid is in file $1 has no worker
+// left from before its last reload ("worker process is shutting down"):
+// requests those old workers still serve go to the backend the reload
+// left. It exits 0 when drained or when that cannot be known (no pid file,
+// no pgrep), 3 after 2 s with old workers left.
+const drainScript = `master=$(cat "$1" 2>/dev/null) || exit 0
 command -v pgrep >/dev/null 2>&1 || exit 0
 i=0
 while pgrep -P "$master" -f 'shutting down' >/dev/null 2>&1; do
@@ -52,9 +60,10 @@ while pgrep -P "$master" -f 'shutting down' >/dev/null 2>&1; do
 done
 exit 0`
 
-// Drain waits for the workers from before the last reload to exit.
-func (n Nginx) Drain() []string {
-	return []string{"sh", "-c", drainScript, "sh", remote.Quote(n.cmd()...)}
+// Drain waits for the workers from before the last reload to exit
+// (pidFile: PidFile's answer; "" waits for nothing).
+func (n Nginx) Drain(pidFile string) []string {
+	return []string{"sh", "-c", drainScript, "sh", pidFile}
 }
 
 // SiteData is what the site template needs.
