@@ -2,10 +2,13 @@ package deploy
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,11 +111,11 @@ func TestDeployLifecycle(t *testing.T) {
 	})
 
 	t.Run("an image digest the registry does not have changes nothing", func(t *testing.T) {
+		// Asked before the lock (a manifest HEAD): refused at once.
 		missing := r.repo + "@sha256:" + strings.Repeat("ab", 32)
-		bad := r.deploy(t, cfg, missing, frontend(t, "v9"))
-		err := stepErr(bad.res, "pull:local")
+		_, err := Prepare(Request{Config: cfg, Image: missing, FrontendDir: frontend(t, "v9"), Who: "tester@ci", ID: report.NewID(time.Now()), Resolver: sampleResolver()})
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "pulling the backend image (is "+missing+" in the registry?)")
+		assert.Contains(t, err.Error(), "--backend-image "+missing+": the registry has no such manifest")
 		r.serves(t, "v2")
 		r.unlocked(t)
 	})
@@ -138,7 +141,8 @@ func TestDeployLifecycle(t *testing.T) {
 
 	t.Run("an nginx configuration that fails nginx -t leaves the target unchanged", func(t *testing.T) {
 		clash := filepath.Join(r.nginx.Dir, "sites", "zz-clash.conf")
-		require.NoError(t, os.WriteFile(clash, []byte("upstream sample_backend { server 127.0.0.1:1; }\n"), 0o644))
+		upstream := NewLayout(cfg, cfg.Targets[0]).Name + "_backend"
+		require.NoError(t, os.WriteFile(clash, []byte("upstream "+upstream+" { server 127.0.0.1:1; }\n"), 0o644))
 		defer os.Remove(clash)
 		site, err := os.Readlink(filepath.Join(r.nginx.Dir, "sites", "sample.conf"))
 		require.NoError(t, err)
@@ -146,7 +150,7 @@ func TestDeployLifecycle(t *testing.T) {
 		err = stepErr(bad.res, "switch:local")
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "nginx -t refused the new site configuration (nothing was reloaded)")
-		assert.Contains(t, err.Error(), `duplicate upstream "sample_backend"`)
+		assert.Contains(t, err.Error(), `duplicate upstream "`+upstream+`"`)
 		now, err := os.Readlink(filepath.Join(r.nginx.Dir, "sites", "sample.conf"))
 		require.NoError(t, err)
 		assert.Equal(t, site, now, "the site link is back")
@@ -304,4 +308,81 @@ func TestDeployToAnUnreachableHostChangesNothing(t *testing.T) {
 	}
 	_, statErr := os.Stat(filepath.Join(r.root, "sample"))
 	assert.True(t, os.IsNotExist(statErr), "nothing was created on the target")
+}
+
+// Staging and production of one app share the host's nginx: everything
+// either puts into it is named after its deployment (app, environment,
+// root), so both deploy at once and each serves its own release.
+func TestTwoDeploymentsOfOneAppOnOneNginx(t *testing.T) {
+	r := newRig(t)
+	prod := r.config(t, "")
+	stagingPort := testenv.ReservePorts(t, 1)
+	staging := r.config(t, `, "environment": "staging"`)
+	staging.Targets[0].Root = r.root + "-staging"
+	staging.Targets[0].Nginx.SitePath = filepath.Join(r.nginx.Dir, "sites", "sample-staging.conf")
+	staging.Targets[0].Nginx.Listen = stagingPort
+	staging.Backend.HostPortMin, staging.Backend.HostPortMax = r.portLo+20, r.portLo+40
+	prod.Backend.HostPortMax = r.portLo + 19
+	assert.NotEqual(t, NewLayout(prod, prod.Targets[0]).Name, NewLayout(staging, staging.Targets[0]).Name)
+	v1, v2 := r.image(t, "v1"), r.image(t, "v2")
+	for round, images := range [][2]string{{v1, v2}, {v2, v1}} {
+		var wg sync.WaitGroup
+		runs := make([]run, 2)
+		for i, cfg := range []*config.Config{prod, staging} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runs[i] = r.deploy(t, cfg, images[i], frontend(t, "round"))
+			}()
+		}
+		wg.Wait()
+		for i, name := range []string{"production", "staging"} {
+			require.NoError(t, runs[i].res.Err(), "round %d, %s", round, name)
+		}
+		want := map[int]string{r.AppPort: versionOf(images[0], v1), stagingPort: versionOf(images[1], v1)}
+		for port, version := range want {
+			deadline := time.Now().Add(3 * time.Second)
+			for {
+				resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/version", port))
+				require.NoError(t, err)
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if got := strings.TrimSpace(string(body)); got == version || time.Now().After(deadline) {
+					assert.Equal(t, version, got, "round %d, port %d", round, port)
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+}
+
+func versionOf(image, v1 string) string {
+	if image == v1 {
+		return "v1"
+	}
+	return "v2"
+}
+
+// What can be known before the lock is: a secret without a value, an
+// image its registry does not have. Refused, and the target untouched.
+func TestRefusedBeforeTheLock(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, "")
+	v1 := r.image(t, "v1")
+	req := Request{Config: cfg, Image: v1, FrontendDir: frontend(t, "v1"), Who: "tester@ci", ID: report.NewID(time.Now()),
+		Resolver: &config.Resolver{LookupEnv: func(string) (string, bool) { return "", false }}}
+	_, err := Prepare(req)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "backend.secret_env.SAMPLE_TOKEN")
+	assert.Contains(t, err.Error(), "the lock was not taken")
+
+	req.Resolver = sampleResolver()
+	req.Image = r.repo + "@sha256:" + strings.Repeat("0", 64)
+	_, err = Prepare(req)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the registry has no such manifest")
+
+	_, err = os.Stat(filepath.Join(r.root, "sample"))
+	assert.True(t, os.IsNotExist(err), "nothing on the target: %v", err)
 }

@@ -126,6 +126,8 @@ type targetRun struct {
 	prevMan   *Manifest
 	port      int
 	ports     map[string]int // backend.extra_ports
+	pidOnce   sync.Once
+	pidFile   string // nginx's (nginxPidFile)
 	container string
 	cpus      int
 	noop      string // why nothing is to be done, when set
@@ -263,6 +265,9 @@ func Prepare(req Request) (*Deployment, error) {
 			return nil, err
 		}
 		d.local = m
+	}
+	if err := checkBeforeLock(req); err != nil {
+		return nil, err
 	}
 	d.configHash = configHash(cfg)
 	g, err := pipelines.New(d.steps()...)

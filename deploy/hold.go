@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/pipelines"
@@ -63,7 +62,7 @@ func (d *Deployment) siteBack(ctx context.Context, tr *targetRun) {
 		return
 	}
 	if tr.previous != nil {
-		if err := WaitServing(ctx, tr.host, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, hostHeader(d.req.Config), tr.previous.ID, 5*time.Second); err != nil {
+		if err := d.confirmServing(ctx, tr, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, tr.previous.ID); err != nil {
 			d.log.Warn("after the hold", "target", tr.cfg.Name, "error", err)
 		}
 	}
@@ -141,10 +140,7 @@ func (d *Deployment) holdSites(ctx context.Context) error {
 		if err := tr.host.WriteFile(holdSite(tr.layout, d.req.ID), site, 0o644); err != nil {
 			return err
 		}
-		pidFile, err := tr.host.Run(ctx, tr.nginx.PidFile()...) // before the clock starts
-		if err != nil {
-			pidFile = ""
-		}
+		tr.nginxPidFile(ctx) // before the clock starts
 		if err := tr.record(StepHold, Undo{Kind: UndoSite, To: tr.previous}); err != nil {
 			return err
 		}
@@ -158,13 +154,10 @@ func (d *Deployment) holdSites(ctx context.Context) error {
 		if _, err := tr.host.RunScript(ctx, nil, holdSiteCmds(tr.layout, tr.nginx, d.req.ID)...); err != nil {
 			return fmt.Errorf("%s: putting the site into the maintenance hold: %w", tr.cfg.Name, err)
 		}
-		if err := WaitServing(ctx, tr.host, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, hostHeader(d.req.Config), holdRelease(d.req.ID), 15*time.Second); err != nil {
-			return fmt.Errorf("%s: the maintenance hold: %w", tr.cfg.Name, err)
-		}
 		// Old workers finish the requests they have (to the backend that
 		// served) before the change is made.
-		if _, err := tr.host.Run(ctx, tr.nginx.Drain(strings.TrimSpace(pidFile))...); err != nil {
-			d.log.Warn("nginx workers from before the hold still run after 2s; going on", "target", tr.cfg.Name, "error", err)
+		if err := d.confirmServing(ctx, tr, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, holdRelease(d.req.ID)); err != nil {
+			return fmt.Errorf("%s: the maintenance hold: %w", tr.cfg.Name, err)
 		}
 	}
 	return nil

@@ -69,6 +69,7 @@ func (n Nginx) Drain(pidFile string) []string {
 // SiteData is what the site template needs.
 type SiteData struct {
 	App         string
+	Name        string // the deployment's name in nginx (Layout.Name): its upstream and zones
 	Release     string
 	Listen      string // "80" or "127.0.0.1:8080"
 	ServerNames string
@@ -113,7 +114,7 @@ type siteServer struct {
 // and OCSP stapling when its certificate names a responder.
 var siteTemplate = template.Must(template.New("site").Parse(`# lawsker-deploy: {{.App}} {{if .Hold}}maintenance hold {{end}}release {{.Release}} (generated; edits are replaced by the next deploy)
 {{- if not .Hold}}
-upstream {{.App}}_backend {
+upstream {{.Name}}_backend {
     server {{.Upstream}} max_fails=0;
     keepalive 16;
 }
@@ -129,7 +130,7 @@ server {
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
     ssl_prefer_server_ciphers off;
-    ssl_session_cache shared:{{$.App}}_tls:10m;
+    ssl_session_cache shared:{{$.Name}}_tls:10m;
     ssl_session_timeout 1d;
     ssl_session_tickets off;
 {{- if .Stapling}}
@@ -170,7 +171,7 @@ server {
     gzip_types text/plain text/css application/javascript application/json image/svg+xml;
 
     location /api/ {
-        proxy_pass http://{{.App}}_backend;
+        proxy_pass http://{{$.Name}}_backend;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $host;
@@ -205,7 +206,7 @@ server {
 {{- else}}
 
     location / {
-        proxy_pass http://{{.App}}_backend;
+        proxy_pass http://{{$.Name}}_backend;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $host;
@@ -250,11 +251,14 @@ func RenderSite(d SiteData) ([]byte, error) {
 		}
 	}
 	var b bytes.Buffer
+	if d.Name == "" {
+		d.Name = d.App
+	}
 	if err := siteTemplate.Execute(&b, struct {
-		App, Release, Upstream string
-		Hold                   bool
-		Servers                []siteServer
-	}{d.App, d.Release, d.Upstream, d.Hold, servers}); err != nil {
+		App, Name, Release, Upstream string
+		Hold                         bool
+		Servers                      []siteServer
+	}{d.App, d.Name, d.Release, d.Upstream, d.Hold, servers}); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil

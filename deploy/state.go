@@ -1,11 +1,14 @@
 package deploy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
@@ -28,6 +31,8 @@ type Layout struct {
 	App      string
 	Base     string // <root>/<app>
 	SitePath string // the file nginx includes (a symlink to a release's nginx.conf)
+	// Name is the deployment's in a shared nginx (upstream, zones).
+	Name string
 }
 
 // NewLayout returns the layout of cfg's app on t.
@@ -35,8 +40,24 @@ func NewLayout(cfg *config.Config, t config.Target) Layout {
 	site := t.Nginx.SitePath
 	if site == "" {
 		site = "/etc/nginx/sites-enabled/" + cfg.App + ".conf"
+		if cfg.Environment != "" && cfg.Environment != "production" {
+			site = "/etc/nginx/sites-enabled/" + cfg.App + "-" + cfg.Environment + ".conf"
+		}
 	}
-	return Layout{App: cfg.App, Base: path.Join(t.Root, cfg.App), SitePath: site}
+	base := path.Join(t.Root, cfg.App)
+	return Layout{App: cfg.App, Base: base, SitePath: site, Name: deploymentName(cfg.App, cfg.Environment, base)}
+}
+
+// deploymentName names a deployment (app, environment, root) in what it
+// shares with others on a host (nginx's upstreams and zones): an nginx
+// identifier of the app, the environment and a hash of the base folder.
+func deploymentName(app, env, base string) string {
+	sum := sha256.Sum256([]byte(base))
+	id := strings.ReplaceAll(app, "-", "_")
+	if env != "" {
+		id += "_" + strings.ReplaceAll(env, "-", "_")
+	}
+	return id + "_" + hex.EncodeToString(sum[:4])
 }
 
 func (l Layout) Releases() string           { return path.Join(l.Base, "releases") }

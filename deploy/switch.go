@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/certs"
@@ -62,10 +63,13 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 		tr.mu.Unlock()
 		leased <- err
 	}()
+	found := make(chan struct{})
+	go func() { tr.nginxPidFile(ctx); close(found) }() // for the drain after the reload
 	err := d.writeSite(tr)
 	if lerr := <-leased; err == nil {
 		err = lerr
 	}
+	<-found
 	if err != nil {
 		return err
 	}
@@ -79,11 +83,36 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 	// location answers the probe with its release header), so it spends
 	// none of the new backend's requests; the verify step checks the
 	// backend through nginx next.
-	if err := WaitServing(ctx, h, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, hostHeader(d.req.Config), d.req.ID, 15*time.Second); err != nil {
+	if err := d.confirmServing(ctx, tr, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, d.req.ID); err != nil {
 		return err
 	}
 	d.holdEnded(tr)
 	return d.recordCurrent(tr)
+}
+
+// confirmServing waits until nginx answers as release id (three answers
+// in a row on fresh connections), then until the master's workers from
+// before the reload have exited (2 s at most; they finish what they still
+// serve, as the release before): what follows sees only release id.
+func (d *Deployment) confirmServing(ctx context.Context, tr *targetRun, base, path, id string) error {
+	if err := WaitServing(ctx, tr.host, base, path, hostHeader(d.req.Config), id, 15*time.Second); err != nil {
+		return err
+	}
+	if _, err := tr.host.Run(ctx, tr.nginx.Drain(tr.nginxPidFile(ctx))...); err != nil {
+		d.log.Warn("nginx workers from before the reload still run after 2s; going on", "target", tr.cfg.Name, "error", err)
+	}
+	return nil
+}
+
+// nginxPidFile is where the target's nginx master writes its pid (found
+// once per run; "" when it cannot be known).
+func (tr *targetRun) nginxPidFile(ctx context.Context) string {
+	tr.pidOnce.Do(func() {
+		if out, err := tr.host.Run(ctx, tr.nginx.PidFile()...); err == nil {
+			tr.pidFile = strings.TrimSpace(out)
+		}
+	})
+	return tr.pidFile
 }
 
 // recordCurrent makes the new release current, not yet verified, in
@@ -114,7 +143,7 @@ func (d *Deployment) recordCurrent(tr *targetRun) error {
 // ACME webroot.
 func (d *Deployment) siteData(tr *targetRun) (SiteData, bool) {
 	cfg, l := d.req.Config, tr.layout
-	data := SiteData{App: cfg.App, Release: d.req.ID, Listen: listenOn(tr.cfg.Nginx.ListenAddress, tr.cfg.Nginx.Listen), ServerNames: ServerNames(cfg.Domains),
+	data := SiteData{App: cfg.App, Name: l.Name, Release: d.req.ID, Listen: listenOn(tr.cfg.Nginx.ListenAddress, tr.cfg.Nginx.Listen), ServerNames: ServerNames(cfg.Domains),
 		Upstream: fmt.Sprintf("127.0.0.1:%d", tr.port), Webroot: certs.Webroot(l.Base)}
 	if d.local != nil {
 		data.Frontend = l.Frontend(d.req.ID)
@@ -214,7 +243,7 @@ func (d *Deployment) certificates(ctx context.Context) error {
 		if _, err := tr.host.Run(ctx, tr.nginx.Reload()...); err != nil {
 			return fmt.Errorf("%s: nginx reload: %w", tr.cfg.Name, err)
 		}
-		if err := WaitServing(ctx, tr.host, "https://"+nginxTLSAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, hostHeader(d.req.Config), d.req.ID, 15*time.Second); err != nil {
+		if err := d.confirmServing(ctx, tr, "https://"+nginxTLSAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, d.req.ID); err != nil {
 			return fmt.Errorf("%s: HTTPS: %w", tr.cfg.Name, err)
 		}
 	}

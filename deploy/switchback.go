@@ -140,7 +140,7 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	if _, err := h.Run(ctx, "sh", "-c", switchScript(l, tr.nginx, prev, then)); err != nil {
 		return errors.Join(switchError(err), d.undoEnv(tr).replay(context.WithoutCancel(ctx), nil))
 	}
-	if err := WaitServing(ctx, h, "http://"+nginxAddr(tr.cfg.Nginx), b.HealthPath, hostHeader(d.req.Config), prev.ID, 15*time.Second); err != nil {
+	if err := d.confirmServing(ctx, tr, "http://"+nginxAddr(tr.cfg.Nginx), b.HealthPath, prev.ID); err != nil {
 		return errors.Join(err, d.undoEnv(tr).replay(context.WithoutCancel(ctx), nil))
 	}
 	st.InProgress = nil
