@@ -42,6 +42,9 @@ type Env struct {
 	Roots *x509.CertPool
 	// Baseline from an earlier passing run, for the comparison check.
 	Baseline Baseline
+	// BackendPorts are the new release's ports on each target (by name),
+	// which the open-ports check requires to answer on loopback only.
+	BackendPorts map[string][]int
 }
 
 // BaseURL is the URL the suite tests: --base-url, verification.base_url,
@@ -125,7 +128,11 @@ func Build(env Env) ([]Check, error) {
 		}
 	}
 
-	for _, ep := range v.Endpoints {
+	endpoints := v.Endpoints
+	if len(endpoints) == 0 { // derived from what the configuration states
+		endpoints = []config.Endpoint{{Method: "GET", Path: health, Expect: []int{200}}}
+	}
+	for _, ep := range endpoints {
 		add(fmt.Sprintf("api %s %s", ep.Method, ep.Path), Functional, API(h, base, Endpoint{
 			Method: ep.Method, Path: ep.Path, Headers: ep.Headers, Body: ep.Body, Expect: ep.Expect, JSONFields: ep.JSONFields}))
 	}
@@ -147,7 +154,7 @@ func Build(env Env) ([]Check, error) {
 
 	th := v.Thresholds
 	limit := time.Duration(th.ResponseTimeMS) * time.Millisecond
-	for _, ep := range v.Endpoints {
+	for _, ep := range endpoints {
 		if ep.Method == "GET" {
 			add("response time "+ep.Path, Performance, ResponseTime(h, base+ep.Path, v.Requests, limit))
 		}
@@ -196,7 +203,7 @@ func Build(env Env) ([]Check, error) {
 		add("security headers", Security, Headers(h, base+"/", v.MinHeaderScore))
 	}
 	for _, t := range cfg.Targets {
-		add("open ports "+t.Name, Security, Ports(t.Host, v.Ports.Scan, append(slices.Clone(v.Ports.Allow), t.SSH.Port, t.Nginx.Listen)))
+		add("open ports "+t.Name, Security, Ports(t.Host, v.Ports.Scan, append(slices.Clone(v.Ports.Allow), t.SSH.Port, t.Nginx.Listen), env.BackendPorts[t.Name]...))
 	}
 	if env.Stat != nil && len(v.ProtectedFiles) > 0 {
 		var patterns []string

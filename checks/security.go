@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -176,8 +177,21 @@ var DefaultScanPorts = []int{21, 22, 23, 25, 80, 443, 2375, 2376, 3000, 3306, 54
 
 // Ports connects to each port of host (bounded: 16 at once, 1 s each) and
 // fails when one answers that the allowlist does not name; PostgreSQL and
-// Redis answering is called out.
-func Ports(host string, scan, allow []int) func(context.Context) (Result, error) {
+// Redis answering is called out. backend are the new release's own ports
+// (its port and extra_ports), which must answer on 127.0.0.1 only: on any
+// other address of the host, one that answers means the backend listens on
+// every interface, past nginx.
+func Ports(host string, scan, allow []int, backend ...int) func(context.Context) (Result, error) {
+	if ip := net.ParseIP(host); host == "localhost" || ip.Equal(net.IPv4(127, 0, 0, 1)) || ip.Equal(net.IPv6loopback) {
+		backend = nil // the address backends are bound to: they answer there by design
+	}
+	ownPort := map[int]bool{}
+	for _, p := range backend {
+		ownPort[p] = true
+		if !slices.Contains(scan, p) {
+			scan = append(slices.Clone(scan), p)
+		}
+	}
 	return func(ctx context.Context) (Result, error) {
 		allowed := map[int]bool{}
 		for _, p := range allow {
@@ -207,6 +221,10 @@ func Ports(host string, scan, allow []int) func(context.Context) (Result, error)
 		sort.Ints(open)
 		var bad []string
 		for _, p := range open {
+			if ownPort[p] {
+				bad = append(bad, fmt.Sprintf("%d (the new backend, listening past nginx on every interface: bind it to 127.0.0.1, e.g. \"127.0.0.1:{port}\" in backend.env)", p))
+				continue
+			}
 			if !allowed[p] {
 				name := wellKnown[p]
 				if name == "" {

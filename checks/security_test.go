@@ -112,6 +112,23 @@ func TestPortScan(t *testing.T) {
 	assert.Equal(t, fmt.Sprintf("127.0.0.1: ports open outside the allowlist [22]: %d (unknown)", port), r.Message)
 	r = run1(t, Check{Name: "ports", Category: Security, Run: Ports("127.0.0.1", []int{port, closed}, []int{port})})
 	assert.Equal(t, Pass, r.Status, r.Message)
+
+	// A backend bound to loopback does not answer on the host's other
+	// address (127.0.0.2 here); one bound to every interface does.
+	loop, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer loop.Close()
+	every, err := net.Listen("tcp", ":0")
+	require.NoError(t, err)
+	defer every.Close()
+	lp, ep := loop.Addr().(*net.TCPAddr).Port, every.Addr().(*net.TCPAddr).Port
+	r = run1(t, Check{Name: "ports", Category: Security, Run: Ports("127.0.0.2", nil, nil, lp)})
+	assert.Equal(t, Pass, r.Status, r.Message)
+	r = run1(t, Check{Name: "ports", Category: Security, Run: Ports("127.0.0.2", nil, nil, lp, ep)})
+	assert.Equal(t, Fail, r.Status)
+	assert.Contains(t, r.Message, fmt.Sprintf("%d (the new backend, listening past nginx on every interface: bind it to 127.0.0.1", ep))
+	r = run1(t, Check{Name: "ports", Category: Security, Run: Ports("127.0.0.1", nil, nil, lp, ep)})
+	assert.Equal(t, Pass, r.Status, "on a loopback target the backend answers by design: %s", r.Message)
 }
 
 func TestFilePermissionsOverSSH(t *testing.T) {

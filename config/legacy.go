@@ -141,6 +141,10 @@ func (l *Legacy) convert(opts ImportOptions, c *collector, lines map[string]int)
 	cfg.Frontend = &Frontend{Source: "frontend", BuildCommand: []string{"npm", "run", "build"}, Output: "dist"}
 	note("backend, frontend: assumed Lawsker's layout (backend/ migrated with `alembic upgrade head`, frontend/ built with `npm run build` into dist/); edit the converted file if yours differs")
 	cfg.Domains = l.Domains
+	cfg.Verification.Endpoints = LawskerEndpoints()
+	cfg.Verification.UploadPath = "/api/v1/upload"
+	cfg.Verification.Login.Path = "/api/v1/auth/login"
+	note("verification: Lawsker's API checks (health, users/me, cases, statistics, login, upload), as the old toolkit ran them")
 
 	cfg.TLS.Enabled = l.SSLEnabled
 	if l.SSLEnabled {
@@ -274,4 +278,15 @@ func convertRedisURL(raw string, c *collector, line int) *Redis {
 		return nil
 	}
 	return &Redis{URL: clean, Password: ref}
+}
+
+// LawskerEndpoints are the API checks the old toolkit ran against Lawsker.
+func LawskerEndpoints() []Endpoint {
+	protected := []int{200, 401, 403}
+	return []Endpoint{
+		{Method: "GET", Path: "/api/v1/health", Expect: []int{200}},
+		{Method: "GET", Path: "/api/v1/users/me", Expect: protected},
+		{Method: "GET", Path: "/api/v1/cases", Expect: protected},
+		{Method: "GET", Path: "/api/v1/statistics", Expect: protected},
+	}
 }

@@ -39,7 +39,10 @@ func TestLegacyLawskerFileIsUnderstood(t *testing.T) {
 	assert.Equal(t, "http://localhost:8000/api/v1/alerts/webhook", c.Notifications.WebhookURL)
 	assert.Equal(t, []string{"alembic", "upgrade", "head"}, c.Backend.MigrateCommand)
 	assert.Equal(t, "127.0.0.1", c.Targets[0].Host)
-	assert.Len(t, l.Notes, 6, strings.Join(l.Notes, "\n"))
+	assert.Equal(t, LawskerEndpoints(), c.Verification.Endpoints, "Lawsker's checks come with the import")
+	assert.Equal(t, "/api/v1/upload", c.Verification.UploadPath)
+	assert.Equal(t, "/api/v1/auth/login", c.Verification.Login.Path)
+	assert.Len(t, l.Notes, 7, strings.Join(l.Notes, "\n"))
 }
 
 // The password reference is resolved from the environment at run time and

@@ -40,6 +40,11 @@ func TestParseMinimalAppliesDefaults(t *testing.T) {
 	assert.Equal(t, []string{"health", "functional", "performance", "security"}, c.Verification.Categories)
 	assert.Nil(t, c.Database)
 	assert.Nil(t, c.Frontend)
+	// No app's conventions are assumed: the checks come from what the file
+	// states (the health path), not from Lawsker's API.
+	assert.Empty(t, c.Verification.Endpoints)
+	assert.Empty(t, c.Verification.UploadPath)
+	assert.Empty(t, c.Verification.Login.Path)
 }
 
 func TestExampleConfigIsValid(t *testing.T) {

@@ -178,9 +178,9 @@ type Verification struct {
 	SSLBaseURL     string     `json:"ssl_base_url,omitempty" format:"httpurl" doc:"HTTPS URL for the TLS and header checks"`
 	Categories     []string   `json:"categories,omitempty" enum:"health|functional|performance|security" default:"[\"health\",\"functional\",\"performance\",\"security\"]" doc:"categories run after a deploy"`
 	Thresholds     Thresholds `json:"thresholds" doc:"limits the performance checks enforce"`
-	Endpoints      []Endpoint `json:"endpoints,omitempty" default:"[{\"path\":\"/api/v1/health\"},{\"path\":\"/api/v1/users/me\",\"expect\":[200,401,403]},{\"path\":\"/api/v1/cases\",\"expect\":[200,401,403]},{\"path\":\"/api/v1/statistics\",\"expect\":[200,401,403]}]" doc:"API endpoints checked after every deploy (Lawsker's by default)"`
+	Endpoints      []Endpoint `json:"endpoints,omitempty" doc:"API endpoints checked after every deploy; empty checks backend.health_path (config import of Lawsker's file lists Lawsker's)"`
 	Login          Login      `json:"login" doc:"the authentication flow check"`
-	UploadPath     string     `json:"upload_path,omitempty" format:"urlpathorempty" default:"\"/api/v1/upload\"" doc:"multipart upload endpoint; empty skips the upload check"`
+	UploadPath     string     `json:"upload_path,omitempty" format:"urlpathorempty" doc:"multipart upload endpoint; empty (the default) skips the upload check"`
 	Requests       int        `json:"requests,omitempty" min:"1" max:"10000" default:"20" doc:"requests per endpoint for the response-time percentiles"`
 	Load           LoadTest   `json:"load" doc:"the concurrent load check"`
 	MinHeaderScore int        `json:"min_header_score,omitempty" min:"0" max:"100" default:"70" doc:"security headers score (out of 100) below which the check fails"`
@@ -207,7 +207,7 @@ type Endpoint struct {
 
 // Login is the authentication flow check.
 type Login struct {
-	Path          string    `json:"path,omitempty" format:"urlpathorempty" default:"\"/api/v1/auth/login\"" doc:"login endpoint (POST); \"\" skips the authentication check"`
+	Path          string    `json:"path,omitempty" format:"urlpathorempty" doc:"login endpoint (POST); empty (the default) skips the authentication check"`
 	Form          bool      `json:"form,omitempty" doc:"send form fields (OAuth2 password flow) instead of JSON"`
 	Username      string    `json:"username,omitempty" doc:"a test account; empty checks only that a wrong login is refused"`
 	Password      SecretRef `json:"password,omitempty" doc:"the test account's password"`

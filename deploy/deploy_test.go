@@ -386,3 +386,21 @@ func TestRefusedBeforeTheLock(t *testing.T) {
 	_, err = os.Stat(filepath.Join(r.root, "sample"))
 	assert.True(t, os.IsNotExist(err), "nothing on the target: %v", err)
 }
+
+// A backend that exits at once (Docker restarts it, again and again):
+// the gate stops at the first exit or restart with the container's last
+// lines, not at its deadline; the serving release never stopped.
+func TestAGateStopsAtTheFirstCrash(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, "")
+	cfg.Backend.HealthGate.Deadline = config.Duration(60 * time.Second)
+	require.NoError(t, r.deploy(t, cfg, r.image(t, "v1"), frontend(t, "v1")).res.Err())
+	bad := r.deploy(t, cfg, r.image(t, "v2x", "-X main.crashAfter=50ms"), frontend(t, "v2x"))
+	err := stepErr(bad.res, "health-gate:local")
+	require.Error(t, err)
+	assert.Regexp(t, `health gate: the new backend sample-\S+ (crashed and was restarted \d+ time\(s\) by Docker's restart policy|exited \(code 1\))`, err.Error())
+	assert.Contains(t, err.Error(), "invalid memory address or nil pointer dereference (crashAfter)", "the log tail")
+	gate, _ := bad.res.Step("health-gate:local")
+	t.Logf("the gate stopped after %s (deadline %s)", gate.Duration().Round(time.Millisecond), cfg.Backend.HealthGate.Deadline)
+	r.serves(t, "v1")
+}

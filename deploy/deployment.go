@@ -180,14 +180,16 @@ const (
 
 // TargetOutcome is what a deploy did on one target.
 type TargetOutcome struct {
-	Target   string      `json:"target"`
-	Release  string      `json:"release"`
-	Previous string      `json:"previous,omitempty"`
-	Image    string      `json:"image"`
-	Port     int         `json:"port,omitempty"`
-	NoOp     string      `json:"no_op,omitempty"`
-	Frontend UploadStats `json:"frontend"`
-	Revert   RevertKind  `json:"revert,omitempty"`
+	Target   string `json:"target"`
+	Release  string `json:"release"`
+	Previous string `json:"previous,omitempty"`
+	Image    string `json:"image"`
+	Port     int    `json:"port,omitempty"`
+	// Ports are the release's backend.extra_ports.
+	Ports    map[string]int `json:"ports,omitempty"`
+	NoOp     string         `json:"no_op,omitempty"`
+	Frontend UploadStats    `json:"frontend"`
+	Revert   RevertKind     `json:"revert,omitempty"`
 	// Reverted says Revert for people.
 	Reverted string `json:"reverted,omitempty"`
 	// Converged says what undoing an interrupted earlier run did.
@@ -214,7 +216,7 @@ func (d *Deployment) Outcomes() []TargetOutcome {
 	var out []TargetOutcome
 	for _, tr := range d.targets {
 		tr.mu.Lock()
-		o := TargetOutcome{Target: tr.cfg.Name, Release: d.req.ID, Image: d.req.Image, Port: tr.port, NoOp: tr.noop, Frontend: tr.stats,
+		o := TargetOutcome{Target: tr.cfg.Name, Release: d.req.ID, Image: d.req.Image, Port: tr.port, Ports: tr.ports, NoOp: tr.noop, Frontend: tr.stats,
 			Revert: tr.revert, Converged: tr.converged}
 		if tr.release != "" {
 			o.Release, o.Image = tr.release, tr.image

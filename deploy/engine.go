@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -84,19 +85,39 @@ func (e engine) hasImage(ctx context.Context, ref string) error {
 
 // containerState is what inspect says of a container.
 type containerState struct {
-	Running  bool
-	Restarts int
+	Running   bool
+	Restarts  int
+	ExitCode  int
+	OOMKilled bool
 }
 
 func (e engine) container(ctx context.Context, name string) (containerState, error) {
 	var c struct {
-		State        struct{ Running bool }
+		State struct {
+			Running   bool
+			ExitCode  int
+			OOMKilled bool
+		}
 		RestartCount int
 	}
 	if err := e.call(ctx, http.MethodGet, "/containers/"+url.PathEscape(name)+"/json", &c); err != nil {
 		return containerState{}, err
 	}
-	return containerState{Running: c.State.Running, Restarts: c.RestartCount}, nil
+	return containerState{Running: c.State.Running, Restarts: c.RestartCount, ExitCode: c.State.ExitCode, OOMKilled: c.State.OOMKilled}, nil
+}
+
+// crash says what went wrong with a container that should run steadily
+// ("" when it does).
+func (st containerState) crash() string {
+	switch {
+	case st.OOMKilled:
+		return "was killed for memory (OOM)"
+	case !st.Running:
+		return fmt.Sprintf("exited (code %d)", st.ExitCode)
+	case st.Restarts > 0:
+		return fmt.Sprintf("crashed and was restarted %d time(s) by Docker's restart policy", st.Restarts)
+	}
+	return ""
 }
 
 func (e engine) start(ctx context.Context, name string) error {

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -67,7 +68,30 @@ func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 	if d.holding() && gate.Interval.D() > holdInterval {
 		gate.Interval = config.Duration(holdInterval) // every request waits for this gate
 	}
-	err := HealthGate(ctx, tr.host, tr.port, b.HealthPath, hostHeader(d.req.Config), gate)
+	// The container is watched beside the checks: one that exits or
+	// restarts ends the gate at once (not at its deadline).
+	gctx, stop := context.WithCancelCause(ctx)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		for {
+			select {
+			case <-gctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			if why := d.crashOf(gctx, tr); why != "" {
+				stop(fmt.Errorf("health gate: the new backend %s %s", tr.container, why))
+				return
+			}
+		}
+	}()
+	err := HealthGate(gctx, tr.host, tr.port, b.HealthPath, hostHeader(d.req.Config), gate)
+	stop(nil)
+	<-watching
+	if cause := context.Cause(gctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
 	if err == nil {
 		// The answers must have come from our container: one that failed
 		// to bind (the port taken between the probe and the start) exits or
@@ -86,6 +110,31 @@ func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 		logs = "(its logs could not be read: " + lerr.Error() + ")"
 	}
 	return fmt.Errorf("%w\n--- last lines of %s ---\n%s", err, tr.container, strings.TrimSpace(logs))
+}
+
+// crashOf says what went wrong with a target's new backend ("" when it
+// runs steadily, or its state cannot be read).
+func (d *Deployment) crashOf(ctx context.Context, tr *targetRun) string {
+	st, err := (engine{tr.host, tr.docker}).container(ctx, tr.container)
+	if err != nil {
+		return ""
+	}
+	return st.crash()
+}
+
+// Crashed says whether a target's new backend exited, restarted or was
+// killed for memory since it started ("" when every one runs steadily):
+// the watch window's crash trigger.
+func (d *Deployment) Crashed(ctx context.Context) string {
+	for _, tr := range d.targets {
+		if tr.noop != "" || tr.container == "" {
+			continue
+		}
+		if why := d.crashOf(ctx, tr); why != "" {
+			return fmt.Sprintf("%s: the new backend %s %s", tr.cfg.Name, tr.container, why)
+		}
+	}
+	return ""
 }
 
 // stillRunning checks the new container runs and never restarted.

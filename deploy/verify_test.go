@@ -27,7 +27,9 @@ func TestDefaultSuiteAgainstADeployment(t *testing.T) {
 	closed := testenv.FreePort(t)
 	cfg := r.config(t, fmt.Sprintf(`, "database": {"host": "127.0.0.1", "port": %d, "name": "postgres", "user": %q, "password": "env:PG_PW", "sslmode": "disable"},
 	  "redis": {"url": "redis://%s/0"},
-	  "verification": {"login": {"username": "demo@sample.test", "password": "env:SAMPLE_LOGIN_PASSWORD"},
+	  "verification": {"login": {"path": "/api/v1/auth/login", "username": "demo@sample.test", "password": "env:SAMPLE_LOGIN_PASSWORD"},
+	    "endpoints": [{"path": "/api/v1/health"}, {"path": "/api/v1/users/me", "expect": [200, 401, 403]}, {"path": "/api/v1/cases", "expect": [200, 401, 403]},
+	      {"path": "/api/v1/statistics", "expect": [200, 401, 403]}], "upload_path": "/api/v1/upload",
 	    "load": {"duration": "2s"}, "ports": {"scan": [%d], "allow": []},
 	    "thresholds": {"cpu_usage_percent": 100}}`, pg.Port, pg.User, rd.Addr, closed))
 	cfg.Backend.SecretEnv["SAMPLE_LOGIN_PASSWORD"] = "env:SAMPLE_LOGIN_PASSWORD"

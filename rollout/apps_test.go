@@ -173,7 +173,7 @@ func TestMemosReleasesTravelWithTheirDatabase(t *testing.T) {
 	store := snapshots.FileStore{Dir: r.store}
 	backend := `"port_env": "MEMOS_PORT", "health_path": "/healthz",
 	    "env": {"MEMOS_MODE": "prod", "MEMOS_ADDR": "127.0.0.1", "MEMOS_DATA": "/tmp", "MEMOS_DRIVER": "postgres"}`
-	cfg := r.config(t, backend, `"categories": ["health", "functional"], "upload_path": "", "login": {"path": ""},
+	cfg := r.config(t, backend, `"categories": ["health", "functional"],
 	    "endpoints": [{"path": "/healthz"}]`)
 	cfg.Database.URLEnv = "MEMOS_DSN"
 	// A client of memos 0.21's REST API: 0.22 replaced it.

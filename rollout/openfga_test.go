@@ -38,7 +38,7 @@ func TestOpenFGAReleasesTravelWithTheirDatabase(t *testing.T) {
 	backend := `"health_path": "/healthz", "extra_ports": ["grpc"], "migrate_command": ["/app/openfga", "migrate"],
 	    "env": {"OPENFGA_HTTP_ADDR": "127.0.0.1:{port}", "OPENFGA_GRPC_ADDR": "127.0.0.1:{port.grpc}", "OPENFGA_DATASTORE_ENGINE": "postgres",
 	      "OPENFGA_PLAYGROUND_ENABLED": "false", "OPENFGA_METRICS_ENABLED": "false", "OPENFGA_LOG_FORMAT": "json"}`
-	cfg := r.config(t, backend, `"categories": ["health", "functional"], "upload_path": "", "login": {"path": ""},
+	cfg := r.config(t, backend, `"categories": ["health", "functional"],
 	    "endpoints": [{"path": "/healthz"}, {"path": "/stores"}]`)
 	cfg.Database.URLEnv = "OPENFGA_DATASTORE_URI"
 	goose := func() string {

@@ -40,6 +40,9 @@ const (
 	TriggerPerformance   = "performance_degradation"
 	TriggerSecurity      = "security"
 	TriggerFunctional    = "functional"
+	// TriggerCrash: the new backend exited, restarted or was killed for
+	// memory during the watch window.
+	TriggerCrash = "backend_crash"
 )
 
 // Trigger says why a release was (or, with rollback.auto off, would have

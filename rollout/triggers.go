@@ -23,6 +23,9 @@ type Watch struct {
 	Threshold      int    `json:"threshold"`
 	Triggered      bool   `json:"triggered"`
 	LastError      string `json:"last_error,omitempty"`
+	// Crash says how the new backend exited, restarted or was killed for
+	// memory during the window (a trigger by itself).
+	Crash string `json:"crash,omitempty"`
 }
 
 // WatchOptions bound a watch.
@@ -34,6 +37,9 @@ type WatchOptions struct {
 	Threshold int // consecutive failures that trigger
 	TLS       *tls.Config
 	ConnectTo map[string]string // verification.connect_to
+	// Crashed, polled every 250 ms during the window, says how a new
+	// backend exited or restarted ("" while all run steadily).
+	Crashed func(ctx context.Context) string
 }
 
 // WatchOptionsFor is the watch of a configuration: the suite's base URL
@@ -61,8 +67,32 @@ func RunWatch(ctx context.Context, o WatchOptions) *Watch {
 	h.ConnectTo(o.ConnectTo)
 	probe := checks.BackendHealth(h, o.URL)
 	end := time.Now().Add(o.Window)
+	crashed := make(chan string, 1)
+	if o.Crashed != nil {
+		cctx, stop := context.WithDeadline(ctx, end)
+		defer stop()
+		go func() {
+			for {
+				select {
+				case <-cctx.Done():
+					return
+				case <-time.After(250 * time.Millisecond):
+				}
+				if why := o.Crashed(cctx); why != "" && cctx.Err() == nil {
+					crashed <- why
+					return
+				}
+			}
+		}()
+	}
 	consecutive := 0
 	for {
+		select {
+		case why := <-crashed:
+			w.Triggered, w.Crash, w.LastError = true, why, why
+			return w
+		default:
+		}
 		pctx, cancel := context.WithTimeout(ctx, max(interval, 2*time.Second))
 		res, err := probe(pctx)
 		cancel()
@@ -92,6 +122,9 @@ func RunWatch(ctx context.Context, o WatchOptions) *Watch {
 		select {
 		case <-ctx.Done():
 			return w
+		case why := <-crashed:
+			w.Triggered, w.Crash, w.LastError = true, why, why
+			return w
 		case <-time.After(interval):
 		}
 	}
@@ -104,6 +137,9 @@ func RunWatch(ctx context.Context, o WatchOptions) *Watch {
 // checks, and security checks when
 // rollback.on_security_failure is set.
 func Classify(s *checks.Suite, w *Watch, rb config.Rollback) *Trigger {
+	if w != nil && w.Crash != "" {
+		return &Trigger{Kind: TriggerCrash, Reason: w.Crash}
+	}
 	if w != nil && w.Triggered {
 		return &Trigger{Kind: TriggerHealth, Reason: fmt.Sprintf("%d consecutive failed health checks of %s (threshold %d): %s", w.MaxConsecutive, w.URL, w.Threshold, w.LastError)}
 	}

@@ -19,7 +19,16 @@ func (r *Rollout) verify(ctx context.Context, h *remote.Host) error {
 	if base == nil {
 		base = r.latestBaseline(ctx, h)
 	}
-	env := checks.Env{Config: cfg, Resolver: dr.Resolver, Dial: h.DialTCP, Stat: h.StatGlob, System: h, Roots: r.req.Roots, Baseline: base}
+	env := checks.Env{Config: cfg, Resolver: dr.Resolver, Dial: h.DialTCP, Stat: h.StatGlob, System: h, Roots: r.req.Roots, Baseline: base,
+		BackendPorts: map[string][]int{}}
+	for _, o := range r.d.Outcomes() {
+		if o.Port > 0 {
+			env.BackendPorts[o.Target] = append(env.BackendPorts[o.Target], o.Port)
+		}
+		for _, p := range o.Ports {
+			env.BackendPorts[o.Target] = append(env.BackendPorts[o.Target], p)
+		}
+	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	watchDone := make(chan *Watch, 1)
@@ -27,9 +36,23 @@ func (r *Rollout) verify(ctx context.Context, h *remote.Host) error {
 	if r.keepOnTrigger {
 		wo.Window = 0 // after a rollback, the suite's health checks are the verdict
 	}
-	go func() { watchDone <- RunWatch(wctx, wo) }()
-	suite, err := checks.Verify(ctx, env, checks.Options{Deadline: cfg.Verification.Deadline.D()})
+	wo.Crashed = r.d.Crashed
+	// A watch that triggers ends the suite: the release goes back now, not
+	// when the last check is done.
+	sctx, stopSuite := context.WithCancel(ctx)
+	defer stopSuite()
+	go func() {
+		w := RunWatch(wctx, wo)
+		if w.Triggered {
+			stopSuite()
+		}
+		watchDone <- w
+	}()
+	suite, err := checks.Verify(sctx, env, checks.Options{Deadline: cfg.Verification.Deadline.D()})
 	w := <-watchDone
+	if err != nil && w.Triggered && ctx.Err() == nil {
+		err = nil // cut short by the watch's trigger
+	}
 	r.mu.Lock()
 	r.out.Verification, r.out.Watch = suite, w
 	r.mu.Unlock()

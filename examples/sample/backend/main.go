@@ -9,7 +9,8 @@
 // Build-time switches (-ldflags -X) make the broken releases tests need:
 // main.version, main.healthy=false (health returns 500),
 // main.healthyAnswers=N (health returns 500 after N answers),
-// main.migrationFails=true (before any change), =halfway (after the
+// main.crashAfter=6s (serves, then exits with 1 six seconds after each
+// start), main.migrationFails=true (before any change), =halfway (after the
 // schema changed) or =hangs (after the schema changed, forever).
 package main
 
@@ -35,6 +36,7 @@ var (
 	healthy        = "true"
 	migrationFails = "false"
 	healthyAnswers = "0" // 0: no limit
+	crashAfter     = ""  // a duration: the server exits with 1 that long after it starts
 )
 
 // migrate does what an Alembic upgrade does to the schema: a new table and
@@ -83,6 +85,12 @@ func main() {
 		port = "8000"
 	}
 	started := time.Now()
+	if d, err := time.ParseDuration(crashAfter); err == nil && d > 0 {
+		time.AfterFunc(d, func() {
+			fmt.Fprintln(os.Stderr, "panic: runtime error: invalid memory address or nil pointer dereference (crashAfter)")
+			os.Exit(1)
+		})
+	}
 	mux := http.NewServeMux()
 	limit, _ := strconv.Atoi(healthyAnswers)
 	var answers atomic.Int64
