@@ -84,23 +84,24 @@ type Registry struct {
 
 // Backend is the backend container and how it is started and gated.
 type Backend struct {
-	Image          string               `json:"image" required:"true" format:"image" doc:"image repository without tag; releases are tagged with the git sha and pinned by digest"`
-	Context        string               `json:"context,omitempty" format:"relpath" default:"\"backend\"" doc:"build context inside the source folder"`
-	Dockerfile     string               `json:"dockerfile,omitempty" format:"relpath" doc:"Dockerfile inside the context; empty uses the context's Dockerfile, or the Python preset when there is none"`
-	Port           int                  `json:"port,omitempty" min:"1" max:"65535" default:"8000" doc:"port the backend listens on inside its container (bridge network)"`
-	Network        string               `json:"network,omitempty" enum:"bridge|host" default:"\"bridge\"" doc:"bridge: publish 127.0.0.1:<host port> to the container's port; host: the container shares the host's network and is told its port in port_env"`
-	PortEnv        string               `json:"port_env,omitempty" format:"envname" default:"\"PORT\"" doc:"env variable that tells the backend which port to listen on (network host); {port} in a backend.env value says it in the app's own form, e.g. \"127.0.0.1:{port}\""`
-	ExtraPorts     []string             `json:"extra_ports,omitempty" items:"portname" doc:"names of more ports each release gets from host_port_min-max beside its own (network host), for {port.NAME} in backend.env values (e.g. a gRPC listener)"`
-	HostPortMin    int                  `json:"host_port_min,omitempty" min:"1024" max:"65535" default:"18000" doc:"lowest 127.0.0.1 port a new backend may get on the target"`
-	HostPortMax    int                  `json:"host_port_max,omitempty" min:"1024" max:"65535" default:"18999" doc:"highest 127.0.0.1 port a new backend may get on the target"`
-	HealthPath     string               `json:"health_path,omitempty" format:"urlpath" default:"\"/api/v1/health\"" doc:"health endpoint used by the health gate"`
-	MigrateCommand []string             `json:"migrate_command,omitempty" doc:"argv run once in the new image before the switch, e.g. [\"alembic\", \"upgrade\", \"head\"]; empty: no migrations"`
-	ASGIApp        string               `json:"asgi_app,omitempty" format:"asgiapp" default:"\"app.main:app\"" doc:"module:attribute uvicorn serves in the Python preset (no Dockerfile)"`
-	Env            map[string]string    `json:"env,omitempty" keys:"envname" doc:"plain environment variables of the backend"`
-	SecretEnv      map[string]SecretRef `json:"secret_env,omitempty" keys:"envname" doc:"environment variables whose values are secrets (written to a 0600 env file on the target)"`
-	HealthGate     HealthGate           `json:"health_gate" doc:"how a new backend proves it is healthy before traffic moves to it"`
-	RollbackWindow Duration             `json:"rollback_window,omitempty" default:"\"10m\"" doc:"how long the previous backend stays running for an instant switch back"`
-	KeepReleases   int                  `json:"keep_releases,omitempty" min:"2" max:"100" default:"5" doc:"releases kept on the target; older ones are pruned (never the current or previous)"`
+	Image             string               `json:"image" required:"true" format:"image" doc:"image repository without tag; releases are tagged with the git sha and pinned by digest"`
+	Context           string               `json:"context,omitempty" format:"relpath" default:"\"backend\"" doc:"build context inside the source folder"`
+	Dockerfile        string               `json:"dockerfile,omitempty" format:"relpath" doc:"Dockerfile inside the context; empty uses the context's Dockerfile, or the Python preset when there is none"`
+	Port              int                  `json:"port,omitempty" min:"1" max:"65535" default:"8000" doc:"port the backend listens on inside its container (bridge network)"`
+	Network           string               `json:"network,omitempty" enum:"bridge|host" default:"\"bridge\"" doc:"bridge: publish 127.0.0.1:<host port> to the container's port; host: the container shares the host's network and is told its port in port_env"`
+	PortEnv           string               `json:"port_env,omitempty" format:"envname" default:"\"PORT\"" doc:"env variable that tells the backend which port to listen on (network host); {port} in a backend.env value says it in the app's own form, e.g. \"127.0.0.1:{port}\""`
+	ExtraPorts        []string             `json:"extra_ports,omitempty" items:"portname" doc:"names of more ports each release gets from host_port_min-max beside its own (network host), for {port.NAME} in backend.env values (e.g. a gRPC listener)"`
+	HostPortMin       int                  `json:"host_port_min,omitempty" min:"1024" max:"65535" default:"18000" doc:"lowest 127.0.0.1 port a new backend may get on the target"`
+	HostPortMax       int                  `json:"host_port_max,omitempty" min:"1024" max:"65535" default:"18999" doc:"highest 127.0.0.1 port a new backend may get on the target"`
+	HealthPath        string               `json:"health_path,omitempty" format:"urlpath" default:"\"/api/v1/health\"" doc:"health endpoint used by the health gate"`
+	MigrateCommand    []string             `json:"migrate_command,omitempty" doc:"the full argv run once in the new image before the switch, e.g. [\"alembic\", \"upgrade\", \"head\"] (it replaces the image's ENTRYPOINT unless migrate_entrypoint is \"keep\"); empty: no migrations"`
+	MigrateEntrypoint string               `json:"migrate_entrypoint,omitempty" enum:"replace|keep" default:"\"replace\"" doc:"replace: migrate_command is the whole argv (the image's ENTRYPOINT is not run); keep: migrate_command is passed to the image's ENTRYPOINT as its arguments"`
+	ASGIApp           string               `json:"asgi_app,omitempty" format:"asgiapp" default:"\"app.main:app\"" doc:"module:attribute uvicorn serves in the Python preset (no Dockerfile)"`
+	Env               map[string]string    `json:"env,omitempty" keys:"envname" doc:"plain environment variables of the backend"`
+	SecretEnv         map[string]SecretRef `json:"secret_env,omitempty" keys:"envname" doc:"environment variables whose values are secrets (written to a 0600 env file on the target)"`
+	HealthGate        HealthGate           `json:"health_gate" doc:"how a new backend proves it is healthy before traffic moves to it"`
+	RollbackWindow    Duration             `json:"rollback_window,omitempty" default:"\"10m\"" doc:"how long the previous backend stays running for an instant switch back"`
+	KeepReleases      int                  `json:"keep_releases,omitempty" min:"2" max:"100" default:"5" doc:"releases kept on the target; older ones are pruned (never the current or previous)"`
 }
 
 // HealthGate bounds the health check of a new backend.

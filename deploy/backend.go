@@ -65,6 +65,11 @@ func (d Docker) Run(spec ContainerSpec) []string {
 			args = append(args, "--publish", fmt.Sprintf("127.0.0.1:%d:%d", spec.HostPort, spec.ContainerPort))
 		}
 	}
+	if len(spec.Command) > 0 && spec.ReplaceEntrypoint {
+		// The command is the whole argv: its first word replaces the
+		// image's ENTRYPOINT, the rest follow the image.
+		return d.cmd(append(append(args, "--entrypoint", spec.Command[0], spec.Image), spec.Command[1:]...)...)
+	}
 	args = append(args, spec.Image)
 	return d.cmd(append(args, spec.Command...)...)
 }
@@ -76,7 +81,9 @@ type ContainerSpec struct {
 	Network, PortEnv                   string
 	HostPort, ContainerPort            int
 	Command                            []string
-	Detach                             bool
+	// ReplaceEntrypoint runs Command as the whole argv (--entrypoint).
+	ReplaceEntrypoint bool
+	Detach            bool
 }
 
 // Remove stops and removes a container (absent is fine: `|| true` is the

@@ -404,3 +404,20 @@ func TestAGateStopsAtTheFirstCrash(t *testing.T) {
 	t.Logf("the gate stopped after %s (deadline %s)", gate.Duration().Round(time.Millisecond), cfg.Backend.HealthGate.Deadline)
 	r.serves(t, "v1")
 }
+
+// A migrate_command that starts the server instead of migrating: bounded
+// by the step's timeout, reported as such with its output, nothing
+// switched.
+func TestAMigrationThatServesIsStoppedAndSaysSo(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, "")
+	require.NoError(t, r.deploy(t, cfg, r.image(t, "v1"), frontend(t, "v1")).res.Err())
+	serving := *cfg
+	serving.Backend.MigrateCommand = []string{"/app/backend"} // the server, not its migrate command
+	serving.Execution.StepTimeout = config.Duration(3 * time.Second)
+	bad := r.deploy(t, &serving, r.image(t, "v2"), frontend(t, "v2"))
+	err := stepErr(bad.res, "migrate")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "migration `/app/backend` failed; nothing was switched: stopped after 3s (the step's timeout, execution.step_timeout 3s, or a cancel)")
+	r.serves(t, "v1")
+}

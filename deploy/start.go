@@ -1,12 +1,14 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
@@ -27,17 +29,42 @@ func (d *Deployment) migrate(ctx context.Context, tr *targetRun) error {
 		return err
 	}
 	d.touchSchema()
-	spec := d.spec(tr, name, false, d.req.Config.Backend.MigrateCommand)
+	b := d.req.Config.Backend
+	spec := d.spec(tr, name, false, b.MigrateCommand)
 	spec.HostPort = 0 // a one-off: no port
-	out, err := tr.host.Run(ctx, tr.docker.Run(spec)...)
+	spec.ReplaceEntrypoint = b.MigrateEntrypoint != "keep"
+	argv := strings.Join(b.MigrateCommand, " ")
+	// Its output is logged line by line as it comes (stdout and stderr
+	// both); a migration that keeps running is reported every 30 s with
+	// how long it ran and how long it has been silent.
+	out := &lineLog{emit: func(line string) { d.log.Info("migration", "target", tr.cfg.Name, "line", line) }, seen: time.Now()}
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(30 * time.Second):
+				d.log.Warn("migration still running", "target", tr.cfg.Name, "command", argv, "elapsed", time.Since(start).Round(time.Second).String(),
+					"silent_for", out.silence().Round(time.Second).String(), "timeout", d.req.Config.Execution.StepTimeout.String())
+			}
+		}
+	}()
+	err := tr.host.RunStream(ctx, nil, out, "sh", "-c", remote.Quote(tr.docker.Run(spec)...)+" 2>&1")
+	close(done)
 	if err != nil {
 		// Paired cleanup: a cancelled or failed one-off must not linger.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_ = removeContainer(cctx, tr.host, tr.docker, name)
-		return fmt.Errorf("migration `%s` failed; nothing was switched: %w", strings.Join(d.req.Config.Backend.MigrateCommand, " "), err)
+		if ctx.Err() != nil {
+			err = fmt.Errorf("stopped after %s (the step's timeout, execution.step_timeout %s, or a cancel); a migration that starts a server instead of migrating runs until then: %w",
+				time.Since(start).Round(time.Second), d.req.Config.Execution.StepTimeout, err)
+		}
+		return fmt.Errorf("migration `%s` failed; nothing was switched: %w\n--- its last lines ---\n%s", argv, err, out.tail())
 	}
-	d.log.Info("migration done", "target", tr.cfg.Name, "output", lastLine(out))
+	d.log.Info("migration done", "target", tr.cfg.Name, "elapsed", time.Since(start).Round(time.Millisecond).String(), "output", lastLine(out.tail()))
 	return nil
 }
 
@@ -47,6 +74,49 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// lineLog hands each complete line written to it to emit, and keeps the
+// last 20 lines and when output last came.
+type lineLog struct {
+	mu      sync.Mutex
+	emit    func(string)
+	partial []byte
+	last    []string
+	seen    time.Time
+}
+
+func (w *lineLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen = time.Now()
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimRight(string(w.partial[:i]), "\r")
+		w.partial = w.partial[i+1:]
+		w.emit(line)
+		if w.last = append(w.last, line); len(w.last) > 20 {
+			w.last = w.last[1:]
+		}
+	}
+	return len(p), nil
+}
+
+func (w *lineLog) tail() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(append(append([]string(nil), w.last...), string(w.partial)), "\n")
+}
+
+// silence is how long no output came.
+func (w *lineLog) silence() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return time.Since(w.seen)
 }
 
 // start runs the new backend beside the old one; its removal is recorded

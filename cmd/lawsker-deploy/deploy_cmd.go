@@ -113,7 +113,7 @@ func (c *cli) finishRelease(s *session, r release.Result, verb string, plan *rol
 			s.out("database: %s\n", out.Database)
 		}
 		if out.HoldSeconds > 0 {
-			s.out("maintenance hold: %.3f s (nginx answered 503 with Retry-After while the database was swapped and the snapshot's backend started)\n", out.HoldSeconds)
+			s.out("maintenance hold: %.3f s (nginx answered 503 with Retry-After while the database was swapped and the release going back took over)\n", out.HoldSeconds)
 		}
 		if out.PostSnapshot != "" {
 			s.out("post-deploy snapshot: %s\n", out.PostSnapshot)
