@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,11 +33,23 @@ func BackendHealth(h *HTTP, url string) func(context.Context) (Result, error) {
 	}
 }
 
+// assetIsPage says an asset that is not a page was answered with HTML.
+func assetIsPage(p, contentType string) bool {
+	ext := strings.ToLower(path.Ext(p))
+	if ext == ".html" || ext == ".htm" || ext == "" {
+		return false
+	}
+	return strings.Contains(contentType, "text/html")
+}
+
 // HealthyBody judges a health endpoint's 200 answer, the one rule of the
 // health gate, the watch and the suite: a JSON object's "status" field,
 // when there is one, must say healthy ("ok", "healthy", "pass", "up",
 // "green", or gRPC's "SERVING"); a JSON content type must parse.
 func HealthyBody(body []byte, contentType string) error {
+	if strings.Contains(contentType, "text/html") || looksLikeHTML(body) {
+		return fmt.Errorf("it is an HTML page (%s), not the backend's answer: the frontend's fallback (index.html) answered, so the health path does not reach the backend; route it to the backend", snippet(body))
+	}
 	status, has, err := jsonField(body, "status")
 	switch {
 	case err != nil && strings.Contains(contentType, "json"):
@@ -45,6 +58,11 @@ func HealthyBody(body []byte, contentType string) error {
 		return fmt.Errorf("the body says status %q: %s", status, snippet(body))
 	}
 	return nil
+}
+
+func looksLikeHTML(b []byte) bool {
+	t := strings.ToLower(strings.TrimSpace(string(b[:min(len(b), 64)])))
+	return strings.HasPrefix(t, "<!doctype html") || strings.HasPrefix(t, "<html")
 }
 
 func healthyWord(s string) bool {
@@ -146,10 +164,15 @@ func Frontend(h *HTTP, base string) func(context.Context) (Result, error) {
 			}
 			assets = append(assets, ref.String())
 			a, err := h.Get(ctx, ref.String())
-			if err != nil {
+			switch {
+			case err != nil:
 				broken = append(broken, fmt.Sprintf("%s (%v)", ref.Path, err))
-			} else if a.Status != 200 {
+			case a.Status != 200:
 				broken = append(broken, fmt.Sprintf("%s (status %d)", ref.Path, a.Status))
+			case assetIsPage(ref.Path, a.Header.Get("Content-Type")):
+				// A missing file answered by the SPA fallback (index.html,
+				// 200) is not a loaded asset.
+				broken = append(broken, fmt.Sprintf("%s (answered with an HTML page, %q: the frontend's fallback for a missing file)", ref.Path, a.Header.Get("Content-Type")))
 			}
 		}
 		if len(broken) > 0 {

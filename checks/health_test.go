@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -194,4 +195,27 @@ func TestRenderers(t *testing.T) {
 	assert.Contains(t, md, "## Verification: FAILED")
 	assert.Contains(t, md, `| ❌ | headers | security | 1 ms | score 40 < 70 \| missing HSTS |`)
 	assert.Contains(t, Table(s), "1 passed, 1 failed, 0 warnings, 1 skipped in 1.5 s")
+}
+
+// A real nginx serving an SPA with the usual fallback (try_files ...
+// /index.html): a health path the backend does not get, and an asset that
+// is missing, are both answered 200 with index.html. Neither passes.
+func TestTheSPAFallbackIsNotAnAnswer(t *testing.T) {
+	n := testenv.StartNginx(t, `  server { listen 127.0.0.1:{{PORT}}; root {{DIR}}/www; index index.html;
+    location / { try_files $uri $uri/ /index.html; } }`)
+	www := n.Dir + "/www"
+	require.NoError(t, os.MkdirAll(www+"/assets", 0o755))
+	require.NoError(t, os.WriteFile(www+"/index.html", []byte(`<!doctype html><link rel="stylesheet" href="/assets/app.css"><script src="/assets/app.js"></script>`), 0o644))
+	require.NoError(t, os.WriteFile(www+"/assets/app.js", []byte("console.log(1)"), 0o644))
+	base := fmt.Sprintf("http://127.0.0.1:%d", n.Port)
+	h := NewHTTP(2*time.Second, nil)
+
+	r := run1(t, Check{Name: "backend", Category: Health, Run: BackendHealth(h, base+"/healthcheck")})
+	assert.Equal(t, Fail, r.Status)
+	assert.Contains(t, r.Message, "200, but it is an HTML page")
+	assert.Contains(t, r.Message, "the frontend's fallback (index.html) answered, so the health path does not reach the backend")
+
+	r = run1(t, Check{Name: "frontend", Category: Health, Run: Frontend(h, base+"/")})
+	assert.Equal(t, Fail, r.Status)
+	assert.Contains(t, r.Message, `1 of 2 assets do not load: /assets/app.css (answered with an HTML page, "text/html": the frontend's fallback for a missing file)`)
 }
