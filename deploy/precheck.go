@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/internal/registry"
 )
 
 // checkBeforeLock refuses, before any target is touched, a deploy that
@@ -40,17 +40,13 @@ func ImageInRegistry(ctx context.Context, cfg *config.Config, res *config.Resolv
 	if err != nil {
 		return fmt.Errorf("--backend-image %q: %w", image, err)
 	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(http.DefaultTransport)}
-	if r := cfg.Registry; r != nil && r.Username != "" && res != nil {
-		pw, err := res.Resolve(r.Password)
-		if err != nil {
-			return fmt.Errorf("registry.password: %w", err)
+	var auth registry.Auth
+	if res != nil {
+		if auth, err = registry.AuthFrom(cfg, res); err != nil {
+			return err
 		}
-		opts = append(opts, remote.WithAuth(&authn.Basic{Username: r.Username, Password: pw}))
-	} else {
-		opts = append(opts, remote.WithAuthFromKeychain(authn.DefaultKeychain))
 	}
-	_, err = remote.Head(ref, opts...)
+	_, err = remote.Head(ref, registry.Options(ctx, auth)...)
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		switch terr.StatusCode {

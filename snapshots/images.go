@@ -3,14 +3,13 @@ package snapshots
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/internal/registry"
 )
 
 // SnapshotTag is the tag a snapshot gives its images: it keeps them from a
@@ -19,19 +18,11 @@ func SnapshotTag(id string) string { return "snapshot-" + id }
 
 // RegistryAuth is how to reach the registry (empty: docker's credential
 // helpers and config, else anonymous).
-type RegistryAuth struct{ Username, Password string }
+type RegistryAuth = registry.Auth
 
 // RegistryAuthFrom resolves registry.username/password.
 func RegistryAuthFrom(cfg *config.Config, res *config.Resolver) (RegistryAuth, error) {
-	r := cfg.Registry
-	if r == nil || r.Username == "" {
-		return RegistryAuth{}, nil
-	}
-	pw, err := res.Resolve(r.Password)
-	if err != nil {
-		return RegistryAuth{}, fmt.Errorf("registry.password: %w", err)
-	}
-	return RegistryAuth{Username: r.Username, Password: pw}, nil
+	return registry.AuthFrom(cfg, res)
 }
 
 // TagImage tags image (repository@sha256:...) as <repository>:snapshot-<id>
@@ -45,12 +36,7 @@ func TagImage(ctx context.Context, image, id string, auth RegistryAuth) (string,
 	tag := ref.Context().Tag(SnapshotTag(id))
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(http.DefaultTransport)}
-	if auth.Username != "" {
-		opts = append(opts, remote.WithAuth(&authn.Basic{Username: auth.Username, Password: auth.Password}))
-	} else {
-		opts = append(opts, remote.WithAuthFromKeychain(authn.DefaultKeychain))
-	}
+	opts := registry.Options(ctx, auth)
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {
 		return "", fmt.Errorf("reading %s from its registry: %w", image, err)
