@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -134,7 +135,7 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 	out.Certificates = r.d.TLSResults()
 	out.HoldSeconds = r.d.HoldLength().Seconds()
 	runErr := res.Err()
-	if runErr != nil && out.Trigger == nil {
+	if runErr != nil && out.Trigger == nil && !refusedAtTheLock(res) {
 		out.Trigger = &Trigger{Kind: TriggerDeployFailure, Reason: firstFailure(res)}
 	}
 	if runErr != nil {
@@ -162,6 +163,17 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 		return out, fmt.Errorf("verification failed (%s: %s); rollback.auto is false, so the release stays: `rollback --previous` puts the previous one back", out.Trigger.Kind, out.Trigger.Reason)
 	}
 	return out, nil
+}
+
+// refusedAtTheLock says the run failed taking a lock (held by another
+// deploy, or the target unreachable): refused, nothing rolled back.
+func refusedAtTheLock(res *pipelines.Result) bool {
+	for _, s := range res.Steps {
+		if s.State == pipelines.Failed {
+			return strings.HasPrefix(s.Name, deploy.StepLock+":")
+		}
+	}
+	return false
 }
 
 func firstFailure(res *pipelines.Result) string {

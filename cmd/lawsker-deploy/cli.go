@@ -26,6 +26,8 @@ import (
 const (
 	exitOK     = 0
 	exitFailed = 1
+	// exitLocked: `lock status` found a target locked.
+	exitLocked = 3
 	exitUsage  = 2
 )
 
@@ -55,7 +57,7 @@ Commands:
                   [--category health,functional,performance,security]
                   [--baseline REPORT] [--no-ssh]; exit 1 when a check fails
   releases        list the releases on every target (current, previous, ...)
-  lock            status | release [--force]: the deploy lock on every target
+  lock            status | release [--force]: the deploy lock on every target (status exits 3 when locked)
   tls             issue [--force] | renew | status: certificates of every
                   domain (lego; renewal when a third of the lifetime is left)
   monitoring      apply [--dry-run]: Prometheus config, alert rules and Grafana

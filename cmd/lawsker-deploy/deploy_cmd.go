@@ -290,7 +290,15 @@ func (c *cli) lockCmd(ctx context.Context, args []string) error {
 		}
 		return nil
 	})
-	return c.showTargets(s, infos, runErr, false)
+	if err := c.showTargets(s, infos, runErr, false); err != nil || sub != "status" {
+		return err
+	}
+	for _, info := range infos {
+		if info.Lock != nil {
+			return failureCode(exitLocked) // scripts tell "locked" from "free" (0) and "could not tell" (1)
+		}
+	}
+	return nil
 }
 
 func (c *cli) showTargets(s *session, infos []targetInfo, runErr error, withReleases bool) error {
