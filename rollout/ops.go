@@ -63,7 +63,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, res *config.Resolver, s *
 	r := &Rollout{req: Request{Deploy: deploy.Request{Config: cfg}}}
 	var cur *snapshots.Current
 	if rel, ok := st.Current(); ok {
-		cur = r.current(&rel)
+		cur = r.current(s.Host, &rel)
 	}
 	return snapshots.Create(ctx, snapshots.CreateRequest{Config: cfg, Resolver: res, Host: s.Host, Store: s.Store, Current: cur, Description: description, Trigger: "manual"})
 }

@@ -208,14 +208,20 @@ func (r *Rollout) openStore(ctx context.Context, h *remote.Host) (snapshots.Stor
 	return r.store, nil
 }
 
-func (r *Rollout) current(cur *deploy.Release) *snapshots.Current {
+// current is the serving release as a snapshot holds it: its frontend
+// when it has one (it may have none while the new configuration adds one,
+// or the other way round: the serving release decides, not the
+// configuration).
+func (r *Rollout) current(h *remote.Host, cur *deploy.Release) *snapshots.Current {
 	if cur == nil {
 		return nil
 	}
-	cfg := r.req.Deploy.Config
 	c := &snapshots.Current{ID: cur.ID, Image: cur.Image}
-	if cfg.Frontend != nil {
-		c.FrontendDir = deploy.PrimaryLayout(cfg).Frontend(cur.ID)
+	dir := deploy.PrimaryLayout(r.req.Deploy.Config).Frontend(cur.ID)
+	if fs, err := h.Files(); err == nil {
+		if st, err := fs.Stat(dir); err == nil && st.IsDir() {
+			c.FrontendDir = dir
+		}
 	}
 	return c
 }
@@ -228,7 +234,7 @@ func (r *Rollout) beforeChange(ctx context.Context, h *remote.Host, cur *deploy.
 		return "", err
 	}
 	dr := r.req.Deploy
-	m, err := snapshots.Create(ctx, snapshots.CreateRequest{Config: dr.Config, Resolver: dr.Resolver, Host: h, Store: store, Current: r.current(cur),
+	m, err := snapshots.Create(ctx, snapshots.CreateRequest{Config: dr.Config, Resolver: dr.Resolver, Host: h, Store: store, Current: r.current(h, cur),
 		Description: "before " + dr.ID + describe(dr.Message), Trigger: "pre-deploy", DeploymentID: dr.ID})
 	if errors.Is(err, snapshots.ErrNothing) {
 		return "", pipelines.Skip("first deploy and no database: nothing to snapshot")
@@ -265,7 +271,7 @@ func (r *Rollout) afterKeep(ctx context.Context, h *remote.Host, cur *deploy.Rel
 		baseline = checks.BaselineFrom(r.out.Verification.Results)
 	}
 	r.mu.Unlock()
-	m, err := snapshots.Create(ctx, snapshots.CreateRequest{Config: dr.Config, Resolver: dr.Resolver, Host: h, Store: store, Current: r.current(cur),
+	m, err := snapshots.Create(ctx, snapshots.CreateRequest{Config: dr.Config, Resolver: dr.Resolver, Host: h, Store: store, Current: r.current(h, cur),
 		Description: "after " + dr.ID + describe(dr.Message), Trigger: "post-deploy", DeploymentID: dr.ID, Baseline: baseline})
 	if err != nil {
 		r.warn("post-deploy snapshot failed (the release stays; take one with `snapshot create`): %v", err)

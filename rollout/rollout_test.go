@@ -403,3 +403,27 @@ func TestACrashAfterTheSwitchIsATrigger(t *testing.T) {
 		assert.True(t, m.At.Before(undo.Start), "%s after the undo began", m.What)
 	}
 }
+
+// A frontend added to an app that had none, then removed: each deploy
+// works, and each pre-deploy snapshot holds what the serving release had.
+func TestAddingAndRemovingTheFrontend(t *testing.T) {
+	r := newRig(t)
+	store := snapshots.FileStore{Dir: r.store}
+	plain, withFront := r.config(t, ""), r.config(t, `, "frontend": {}`)
+	_, out, err := r.release(t, plain, r.Image(t, "./examples/sample/backend", "sample/backend", "v1"))
+	require.NoError(t, err, "%+v", out)
+
+	_, out, err = r.release(t, withFront, r.Image(t, "./examples/sample/backend", "sample/backend", "v2"), frontendDir(t, "v2"))
+	require.NoError(t, err, "%+v", out)
+	pre, err := snapshots.Load(t.Context(), store, out.PreSnapshot)
+	require.NoError(t, err)
+	assert.NotContains(t, pre.Components, snapshots.ComponentFrontend, "v1 had no frontend")
+	assert.Contains(t, r.index(t), "frontend v2")
+
+	_, out, err = r.release(t, plain, r.Image(t, "./examples/sample/backend", "sample/backend", "v3"))
+	require.NoError(t, err, "%+v", out)
+	pre, err = snapshots.Load(t.Context(), store, out.PreSnapshot)
+	require.NoError(t, err)
+	assert.Contains(t, pre.Components, snapshots.ComponentFrontend, "v2 had one, though the new configuration has none")
+	assert.Equal(t, "v3", r.version(t, "v3"))
+}
