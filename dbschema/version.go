@@ -54,7 +54,6 @@ var tools = []tool{
 	{"pop", "schema_migration", "", `SELECT max(version) FROM schema_migration`},
 	{"xorm", "version", "version", `SELECT max(version)::text FROM version`},
 	{"memos", "migration_history", "", `SELECT version FROM migration_history ORDER BY created_ts DESC LIMIT 1`},
-	{"miniflux-style", "schema_version", "version", `SELECT max(version)::text FROM schema_version`},
 }
 
 // ReadMigration names the migration tool whose table conn's database has,
