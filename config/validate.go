@@ -157,8 +157,8 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 // portRef is a {port} or {port.NAME} reference in a backend.env value.
 var portRef = regexp.MustCompile(`\{port(?:\.([a-z][a-z0-9_]*))?\}`)
 
-// PortRefs lists the port names a value references ("" for {port}).
-func PortRefs(v string) []string {
+// portRefs lists the port names a value references ("" for {port}).
+func portRefs(v string) []string {
 	var names []string
 	for _, m := range portRef.FindAllStringSubmatch(v, -1) {
 		names = append(names, m[1])
@@ -193,7 +193,7 @@ func portValidate(c *Config, add func(path, format string, args ...any)) {
 		add("backend.env."+b.PortEnv, "is backend.port_env, which lawsker-deploy sets to the release's bare port: remove it, or put {port} in the variable the app reads (e.g. \"%s\": \"127.0.0.1:{port}\") and set port_env to a name the app ignores", b.PortEnv)
 	}
 	for k, v := range b.Env {
-		for _, n := range PortRefs(v) {
+		for _, n := range portRefs(v) {
 			if n != "" && !seen[n] {
 				add("backend.env."+k, "references {port.%s}, which backend.extra_ports does not name", n)
 			}

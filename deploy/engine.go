@@ -128,7 +128,7 @@ func (e engine) start(ctx context.Context, name string) error {
 // restarted.
 func (e engine) runningSteadily(ctx context.Context, name string) error {
 	st, err := e.container(ctx, name)
-	if err != nil || !st.Running || st.Restarts != 0 {
+	if err != nil || st.crash() != "" {
 		return errAskCLI
 	}
 	return nil

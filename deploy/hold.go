@@ -89,10 +89,10 @@ func (d *Deployment) holdEnded(tr *targetRun) {
 	d.holdTo = time.Now()
 }
 
-// HoldLength is how long the run held (nginx answering 503 on every
-// target, from the first target's hold confirmed to the last target's
-// switch confirmed); 0 when it did not hold, or the hold did not end (the
-// run failed inside it and was reverted).
+// HoldLength is how long the run held (nginx answering 503), from the
+// first target's reload signal to the last target's way out confirmed
+// (its switch, or a revert's site undo); 0 when it did not hold, or the
+// hold did not end.
 func (d *Deployment) HoldLength() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -193,7 +193,7 @@ func (d *Deployment) swapDatabase(ctx context.Context) error {
 	}
 	swap, abandon, err := d.req.Hooks.StageDatabaseUndo(ctx, p.host, j.Undo[i].Snapshot)
 	if _, skipped := pipelines.IsSkip(err); skipped {
-		d.setEarlyRestore(true)
+		d.markRestoredEarly()
 		return err // the schema is unchanged: nothing to restore
 	}
 	if err != nil {
@@ -206,13 +206,13 @@ func (d *Deployment) swapDatabase(ctx context.Context) error {
 	if err := swap(ctx); err != nil {
 		return fmt.Errorf("%w (the reverts end the hold; the restore-database step restores after them)", err)
 	}
-	d.setEarlyRestore(true)
+	d.markRestoredEarly()
 	return nil
 }
 
-func (d *Deployment) setEarlyRestore(v bool) {
+func (d *Deployment) markRestoredEarly() {
 	d.mu.Lock()
-	d.earlyRestore = v
+	d.earlyRestore = true
 	d.mu.Unlock()
 }
 

@@ -67,26 +67,23 @@ func (d *Deployment) restoreDatabase(ctx context.Context, hook func(context.Cont
 		return pipelines.Skip("the deploy completed")
 	}
 	p := d.primary()
-	if !d.schemaTouched() {
-		// Nothing ran that could change the schema: the database's undo
-		// entry goes unreplayed.
-		if j := ownJournal(p.state, d.req.ID); j != nil && len(j.Undo) == 1 && j.Undo[0].Kind == UndoDatabase {
-			p.state.InProgress = nil
-			if err := SaveState(p.host, p.layout, p.state); err != nil {
-				return err
-			}
-		}
-		return pipelines.Skip("neither the migrations nor the new backend started")
+	// The database's undo entry goes unreplayed when nothing ran that
+	// could change the schema, or swap-database did it before the reverts.
+	skip := ""
+	switch {
+	case !d.schemaTouched():
+		skip = "neither the migrations nor the new backend started"
+	case d.restoredEarly():
+		skip = "done by " + StepSwapDatabase + " before the switch back"
 	}
-	if d.restoredEarly() {
-		// swap-database did it before the reverts: its entry goes.
+	if skip != "" {
 		if j := ownJournal(p.state, d.req.ID); j != nil && len(j.Undo) == 1 && j.Undo[0].Kind == UndoDatabase {
 			p.state.InProgress = nil
 			if err := SaveState(p.host, p.layout, p.state); err != nil {
 				return err
 			}
 		}
-		return pipelines.Skip("done by %s before the switch back", StepSwapDatabase)
+		return pipelines.Skip("%s", skip)
 	}
 	snapshot := ""
 	j := ownJournal(p.state, d.req.ID)

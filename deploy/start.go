@@ -141,24 +141,14 @@ func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 	// The container is watched beside the checks: one that exits or
 	// restarts ends the gate at once (not at its deadline).
 	gctx, stop := context.WithCancelCause(ctx)
-	watching := make(chan struct{})
+	crashes := WatchCrashes(gctx, func(ctx context.Context) string { return d.crashOf(ctx, tr) })
 	go func() {
-		defer close(watching)
-		for {
-			select {
-			case <-gctx.Done():
-				return
-			case <-time.After(250 * time.Millisecond):
-			}
-			if why := d.crashOf(gctx, tr); why != "" {
-				stop(fmt.Errorf("health gate: the new backend %s %s", tr.container, why))
-				return
-			}
+		if why, ok := <-crashes; ok {
+			stop(fmt.Errorf("health gate: the new backend %s %s", tr.container, why))
 		}
 	}()
 	err := HealthGate(gctx, tr.host, tr.port, b.HealthPath, hostHeader(d.req.Config), gate)
 	stop(nil)
-	<-watching
 	if cause := context.Cause(gctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
@@ -190,6 +180,28 @@ func (d *Deployment) crashOf(ctx context.Context, tr *targetRun) string {
 		return ""
 	}
 	return st.crash()
+}
+
+// WatchCrashes asks crashed every 250 ms until ctx ends, and sends the
+// first crash it reports; the channel is closed when the watch ends. The
+// gate and the watch window share it.
+func WatchCrashes(ctx context.Context, crashed func(context.Context) string) <-chan string {
+	ch := make(chan string, 1)
+	go func() {
+		defer close(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			if why := crashed(ctx); why != "" && ctx.Err() == nil {
+				ch <- why
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 // Crashed says whether a target's new backend exited, restarted or was

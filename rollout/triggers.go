@@ -10,6 +10,7 @@ import (
 
 	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/deploy"
 )
 
 // Watch is what the watch window saw: the health endpoint polled through
@@ -67,30 +68,27 @@ func RunWatch(ctx context.Context, o WatchOptions) *Watch {
 	h.ConnectTo(o.ConnectTo)
 	probe := checks.BackendHealth(h, o.URL)
 	end := time.Now().Add(o.Window)
-	crashed := make(chan string, 1)
+	var crashed <-chan string // nil: no crash watch, never ready
 	if o.Crashed != nil {
 		cctx, stop := context.WithDeadline(ctx, end)
 		defer stop()
-		go func() {
-			for {
-				select {
-				case <-cctx.Done():
-					return
-				case <-time.After(250 * time.Millisecond):
-				}
-				if why := o.Crashed(cctx); why != "" && cctx.Err() == nil {
-					crashed <- why
-					return
-				}
-			}
-		}()
+		crashed = deploy.WatchCrashes(cctx, o.Crashed)
+	}
+	crash := func(why string, ok bool) bool {
+		if !ok {
+			crashed = nil // the crash watch ended
+			return false
+		}
+		w.Triggered, w.Crash, w.LastError = true, why, why
+		return true
 	}
 	consecutive := 0
 	for {
 		select {
-		case why := <-crashed:
-			w.Triggered, w.Crash, w.LastError = true, why, why
-			return w
+		case why, ok := <-crashed:
+			if crash(why, ok) {
+				return w
+			}
 		default:
 		}
 		pctx, cancel := context.WithTimeout(ctx, max(interval, 2*time.Second))
@@ -122,9 +120,10 @@ func RunWatch(ctx context.Context, o WatchOptions) *Watch {
 		select {
 		case <-ctx.Done():
 			return w
-		case why := <-crashed:
-			w.Triggered, w.Crash, w.LastError = true, why, why
-			return w
+		case why, ok := <-crashed:
+			if crash(why, ok) {
+				return w
+			}
 		case <-time.After(interval):
 		}
 	}

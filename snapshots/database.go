@@ -278,8 +278,8 @@ func StageRestore(ctx context.Context, h *remote.Host, db config.Database, admin
 // Swap puts the staged copy in place of the serving database in one short
 // step (see swap): first it waits, at most a second, for the database's
 // sessions to finish the statement or transaction they are in, so no
-// query is cut (the caller has stopped new requests). A failed swap drops
-// the copy and leaves the database as it was.
+// query is cut (the caller has stopped new requests). A failed swap leaves
+// the database as it was (Close then drops the copy).
 func (s *StagedRestore) Swap(ctx context.Context) (*RestoreResult, error) {
 	if s.swapped || s.admin == nil {
 		return nil, errors.New("the staged restore was already swapped in or closed")
@@ -336,13 +336,18 @@ func Unswap(ctx context.Context, h *remote.Host, db config.Database, adminPasswo
 		return err
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
-	var there bool
-	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", replaced).Scan(&there); err != nil {
+	exists := func(name string) (bool, error) {
+		var there bool
+		err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&there)
+		return there, err
+	}
+	there, err := exists(replaced)
+	if err != nil {
 		return err
 	}
 	if !there {
-		var current bool
-		if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db.Name).Scan(&current); err != nil {
+		current, err := exists(db.Name)
+		if err != nil {
 			return err
 		}
 		if current {
@@ -350,10 +355,8 @@ func Unswap(ctx context.Context, h *remote.Host, db config.Database, adminPasswo
 		}
 		return fmt.Errorf("the database kept as %s before the swap is gone, and %s does not exist: restore with `lawsker-deploy rollback --snapshot ID --components database`", replaced, db.Name)
 	}
+	// As long as the replaced name (checked when it was made): it fits.
 	aside := db.Name + "_restore_" + time.Now().UTC().Format("20060102150405")
-	if len(aside) > 63 {
-		aside = aside[:63]
-	}
 	if err := swap(ctx, admin, db.Name, replaced, aside); err != nil {
 		return fmt.Errorf("putting %s back: %w", replaced, err)
 	}
