@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"sync"
 	"time"
 
@@ -118,7 +119,7 @@ type targetRun struct {
 	cfg       config.Target
 	layout    Layout
 	docker    Docker
-	nginx     Nginx
+	nginx     Nginx // without its pid file: nginxCmds has it
 	host      *remote.Host
 	state     *State
 	locked    bool
@@ -143,7 +144,9 @@ type targetRun struct {
 }
 
 func newTargetRun(cfg *config.Config, t config.Target) *targetRun {
-	return &targetRun{cfg: t, layout: NewLayout(cfg, t), docker: Docker{Host: t.Docker.Host}, nginx: Nginx{cfg: t.Nginx}}
+	tr := &targetRun{cfg: t, layout: NewLayout(cfg, t), docker: Docker{Host: t.Docker.Host}, nginx: NginxFor(t)}
+	tr.nginx.mark = path.Join(tr.layout.Base, ".nginx-workers-before-reload")
+	return tr
 }
 
 func newDeployment(req Request) *Deployment {

@@ -55,18 +55,19 @@ func (d *Deployment) holding() bool {
 	return !d.holdFrom.IsZero() && d.holdTo.IsZero()
 }
 
-// siteBack is told when a revert put a target's site back: a hold ends
-// there once nginx serves the release it went back to.
-func (d *Deployment) siteBack(ctx context.Context, tr *targetRun) {
-	if !d.holding() {
-		return
-	}
-	if tr.previous != nil {
-		if err := d.confirmServing(ctx, tr, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, tr.previous.ID); err != nil {
-			d.log.Warn("after the hold", "target", tr.cfg.Name, "error", err)
+// siteBack is told when a revert put a target's site back on release to
+// (nil: the app had no site before): it waits until nginx serves it and
+// the workers from before the reload are gone (what the revert removes
+// next, the failed backend, then serves nobody), and a hold ends there.
+func (d *Deployment) siteBack(ctx context.Context, tr *targetRun, to *Release) {
+	if to != nil {
+		if err := d.confirmServing(ctx, tr, "http://"+nginxAddr(tr.cfg.Nginx), releaseProbe, to.ID); err != nil {
+			d.log.Warn("after putting the site back", "target", tr.cfg.Name, "release", to.ID, "error", err)
 		}
 	}
-	d.holdEnded(tr)
+	if d.holding() {
+		d.holdEnded(tr)
+	}
 }
 
 // holdEnded is called when a target's site leaves the hold (its switch,
@@ -151,7 +152,7 @@ func (d *Deployment) holdSites(ctx context.Context) error {
 			d.holdFrom = time.Now()
 		}
 		d.mu.Unlock()
-		if _, err := tr.host.RunScript(ctx, nil, holdSiteCmds(tr.layout, tr.nginx, d.req.ID)...); err != nil {
+		if _, err := tr.host.RunScript(ctx, nil, holdSiteCmds(tr.layout, tr.nginxCmds(), d.req.ID)...); err != nil {
 			return fmt.Errorf("%s: putting the site into the maintenance hold: %w", tr.cfg.Name, err)
 		}
 		// Old workers finish the requests they have (to the backend that

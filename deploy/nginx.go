@@ -10,7 +10,14 @@ import (
 )
 
 // Nginx builds nginx argv for one target.
-type Nginx struct{ cfg config.Nginx }
+type Nginx struct {
+	cfg config.Nginx
+	// pidFile is the master's pid file ("" when not known) and mark a
+	// file of the deployment's: with both, Reload writes the master's
+	// children from before the reload to mark, and Drain waits for them
+	// to exit.
+	pidFile, mark string
+}
 
 func (n Nginx) cmd(args ...string) []string {
 	bin := n.cfg.Binary
@@ -30,9 +37,24 @@ func (n Nginx) cmd(args ...string) []string {
 // Test checks the whole configuration (with the site file as it is now).
 func (n Nginx) Test() []string { return n.cmd("-t", "-q") }
 
+// reloadScript lists the children of the master whose pid is in file $1
+// into file $2 (atomically; a listing that cannot be made leaves no file),
+// then runs the reload command that follows.
+const reloadScript = `rm -f "$2"
+m=$(cat "$1" 2>/dev/null) && command -v pgrep >/dev/null 2>&1 && { pgrep -P "$m" > "$2.tmp"; mv -f "$2.tmp" "$2"; } 2>/dev/null
+shift 2
+exec "$@"`
+
 // Reload asks the running master to reload; old workers finish their
-// requests (to the old backend, still running) before they exit.
-func (n Nginx) Reload() []string { return n.cmd("-s", "reload") }
+// requests (to the old backend, still running) before they exit. With
+// the pid file known, the workers from before the reload are written
+// down first, for Drain.
+func (n Nginx) Reload() []string {
+	if n.pidFile == "" || n.mark == "" {
+		return n.cmd("-s", "reload")
+	}
+	return append([]string{"sh", "-c", reloadScript, "sh", n.pidFile, n.mark}, n.cmd("-s", "reload")...)
+}
 
 // pidFileScript prints the pid file of nginx's configuration ($1 is the
 // nginx command line, as a quoted string): its pid directive (nginx -T),
@@ -46,25 +68,39 @@ func (n Nginx) PidFile() []string {
 	return []string{"sh", "-c", pidFileScript, "sh", remote.Quote(n.cmd()...)}
 }
 
-// drainScript waits until the master whose pid is in file $1 has no worker
-// left from before its last reload ("worker process is shutting down"):
-// requests those old workers still serve go to the backend the reload
-// left. It exits 0 when drained or when that cannot be known (no pid file,
-// no pgrep), 3 after 2 s with old workers left.
-const drainScript = `master=$(cat "$1" 2>/dev/null) || exit 0
-command -v pgrep >/dev/null 2>&1 || exit 0
+// drainScript waits until none of the processes listed in file $2 (the
+// master's children before the last reload, Reload's mark) is still a
+// child of the master whose pid is in file $1: requests those old workers
+// still serve go to the backend the reload left, and one that has not yet
+// seen the reload signal still accepts connections. Old workers are known
+// by their pids, not by nginx's "shutting down" title: a worker starved
+// of CPU has not set it yet. It exits 0 when drained or when that cannot
+// be known (no pid file, no mark, no /proc), 3 after 2 s with old workers
+// left.
+const drainScript = `m=$(cat "$1" 2>/dev/null) || exit 0
+old=$(cat "$2" 2>/dev/null) || exit 0
+[ -d /proc/self ] || exit 0
 i=0
-while pgrep -P "$master" -f 'shutting down' >/dev/null 2>&1; do
+while :; do
+  left=
+  for p in $old; do
+    pp=
+    read -r _ _ _ pp _ 2>/dev/null < "/proc/$p/stat"
+    if [ "$pp" = "$m" ]; then left=$p; break; fi
+  done
+  [ -z "$left" ] && exit 0
   i=$((i+1)); [ "$i" -ge 100 ] && exit 3
   sleep 0.02
-done
-exit 0`
+done`
 
-// Drain waits for the workers from before the last reload to exit
-// (pidFile: PidFile's answer; "" waits for nothing).
-func (n Nginx) Drain(pidFile string) []string {
-	return []string{"sh", "-c", drainScript, "sh", pidFile}
+// Drain waits for the workers from before the last Reload to exit (for
+// nothing when the pid file is not known).
+func (n Nginx) Drain() []string {
+	return []string{"sh", "-c", drainScript, "sh", n.pidFile, n.mark}
 }
+
+// withPidFile is n with the master's pid file known.
+func (n Nginx) withPidFile(f string) Nginx { n.pidFile = f; return n }
 
 // SiteData is what the site template needs.
 type SiteData struct {

@@ -173,8 +173,8 @@ func (d *Deployment) undoEnv(tr *targetRun) undoEnv {
 	if database == nil {
 		database = d.req.Hooks.ConvergeDatabase
 	}
-	return undoEnv{host: tr.host, layout: tr.layout, docker: tr.docker, nginx: tr.nginx, state: tr.state, log: d.log, database: database, unhold: d.req.Hooks.Unhold,
-		siteBack: func(ctx context.Context) { d.siteBack(ctx, tr) },
+	return undoEnv{host: tr.host, layout: tr.layout, docker: tr.docker, nginx: tr.nginxCmds(), state: tr.state, log: d.log, database: database, unhold: d.req.Hooks.Unhold,
+		siteBack: func(ctx context.Context, to *Release) { d.siteBack(ctx, tr, to) },
 		monitoring: func(ctx context.Context, to Release) error {
 			return d.applyMonitoring(ctx, tr, to.Port, to.ID, false)
 		}}

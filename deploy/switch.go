@@ -76,7 +76,7 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 	if err := tr.record(StepSwitch, Undo{Kind: UndoSite, To: tr.previous}); err != nil {
 		return err
 	}
-	if _, err := h.Run(ctx, "sh", "-c", switchScript(l, tr.nginx, Release{ID: d.req.ID, Container: tr.container}, "")); err != nil {
+	if _, err := h.Run(ctx, "sh", "-c", switchScript(l, tr.nginxCmds(), Release{ID: d.req.ID, Container: tr.container}, "")); err != nil {
 		return switchError(err)
 	}
 	// The switch is confirmed by nginx alone (the release's own ACME
@@ -98,7 +98,8 @@ func (d *Deployment) confirmServing(ctx context.Context, tr *targetRun, base, pa
 	if err := WaitServing(ctx, tr.host, base, path, hostHeader(d.req.Config), id, 15*time.Second); err != nil {
 		return err
 	}
-	if _, err := tr.host.Run(ctx, tr.nginx.Drain(tr.nginxPidFile(ctx))...); err != nil {
+	tr.nginxPidFile(ctx)
+	if _, err := tr.host.Run(ctx, tr.nginxCmds().Drain()...); err != nil {
 		d.log.Warn("nginx workers from before the reload still run after 2s; going on", "target", tr.cfg.Name, "error", err)
 	}
 	return nil
@@ -109,10 +110,23 @@ func (d *Deployment) confirmServing(ctx context.Context, tr *targetRun, base, pa
 func (tr *targetRun) nginxPidFile(ctx context.Context) string {
 	tr.pidOnce.Do(func() {
 		if out, err := tr.host.Run(ctx, tr.nginx.PidFile()...); err == nil {
+			tr.mu.Lock()
 			tr.pidFile = strings.TrimSpace(out)
+			tr.mu.Unlock()
 		}
 	})
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
 	return tr.pidFile
+}
+
+// nginxCmds is the target's nginx with its pid file once nginxPidFile
+// found it: its reloads then write down the workers confirmServing's
+// drain waits for.
+func (tr *targetRun) nginxCmds() Nginx {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.nginx.withPidFile(tr.pidFile)
 }
 
 // recordCurrent makes the new release current, not yet verified, in
@@ -240,7 +254,8 @@ func (d *Deployment) certificates(ctx context.Context) error {
 		if _, err := tr.host.Run(ctx, tr.nginx.Test()...); err != nil {
 			return fmt.Errorf("%s: nginx -t refused the HTTPS site (the HTTP one keeps serving): %w", tr.cfg.Name, err)
 		}
-		if _, err := tr.host.Run(ctx, tr.nginx.Reload()...); err != nil {
+		tr.nginxPidFile(ctx)
+		if _, err := tr.host.Run(ctx, tr.nginxCmds().Reload()...); err != nil {
 			return fmt.Errorf("%s: nginx reload: %w", tr.cfg.Name, err)
 		}
 		if err := d.confirmServing(ctx, tr, "https://"+nginxTLSAddr(tr.cfg.Nginx), d.req.Config.Backend.HealthPath, d.req.ID); err != nil {

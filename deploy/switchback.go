@@ -137,7 +137,8 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	if hasCur {
 		then = detachCmd(stopAfter(tr.docker, l, cur.Container, b.RollbackWindow.D()))
 	}
-	if _, err := h.Run(ctx, "sh", "-c", switchScript(l, tr.nginx, prev, then)); err != nil {
+	tr.nginxPidFile(ctx)
+	if _, err := h.Run(ctx, "sh", "-c", switchScript(l, tr.nginxCmds(), prev, then)); err != nil {
 		return errors.Join(switchError(err), d.undoEnv(tr).replay(context.WithoutCancel(ctx), nil))
 	}
 	if err := d.confirmServing(ctx, tr, "http://"+nginxAddr(tr.cfg.Nginx), b.HealthPath, prev.ID); err != nil {

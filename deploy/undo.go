@@ -96,8 +96,10 @@ type undoEnv struct {
 	database func(ctx context.Context, h *remote.Host, snapshot string) error
 	// unhold puts a hold's change back (nil: this run cannot).
 	unhold func(ctx context.Context, h *remote.Host, token string) error
-	// siteBack is told when a site undo was replayed (it ends a hold).
-	siteBack func(ctx context.Context)
+	// siteBack is told when a site undo was replayed, with the release
+	// the site went back to (nil: none): it waits for nginx to serve it,
+	// and ends a hold.
+	siteBack func(ctx context.Context, to *Release)
 	log      *slog.Logger
 }
 
@@ -133,7 +135,7 @@ func (u undoEnv) replay(ctx context.Context, skip func(Undo) bool) error {
 			to := releaseID(e.To)
 			siteTo = &to
 			if u.siteBack != nil {
-				u.siteBack(ctx)
+				u.siteBack(ctx, e.To)
 			}
 		}
 	}
