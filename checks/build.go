@@ -91,7 +91,7 @@ func Build(env Env) ([]Check, error) {
 	}
 	health := cfg.Backend.HealthPath
 
-	add("backend health "+health, Health, BackendHealth(h, base+health))
+	add("backend health "+health, Health, BackendHealth(h, base+health, cfg.Backend.HealthExpect))
 	var pgCfg *pgx.ConnConfig
 	if db := cfg.Database; db != nil {
 		pw, err := env.Resolver.Resolve(db.Password)

@@ -2,35 +2,84 @@ package checks
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lawsker/lawsker-deploy/config"
 )
 
-// BackendHealth GETs the health endpoint: 200, and when the body is a JSON
-// object with a "status" field, that field must say healthy ("ok",
-// "healthy", "pass", "up", ...: HealthyBody) — a 200 with an error body
-// fails.
-func BackendHealth(h *HTTP, url string) func(context.Context) (Result, error) {
+// BackendHealth GETs the health endpoint and judges the answer by
+// backend.health_expect (HealthAnswer): by default a 200 and, when the
+// body is a JSON object with a "status" field, a field that says healthy
+// ("ok", "healthy", "pass", "up", ...) — a 200 with an error body fails;
+// an HTML page always does.
+func BackendHealth(h *HTTP, url string, want config.HealthExpect) func(context.Context) (Result, error) {
 	return func(ctx context.Context) (Result, error) {
 		resp, err := h.Get(ctx, url)
 		if err != nil {
 			return Result{}, err
 		}
-		if resp.Status != 200 {
-			return Failed("GET %s: status %d: %s", url, resp.Status, snippet(resp.Body)), nil
+		if err := HealthAnswer(want, resp.Status, resp.Body, resp.Header.Get("Content-Type")); err != nil {
+			return Failed("GET %s: %v", url, err), nil
 		}
-		if err := HealthyBody(resp.Body, resp.Header.Get("Content-Type")); err != nil {
-			return Failed("GET %s: 200, but %v", url, err), nil
-		}
-		return Passed("GET %s: 200 %s", url, snippet(resp.Body)), nil
+		return Passed("GET %s: %d %s", url, resp.Status, snippet(resp.Body)), nil
 	}
+}
+
+// HealthAnswer judges a health endpoint's answer, the one rule of the
+// health gate, the watch window and the suite: a status of want.Status
+// (200 when unset), never an HTML page (the frontend's fallback answered),
+// want.Body in the body when set, and want.JSON's fields with their
+// values when set, else a "status" field, when there is one, that says
+// healthy.
+func HealthAnswer(want config.HealthExpect, status int, body []byte, contentType string) error {
+	statuses := want.Status
+	if len(statuses) == 0 {
+		statuses = []int{200}
+	}
+	if !slices.Contains(statuses, status) {
+		return fmt.Errorf("status %d (healthy: %v): %s", status, statuses, snippet(body))
+	}
+	if strings.Contains(contentType, "text/html") || looksLikeHTML(body) {
+		return fmt.Errorf("%d, but it is an HTML page (%s), not the backend's answer: the frontend's fallback (index.html) answered, so the health path does not reach the backend; route it to the backend", status, snippet(body))
+	}
+	if want.Body != "" && !strings.Contains(string(body), want.Body) {
+		return fmt.Errorf("%d, but the body does not contain %q (backend.health_expect.body): %s", status, want.Body, snippet(body))
+	}
+	if len(want.JSON) > 0 {
+		var doc any
+		if err := json.Unmarshal(body, &doc); err != nil {
+			return fmt.Errorf("%d, but the body is not JSON (backend.health_expect.json): %s", status, snippet(body))
+		}
+		for _, k := range slices.Sorted(maps.Keys(want.JSON)) {
+			v, ok := dig(doc, k)
+			if !ok {
+				return fmt.Errorf("%d, but the JSON body has no %s (backend.health_expect.json): %s", status, k, snippet(body))
+			}
+			if got := fmt.Sprint(v); got != want.JSON[k] {
+				return fmt.Errorf("%d, but %s is %q, not %q (backend.health_expect.json): %s", status, k, got, want.JSON[k], snippet(body))
+			}
+		}
+		return nil
+	}
+	field, has, err := jsonField(body, "status")
+	switch {
+	case err != nil && strings.Contains(contentType, "json"):
+		return fmt.Errorf("%d, but the JSON body does not parse: %v", status, err)
+	case has && !healthyWord(field):
+		return fmt.Errorf("%d, but the body says status %q: %s", status, field, snippet(body))
+	}
+	return nil
 }
 
 // assetIsPage says an asset that is not a page was answered with HTML.
@@ -40,24 +89,6 @@ func assetIsPage(p, contentType string) bool {
 		return false
 	}
 	return strings.Contains(contentType, "text/html")
-}
-
-// HealthyBody judges a health endpoint's 200 answer, the one rule of the
-// health gate, the watch and the suite: a JSON object's "status" field,
-// when there is one, must say healthy ("ok", "healthy", "pass", "up",
-// "green", or gRPC's "SERVING"); a JSON content type must parse.
-func HealthyBody(body []byte, contentType string) error {
-	if strings.Contains(contentType, "text/html") || looksLikeHTML(body) {
-		return fmt.Errorf("it is an HTML page (%s), not the backend's answer: the frontend's fallback (index.html) answered, so the health path does not reach the backend; route it to the backend", snippet(body))
-	}
-	status, has, err := jsonField(body, "status")
-	switch {
-	case err != nil && strings.Contains(contentType, "json"):
-		return fmt.Errorf("the JSON body does not parse: %v", err)
-	case has && !healthyWord(status):
-		return fmt.Errorf("the body says status %q: %s", status, snippet(body))
-	}
-	return nil
 }
 
 func looksLikeHTML(b []byte) bool {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
@@ -35,22 +36,49 @@ func TestBackendHealth(t *testing.T) {
 	}{
 		{"/api/v1/health", Pass, `: 200 "{\"status\":\"ok\",\"version\":\"v1\"}"`},
 		{"/lying/health", Fail, `: 200, but the body says status "error"`},
-		{"/failing", Fail, ": status 500: \"boom\""},
+		{"/failing", Fail, ": status 500 (healthy: [200]): \"boom\""},
 		{"/malformed/health", Fail, ": 200, but the JSON body does not parse: unexpected end of JSON input"},
 		{"/huge", Fail, "the response body is larger than 1048576 bytes"},
 		{"/loop", Fail, "more than 5 redirects (last to " + srv.URL + "/loop): a redirect loop?"},
 		{"/slow", Fail, "Client.Timeout exceeded"},
 	} {
-		r := run1(t, Check{Name: "backend", Category: Health, Run: BackendHealth(h, srv.URL+tc.path)})
+		r := run1(t, Check{Name: "backend", Category: Health, Run: BackendHealth(h, srv.URL+tc.path, config.HealthExpect{})})
 		assert.Equal(t, tc.status, r.Status, tc.path)
 		assert.Contains(t, r.Message, tc.msg, tc.path)
 	}
 }
 
+// backend.health_expect says what a healthy answer is: statuses, a text,
+// JSON fields and their values. An HTML page is never one.
+func TestHealthExpect(t *testing.T) {
+	srv := testBackend(t)
+	h := NewHTTP(2*time.Second, nil)
+	for _, tc := range []struct {
+		want   config.HealthExpect
+		status Status
+		msg    string
+	}{
+		{config.HealthExpect{JSON: map[string]string{"status": "ok", "version": "v1"}}, Pass, ": 200 "},
+		{config.HealthExpect{JSON: map[string]string{"version": "v2"}}, Fail, `: 200, but version is "v1", not "v2" (backend.health_expect.json)`},
+		{config.HealthExpect{JSON: map[string]string{"checks.db": "up"}}, Fail, `: 200, but the JSON body has no checks.db (backend.health_expect.json)`},
+		{config.HealthExpect{Body: `"ok"`}, Pass, ": 200 "},
+		{config.HealthExpect{Body: "SERVING"}, Fail, `: 200, but the body does not contain "SERVING" (backend.health_expect.body)`},
+		{config.HealthExpect{Status: []int{204}}, Fail, `: status 200 (healthy: [204])`},
+	} {
+		r := run1(t, Check{Name: "backend", Category: Health, Run: BackendHealth(h, srv.URL+"/api/v1/health", tc.want)})
+		assert.Equal(t, tc.status, r.Status, "%+v: %s", tc.want, r.Message)
+		assert.Contains(t, r.Message, tc.msg, "%+v", tc.want)
+	}
+	assert.NoError(t, HealthAnswer(config.HealthExpect{Status: []int{200, 204}}, 204, nil, ""))
+	assert.ErrorContains(t, HealthAnswer(config.HealthExpect{Body: "<title>"}, 200, []byte("<!doctype html><title>app</title>"), "text/html"),
+		"it is an HTML page", "the text an HTML page contains does not make it a health answer")
+	assert.ErrorContains(t, HealthAnswer(config.HealthExpect{}, 200, []byte("not json"), "application/json"), "the JSON body does not parse")
+}
+
 func TestClosedPortFailsFast(t *testing.T) {
 	h := NewHTTP(2*time.Second, nil)
 	url := fmt.Sprintf("http://127.0.0.1:%d/api/v1/health", testenv.FreePort(t))
-	r := run1(t, Check{Name: "backend", Category: Health, Run: BackendHealth(h, url)})
+	r := run1(t, Check{Name: "backend", Category: Health, Run: BackendHealth(h, url, config.HealthExpect{})})
 	assert.Equal(t, Fail, r.Status)
 	assert.Contains(t, r.Message, "connection refused")
 	assert.Less(t, r.Duration, 2*time.Second)
@@ -210,7 +238,7 @@ func TestTheSPAFallbackIsNotAnAnswer(t *testing.T) {
 	base := fmt.Sprintf("http://127.0.0.1:%d", n.Port)
 	h := NewHTTP(2*time.Second, nil)
 
-	r := run1(t, Check{Name: "backend", Category: Health, Run: BackendHealth(h, base+"/healthcheck")})
+	r := run1(t, Check{Name: "backend", Category: Health, Run: BackendHealth(h, base+"/healthcheck", config.HealthExpect{})})
 	assert.Equal(t, Fail, r.Status)
 	assert.Contains(t, r.Message, "200, but it is an HTML page")
 	assert.Contains(t, r.Message, "the frontend's fallback (index.html) answered, so the health path does not reach the backend")

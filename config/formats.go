@@ -68,6 +68,10 @@ var formats = map[string]*format{
 		pattern: `^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$`,
 		says:    "must be a URL path starting with '/'",
 	},
+	"route": {
+		pattern: `^/[A-Za-z0-9._~!&()+,=:@%/-]*\*?$`,
+		says:    `must be a URL path starting with '/' (no query, no spaces, quotes, ';', '{' or '$'), ending in '/' or '*' for a prefix`,
+	},
 	"urlpathorempty": {
 		pattern: `^(/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$`,
 		says:    `must be a URL path starting with '/', or "" to skip the check`,

@@ -139,7 +139,8 @@ func (l *Legacy) convert(opts ImportOptions, c *collector, lines map[string]int)
 	cfg.Backend.Image = image
 	cfg.Backend.MigrateCommand = []string{"alembic", "upgrade", "head"}
 	cfg.Frontend = &Frontend{Source: "frontend", BuildCommand: []string{"npm", "run", "build"}, Output: "dist"}
-	note("backend, frontend: assumed Lawsker's layout (backend/ migrated with `alembic upgrade head`, frontend/ built with `npm run build` into dist/); edit the converted file if yours differs")
+	cfg.Backend.Routes = []string{"/api/"}
+	note("backend, frontend: assumed Lawsker's layout (backend/ migrated with `alembic upgrade head`, frontend/ built with `npm run build` into dist/, the API under /api/: backend.routes); edit the converted file if yours differs")
 	cfg.Domains = l.Domains
 	cfg.Verification.Endpoints = LawskerEndpoints()
 	cfg.Verification.UploadPath = "/api/v1/upload"

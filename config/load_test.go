@@ -193,6 +193,39 @@ func TestParseProblems(t *testing.T) {
 }`, []string{
 			`backend.extra_ports[0]: must be a port name (lowercase letters, digits and '_', starting with a letter), got "Admin" (line 3)`,
 		}},
+		{"a frontend without routes", `{
+  "version": 1, "app": "web", "targets": [{"name": "prod", "host": "h.example.com"}],
+  "backend": {"image": "ghcr.io/acme/web"},
+  "frontend": {}
+}`, []string{
+			`backend.routes: is required with a frontend: list the paths nginx sends to the backend, e.g. ["/api/", "/healthcheck"] (a trailing / or * is a prefix, anything else one exact path); every other path is answered by the frontend's files and index.html`,
+		}},
+		{"routes that cannot be", `{
+  "version": 1, "app": "web", "targets": [{"name": "prod", "host": "h.example.com"}],
+  "backend": {"image": "ghcr.io/acme/web", "routes": ["/v1/", "/v1/*"]},
+  "frontend": {},
+  "verification": {"endpoints": [{"path": "/v1/stores"}, {"path": "/stats"}], "upload_path": "/upload"}
+}`, []string{
+			`backend.routes[1]: "/v1/*" is already backend.routes[0] (line 3)`,
+			`verification.endpoints[1].path: "/stats" is not in backend.routes: with a frontend, nginx answers it from the frontend (index.html), not the backend; add a route that covers it (line 5)`,
+			`verification.upload_path: "/upload" is not in backend.routes: with a frontend, nginx answers it from the frontend (index.html), not the backend; add a route that covers it (line 5)`,
+		}},
+		{"every path to the backend beside a frontend", `{
+  "version": 1, "app": "web", "targets": [{"name": "prod", "host": "h.example.com"}],
+  "backend": {"image": "ghcr.io/acme/web", "routes": ["/*"]},
+  "frontend": {}
+}`, []string{
+			`backend.routes[0]: "/*" sends every path to the backend, so the frontend would serve nothing: remove the frontend section, or list the backend's own prefixes (e.g. "/api/") (line 3)`,
+		}},
+		{"routes that are no paths", `{
+  "version": 1, "app": "web", "targets": [{"name": "prod", "host": "h.example.com"}],
+  "backend": {"image": "ghcr.io/acme/web", "routes": ["v2", "/a b", "/x;y", "/a*b"]}
+}`, []string{
+			`backend.routes[0]: must be a URL path starting with '/' (no query, no spaces, quotes, ';', '{' or '$'), ending in '/' or '*' for a prefix, got "v2" (line 3)`,
+			`backend.routes[1]: must be a URL path starting with '/' (no query, no spaces, quotes, ';', '{' or '$'), ending in '/' or '*' for a prefix, got "/a b" (line 3)`,
+			`backend.routes[2]: must be a URL path starting with '/' (no query, no spaces, quotes, ';', '{' or '$'), ending in '/' or '*' for a prefix, got "/x;y" (line 3)`,
+			`backend.routes[3]: must be a URL path starting with '/' (no query, no spaces, quotes, ';', '{' or '$'), ending in '/' or '*' for a prefix, got "/a*b" (line 3)`,
+		}},
 		{"database URL twice and a query that is not one", `{
   "version": 1, "app": "web", "targets": [{"name": "prod", "host": "h.example.com"}],
   "backend": {"image": "ghcr.io/acme/web", "secret_env": {"DATABASE_URL": "env:DB_URL"}},

@@ -16,7 +16,10 @@ type SecretStatus struct {
 func (c *Config) Summary(secrets []SecretStatus) string {
 	var b strings.Builder
 	line := func(k, format string, args ...any) {
-		fmt.Fprintf(&b, "  %-13s %s\n", k+":", fmt.Sprintf(format, args...))
+		if k != "" {
+			k += ":"
+		}
+		fmt.Fprintf(&b, "  %-13s %s\n", k, fmt.Sprintf(format, args...))
 	}
 	fmt.Fprintf(&b, "%s (%s)\n", c.App, c.Environment)
 	for i, t := range c.Targets {
@@ -30,9 +33,20 @@ func (c *Config) Summary(secrets []SecretStatus) string {
 	if len(c.Backend.MigrateCommand) > 0 {
 		mig = "migrations: " + strings.Join(c.Backend.MigrateCommand, " ")
 	}
-	line("backend", "%s  port %d  health %s  %s", c.Backend.Image, c.Backend.Port, c.Backend.HealthPath, mig)
+	port := fmt.Sprintf("port %d", c.Backend.Port)
+	if c.Backend.Network == "host" {
+		port = fmt.Sprintf("host network, a port from %d-%d told in %s", c.Backend.HostPortMin, c.Backend.HostPortMax, c.Backend.PortEnv)
+	}
+	line("backend", "%s  %s  health %s  %s", c.Backend.Image, port, c.Backend.HealthPath, mig)
 	if c.Frontend != nil {
 		line("frontend", "%s/%s", c.Frontend.Source, c.Frontend.Output)
+	}
+	for i, r := range c.RoutingTable() {
+		key := ""
+		if i == 0 {
+			key = "routing"
+		}
+		line(key, "%s", r)
 	}
 	if c.Database != nil {
 		line("database", "postgresql %s@%s:%d/%s", c.Database.User, c.Database.Host, c.Database.Port, c.Database.Name)

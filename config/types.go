@@ -94,14 +94,23 @@ type Backend struct {
 	HostPortMin       int                  `json:"host_port_min,omitempty" min:"1024" max:"65535" default:"18000" doc:"lowest 127.0.0.1 port a new backend may get on the target"`
 	HostPortMax       int                  `json:"host_port_max,omitempty" min:"1024" max:"65535" default:"18999" doc:"highest 127.0.0.1 port a new backend may get on the target"`
 	HealthPath        string               `json:"health_path,omitempty" format:"urlpath" default:"\"/api/v1/health\"" doc:"health endpoint used by the health gate"`
+	Routes            []string             `json:"routes,omitempty" items:"route" doc:"with a frontend (required then): the paths nginx sends to the backend, any method; \"/v1/\" or \"/v1/*\" is a prefix, \"/healthcheck\" one exact path; the health path is added when no route covers it; every other path is the frontend's. Without a frontend everything goes to the backend"`
 	MigrateCommand    []string             `json:"migrate_command,omitempty" doc:"the full argv run once in the new image before the switch, e.g. [\"alembic\", \"upgrade\", \"head\"] (it replaces the image's ENTRYPOINT unless migrate_entrypoint is \"keep\"); empty: no migrations"`
 	MigrateEntrypoint string               `json:"migrate_entrypoint,omitempty" enum:"replace|keep" default:"\"replace\"" doc:"replace: migrate_command is the whole argv (the image's ENTRYPOINT is not run); keep: migrate_command is passed to the image's ENTRYPOINT as its arguments"`
 	ASGIApp           string               `json:"asgi_app,omitempty" format:"asgiapp" default:"\"app.main:app\"" doc:"module:attribute uvicorn serves in the Python preset (no Dockerfile)"`
 	Env               map[string]string    `json:"env,omitempty" keys:"envname" doc:"plain environment variables of the backend"`
 	SecretEnv         map[string]SecretRef `json:"secret_env,omitempty" keys:"envname" doc:"environment variables whose values are secrets (written to a 0600 env file on the target)"`
+	HealthExpect      HealthExpect         `json:"health_expect" doc:"what a healthy answer of health_path is (the health gate, the watch window and the suite's health check); an HTML page never is"`
 	HealthGate        HealthGate           `json:"health_gate" doc:"how a new backend proves it is healthy before traffic moves to it"`
 	RollbackWindow    Duration             `json:"rollback_window,omitempty" default:"\"10m\"" doc:"how long the previous backend stays running for an instant switch back"`
 	KeepReleases      int                  `json:"keep_releases,omitempty" min:"2" max:"100" default:"5" doc:"releases kept on the target; older ones are pruned (never the current or previous)"`
+}
+
+// HealthExpect is what a healthy answer of the health path is.
+type HealthExpect struct {
+	Status []int             `json:"status,omitempty" default:"[200]" doc:"statuses that count as healthy"`
+	Body   string            `json:"body,omitempty" doc:"text the answer must contain (e.g. \"OK\"); empty: any"`
+	JSON   map[string]string `json:"json,omitempty" doc:"dotted fields of the JSON answer and the values they must have, e.g. {\"status\": \"pass\", \"checks.db\": \"up\"}; empty: a top-level \"status\" field, when there is one, must say healthy (ok, healthy, pass, up, green, SERVING)"`
 }
 
 // HealthGate bounds the health check of a new backend.

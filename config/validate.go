@@ -63,6 +63,7 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 		}
 	}
 	portValidate(c, add)
+	routeValidate(c, add)
 	for name := range c.Backend.SecretEnv {
 		if _, both := c.Backend.Env[name]; both {
 			add("backend.secret_env."+name, "is also set in backend.env; a variable comes from one place")
@@ -144,6 +145,19 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 			if code < 100 || code > 599 {
 				add(indexPath(indexPath("verification.endpoints", i)+".expect", j), "must be an HTTP status (100-599), got %d", code)
 			}
+		}
+	}
+	for j, code := range c.Backend.HealthExpect.Status {
+		if code < 100 || code > 599 {
+			add(indexPath("backend.health_expect.status", j), "must be an HTTP status (100-599), got %d", code)
+		}
+	}
+	if len(c.Backend.HealthExpect.Status) == 0 {
+		add("backend.health_expect.status", "must list at least one status (the default is [200])")
+	}
+	for k := range c.Backend.HealthExpect.JSON {
+		if k == "" || strings.HasPrefix(k, ".") || strings.HasSuffix(k, ".") || strings.Contains(k, "..") {
+			add("backend.health_expect.json", "key %s must be a dotted field path such as \"checks.db\"", quote(k))
 		}
 	}
 	if c.Verification.Login.Username != "" && c.Verification.Login.Password.IsZero() {

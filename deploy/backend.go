@@ -177,14 +177,14 @@ func FreePort(ctx context.Context, h *remote.Host, lo, hi int, used map[int]bool
 // HealthGate polls the backend through the SSH tunnel until it passes
 // `passes` checks in a row, or the deadline passes. It remembers the last
 // failure for the error.
-func HealthGate(ctx context.Context, h *remote.Host, port int, healthPath, hostHeader string, g config.HealthGate) error {
-	return healthThrough(ctx, h, "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), healthPath, hostHeader, g)
+func HealthGate(ctx context.Context, h *remote.Host, port int, b config.Backend, hostHeader string, g config.HealthGate) error {
+	return healthThrough(ctx, h, "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), b, hostHeader, g)
 }
 
 // healthThrough polls base+healthPath through the target's tunnel (base:
 // http://addr, or https://addr for nginx's HTTPS servers: the certificate
 // is not judged here, the verification suite's TLS check does that).
-func healthThrough(ctx context.Context, h *remote.Host, base, healthPath, hostHeader string, g config.HealthGate) error {
+func healthThrough(ctx context.Context, h *remote.Host, base string, b config.Backend, hostHeader string, g config.HealthGate) error {
 	client := tunnelClient(h, g.RequestTimeout.D())
 	if strings.HasPrefix(base, "https://") {
 		client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{ServerName: hostHeader, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // health through our own tunnel; the suite verifies the chain
@@ -192,12 +192,12 @@ func healthThrough(ctx context.Context, h *remote.Host, base, healthPath, hostHe
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, g.Deadline.D())
 	defer cancel()
-	url := base + healthPath
+	url := base + b.HealthPath
 	streak, tries := 0, 0
 	var last error
 	for {
 		tries++
-		err := checkHealth(ctx, client, url, hostHeader)
+		err := checkHealth(ctx, client, url, hostHeader, b.HealthExpect)
 		switch {
 		case err == nil:
 			if streak++; streak >= g.ConsecutivePasses {
@@ -232,7 +232,7 @@ func tunnelClient(h *remote.Host, timeout time.Duration) *http.Client {
 	}
 }
 
-func checkHealth(ctx context.Context, client *http.Client, url, hostHeader string) error {
+func checkHealth(ctx context.Context, client *http.Client, url, hostHeader string, want config.HealthExpect) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -246,10 +246,7 @@ func checkHealth(ctx context.Context, client *http.Client, url, hostHeader strin
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	return checks.HealthyBody(body, resp.Header.Get("Content-Type"))
+	return checks.HealthAnswer(want, resp.StatusCode, body, resp.Header.Get("Content-Type"))
 }
 
 // ReleaseHeader names the release that answered, on every response of an

@@ -87,7 +87,7 @@ func TestDeployLifecycle(t *testing.T) {
 		err := stepErr(bad.res, "health-gate:local")
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "health gate: http://127.0.0.1:")
-		assert.Contains(t, err.Error(), `status 500: {"error":"database unreachable"`)
+		assert.Contains(t, err.Error(), `status 500 (healthy: [200]): "{\"error\":\"database unreachable\"`)
 		assert.Contains(t, err.Error(), "--- last lines of sample-", "the container's log tail is shown")
 		assert.Contains(t, err.Error(), "sample backend v3 listening on")
 		r.serves(t, "v2")

@@ -269,6 +269,9 @@ func Prepare(req Request) (*Deployment, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := CheckShadowed(cfg, m); err != nil {
+			return nil, err
+		}
 		d.local = m
 	}
 	if err := checkBeforeLock(req); err != nil {

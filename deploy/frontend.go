@@ -9,12 +9,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/remote"
 )
 
@@ -22,6 +25,21 @@ import (
 type Manifest struct {
 	Files map[string]string `json:"files"` // relative path -> sha256
 	Hash  string            `json:"hash"`  // hash of the sorted list: the frontend's identity
+}
+
+// CheckShadowed refuses a frontend with files that backend.routes send to
+// the backend: nginx would never serve them.
+func CheckShadowed(cfg *config.Config, m *Manifest) error {
+	files := slices.Sorted(maps.Keys(m.Files))
+	sh := cfg.ShadowedFiles(files)
+	if len(sh) == 0 {
+		return nil
+	}
+	more := ""
+	if len(sh) > 5 {
+		sh, more = sh[:5], fmt.Sprintf(" and %d more", len(sh)-5)
+	}
+	return fmt.Errorf("backend.routes: the frontend's %s%s would never be served (nginx sends those paths to the backend): move the files, or narrow the route", strings.Join(sh, ", "), more)
 }
 
 // LocalManifest hashes every regular file under dir. Symlinks and special

@@ -111,6 +111,9 @@ type SiteData struct {
 	ServerNames string
 	Upstream    string // 127.0.0.1:port
 	Frontend    string // the release's frontend folder; "" proxies everything
+	// Routes go to the backend when a frontend is served
+	// (config.Routes); everything else is the frontend's.
+	Routes []config.Route
 	// Webroot serves ACME HTTP-01 tokens at /.well-known/acme-challenge/
 	// ("" serves none).
 	Webroot string
@@ -206,17 +209,12 @@ server {
     gzip_min_length 256;
     gzip_types text/plain text/css application/javascript application/json image/svg+xml;
 
-    location /api/ {
-        proxy_pass http://{{$.Name}}_backend;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_next_upstream error timeout;
-    }
 {{- if .Frontend}}
+{{- range .Routes}}
+
+    location {{.Location}} {{"{"}}{{template "proxy" $}}
+    }
+{{- end}}
 
     root {{.Frontend}};
     index index.html;
@@ -241,18 +239,22 @@ server {
     }
 {{- else}}
 
-    location / {
-        proxy_pass http://{{$.Name}}_backend;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
+    location / {{"{"}}{{template "proxy" $}}
     }
 {{- end}}
 }
 {{- end}}
 {{end}}
+{{- define "proxy"}}
+        proxy_pass http://{{.Name}}_backend;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_next_upstream error timeout;
+{{- end}}
 {{- define "headers"}}
     add_header X-Content-Type-Options "nosniff" always;
     add_header X-Frame-Options "DENY" always;

@@ -33,8 +33,10 @@ type Plan struct {
 	Parallel    bool     `json:"parallel"`
 	MaxWorkers  int      `json:"max_workers"`
 	Stages      []Stage  `json:"stages"`
-	OnFailure   string   `json:"on_failure"`
-	graph       *pipelines.Graph
+	// Routing is what nginx does with a request (config.RoutingTable).
+	Routing   []string `json:"routing"`
+	OnFailure string   `json:"on_failure"`
+	graph     *pipelines.Graph
 }
 
 // Stage is a set of steps whose needs are all in earlier stages.
@@ -95,7 +97,7 @@ func NewPlanWith(cfg *config.Config, hooks Hooks) (*Plan, error) {
 	for _, s := range steps {
 		byName[s.Name] = s
 	}
-	p := &Plan{App: cfg.App, Environment: cfg.Environment, Parallel: cfg.Execution.Parallel, MaxWorkers: cfg.Execution.MaxWorkers, graph: g}
+	p := &Plan{App: cfg.App, Environment: cfg.Environment, Parallel: cfg.Execution.Parallel, MaxWorkers: cfg.Execution.MaxWorkers, Routing: cfg.RoutingTable(), graph: g}
 	if !p.Parallel {
 		p.MaxWorkers = 1
 	}
@@ -160,6 +162,10 @@ func (p *Plan) Text() string {
 			}
 			fmt.Fprintf(&b, "  %-*s  %s [%s]\n", width, s.Name, s.Description, strings.Join(extra, ", "))
 		}
+	}
+	fmt.Fprintf(&b, "\nrouting (nginx)\n")
+	for _, r := range p.Routing {
+		fmt.Fprintf(&b, "  %s\n", r)
 	}
 	fmt.Fprintf(&b, "\non failure: %s\n", p.OnFailure)
 	return b.String()

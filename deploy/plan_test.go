@@ -81,7 +81,7 @@ func TestPlanFollowsTheConfig(t *testing.T) {
 	assert.Equal(t, 1, p.MaxWorkers)
 	assert.Contains(t, p.Text(), "one step at a time (execution.parallel is false)")
 
-	migrating := parse(t, strings.Replace(`{"version": 1, "app": "web", "backend": {"image": "ghcr.io/acme/web", "migrate_command": ["alembic", "upgrade", "head"]},
+	migrating := parse(t, strings.Replace(`{"version": 1, "app": "web", "backend": {"image": "ghcr.io/acme/web", "migrate_command": ["alembic", "upgrade", "head"], "routes": ["/api/"]},
 	  "targets": [{"name": "a", "host": "a.example.com"}, {"name": "b", "host": "b.example.com"}], "frontend": {},
 	  "domains": ["example.com"], "tls": {"enabled": true, "email": "ops@example.com"}, "monitoring": {"enabled": true}}`, "\n", " ", -1))
 	p, err = NewPlan(migrating)

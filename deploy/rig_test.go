@@ -51,7 +51,7 @@ func (r *rig) config(t testing.TB, extra string) *config.Config {
 	    "root": %q, "docker": {"host": %q},
 	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
 	  "registry": {"host": %q},
-	  "backend": {"image": %q, "network": "host", "migrate_command": ["/app/backend", "migrate"],
+	  "backend": {"image": %q, "network": "host", "migrate_command": ["/app/backend", "migrate"], "routes": ["/api/"],
 	    "env": {"SAMPLE_GREETING": %q}, "secret_env": {"SAMPLE_TOKEN": "env:SAMPLE_TOKEN"},
 	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2},
 	    "host_port_min": %d, "host_port_max": %d, "keep_releases": 3},

@@ -147,7 +147,7 @@ func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 			stop(fmt.Errorf("health gate: the new backend %s %s", tr.container, why))
 		}
 	}()
-	err := HealthGate(gctx, tr.host, tr.port, b.HealthPath, hostHeader(d.req.Config), gate)
+	err := HealthGate(gctx, tr.host, tr.port, b, hostHeader(d.req.Config), gate)
 	stop(nil)
 	if cause := context.Cause(gctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause

@@ -160,7 +160,7 @@ func (d *Deployment) siteData(tr *targetRun) (SiteData, bool) {
 	data := SiteData{App: cfg.App, Name: l.Name, Release: d.req.ID, Listen: listenOn(tr.cfg.Nginx.ListenAddress, tr.cfg.Nginx.Listen), ServerNames: ServerNames(cfg.Domains),
 		Upstream: fmt.Sprintf("127.0.0.1:%d", tr.port), Webroot: certs.Webroot(l.Base)}
 	if d.local != nil {
-		data.Frontend = l.Frontend(d.req.ID)
+		data.Frontend, data.Routes = l.Frontend(d.req.ID), cfg.Routes()
 	}
 	if !cfg.TLS.Enabled {
 		return data, false
@@ -213,7 +213,7 @@ func (d *Deployment) verify(ctx context.Context, tr *targetRun) error {
 	if tr.tlsOn {
 		base = "https://" + nginxTLSAddr(tr.cfg.Nginx)
 	}
-	if err := healthThrough(ctx, tr.host, base, d.req.Config.Backend.HealthPath, hostHeader(d.req.Config), g); err != nil {
+	if err := healthThrough(ctx, tr.host, base, d.req.Config.Backend, hostHeader(d.req.Config), g); err != nil {
 		return fmt.Errorf("through nginx: %w", err)
 	}
 	return nil

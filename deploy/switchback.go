@@ -109,7 +109,7 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	if running {
 		gate.ConsecutivePasses = 1 // it has been serving; one pass proves it still does
 	}
-	if err := HealthGate(ctx, h, prev.Port, b.HealthPath, hostHeader(d.req.Config), gate); err != nil {
+	if err := HealthGate(ctx, h, prev.Port, b, hostHeader(d.req.Config), gate); err != nil {
 		return fmt.Errorf("the previous release is not healthy, so it was not switched to: %w", err)
 	}
 	// Write-ahead: a kill from here on is undone by the next run (the

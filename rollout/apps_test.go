@@ -42,6 +42,9 @@ type appRig struct {
 	app   string
 	store string
 	ports int
+	// frontend, when set, is a built frontend served beside the app
+	// (config and deploys).
+	frontend string
 }
 
 func newAppRig(t *testing.T, app string) *appRig {
@@ -64,10 +67,10 @@ func (r *appRig) config(t *testing.T, backend, verification string) *config.Conf
 	    "bootstrap": true, "admin_user": %q, "admin_password": "env:PG_PW"},
 	  "snapshots": {"store": "file://%s"},
 	  "verification": {"base_url": "http://127.0.0.1:%d", %s},
-	  "rollback": {"watch_window": "1s", "health_check_threshold": 3}}`,
+	  "rollback": {"watch_window": "1s", "health_check_threshold": 3}%s}`,
 		r.app, h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
 		h.Nginx.Dir, h.Nginx.Conf, h.SitePath(r.app), h.AppPort, h.Registry.Addr, r.app, backend, r.ports, r.ports+19,
-		r.pg.Port, r.app, r.app, r.pg.User, r.store, h.AppPort, verification)
+		r.pg.Port, r.app, r.app, r.pg.User, r.store, h.AppPort, verification, map[bool]string{true: `, "frontend": {}`}[r.frontend != ""])
 	l, err := config.Parse([]byte(js), config.ImportOptions{})
 	require.NoError(t, err, js)
 	return l.Config
@@ -84,7 +87,7 @@ func (r *appRig) request(cfg *config.Config) deploy.Request {
 
 func (r *appRig) deploy(t *testing.T, cfg *config.Config, image string) (Outcome, error) {
 	dr := r.request(cfg)
-	dr.Image = image
+	dr.Image, dr.FrontendDir = image, r.frontend
 	ro, err := Prepare(Request{Deploy: dr})
 	require.NoError(t, err)
 	t.Cleanup(ro.Close)

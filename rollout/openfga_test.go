@@ -3,6 +3,8 @@ package rollout
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -35,7 +37,10 @@ func TestOpenFGAReleasesTravelWithTheirDatabase(t *testing.T) {
 	v137 := r.ThirdPartyImage(t, openfga137, "openfga")
 	v150 := r.ThirdPartyImage(t, openfga150, "openfga")
 	store := snapshots.FileStore{Dir: r.store}
-	backend := `"health_path": "/healthz", "extra_ports": ["grpc"], "migrate_command": ["/app/openfga", "migrate"],
+	// A frontend beside the API: nginx sends /stores (any method) and the
+	// health path to OpenFGA, everything else to the frontend's files.
+	r.frontend = frontendDir(t, "fga")
+	backend := `"health_path": "/healthz", "health_expect": {"json": {"status": "SERVING"}}, "routes": ["/stores*"], "extra_ports": ["grpc"], "migrate_command": ["/app/openfga", "migrate"],
 	    "env": {"OPENFGA_HTTP_ADDR": "127.0.0.1:{port}", "OPENFGA_GRPC_ADDR": "127.0.0.1:{port.grpc}", "OPENFGA_DATASTORE_ENGINE": "postgres",
 	      "OPENFGA_PLAYGROUND_ENABLED": "false", "OPENFGA_METRICS_ENABLED": "false", "OPENFGA_LOG_FORMAT": "json"}`
 	cfg := r.config(t, backend, `"categories": ["health", "functional"],
@@ -55,10 +60,31 @@ func TestOpenFGAReleasesTravelWithTheirDatabase(t *testing.T) {
 		require.NotEmpty(t, s.ID, body)
 	}
 
+	// A frontend file under a backend route would never be served:
+	// refused before the lock, nothing on the target.
+	shadow := frontendDir(t, "shadow")
+	require.NoError(t, os.MkdirAll(filepath.Join(shadow, "stores"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(shadow, "stores", "index.json"), []byte("[]"), 0o644))
+	dr := r.request(cfg)
+	dr.Image, dr.FrontendDir = v137, shadow
+	_, err := Prepare(Request{Deploy: dr})
+	require.ErrorContains(t, err, "backend.routes: the frontend's stores/index.json (/stores*, backend.routes[0]) would never be served (nginx sends those paths to the backend)")
+	entries, err := os.ReadDir(r.Root)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing on the target")
+
 	// First deploy on an empty PostgreSQL: bootstrap, the pre-deploy
 	// snapshot, then goose's migrations by `openfga migrate`.
 	out, err := r.deploy(t, cfg, v137)
 	require.NoError(t, err, "%s", jsonOf(out))
+	code, body := r.status(c, "GET", "/", "")
+	require.Equal(t, 200, code, body)
+	assert.Contains(t, body, "frontend fga", "/ is the frontend's")
+	code, body = r.status(c, "GET", "/assets/fga.css", "")
+	assert.Equal(t, 200, code, body)
+	code, body = r.status(c, "GET", "/healthz", "")
+	assert.Equal(t, 200, code, body)
+	assert.Contains(t, body, "SERVING", "the health path is the backend's, though no route names it")
 	v1 := goose()
 	post137 := load(t, store, out.PostSnapshot)
 	assert.Equal(t, "goose "+v1, post137.Database.Migration())
@@ -68,7 +94,7 @@ func TestOpenFGAReleasesTravelWithTheirDatabase(t *testing.T) {
 	assert.Equal(t, "acme", stores())
 	// The addresses as the app wants them: each release its own HTTP and
 	// gRPC port on loopback.
-	code, body := r.status(c, "GET", "/stores", "")
+	code, body = r.status(c, "GET", "/stores", "")
 	require.Equal(t, 200, code, body)
 	assert.Contains(t, body, `"name":"acme"`)
 

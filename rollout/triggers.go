@@ -35,7 +35,8 @@ type WatchOptions struct {
 	Host      string // Host header ("" keeps the URL's)
 	Interval  time.Duration
 	Window    time.Duration
-	Threshold int // consecutive failures that trigger
+	Threshold int                 // consecutive failures that trigger
+	Expect    config.HealthExpect // a healthy answer (backend.health_expect)
 	TLS       *tls.Config
 	ConnectTo map[string]string // verification.connect_to
 	// Crashed, polled every 250 ms during the window, says how a new
@@ -48,7 +49,7 @@ type WatchOptions struct {
 // rollback.health_check_threshold failures in a row.
 func WatchOptionsFor(cfg *config.Config, roots *x509.CertPool) WatchOptions {
 	o := WatchOptions{URL: checks.BaseURL(cfg, "") + cfg.Backend.HealthPath, Interval: cfg.Backend.HealthGate.Interval.D(),
-		Window: cfg.Rollback.WatchWindow.D(), Threshold: cfg.Rollback.HealthCheckThreshold, ConnectTo: cfg.Verification.ConnectTo}
+		Window: cfg.Rollback.WatchWindow.D(), Threshold: cfg.Rollback.HealthCheckThreshold, ConnectTo: cfg.Verification.ConnectTo, Expect: cfg.Backend.HealthExpect}
 	if roots != nil {
 		o.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
@@ -66,7 +67,7 @@ func RunWatch(ctx context.Context, o WatchOptions) *Watch {
 	h := checks.NewHTTP(max(interval, 2*time.Second), o.TLS)
 	h.Host = o.Host
 	h.ConnectTo(o.ConnectTo)
-	probe := checks.BackendHealth(h, o.URL)
+	probe := checks.BackendHealth(h, o.URL, o.Expect)
 	end := time.Now().Add(o.Window)
 	var crashed <-chan string // nil: no crash watch, never ready
 	if o.Crashed != nil {
