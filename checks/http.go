@@ -74,6 +74,10 @@ type Response struct {
 
 // Do sends a request and reads at most MaxBody of the answer; a larger body
 // is an error (a check never reads without bound).
+// UserAgent is the suite's own: nginx's log of a new release tells its
+// requests from clients'.
+const UserAgent = "lawsker-deploy-verify"
+
 func (h *HTTP) Do(ctx context.Context, method, url string, body io.Reader, header http.Header) (*Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
@@ -83,6 +87,9 @@ func (h *HTTP) Do(ctx context.Context, method, url string, body io.Reader, heade
 		for _, v := range vs {
 			req.Header.Add(k, v)
 		}
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", UserAgent)
 	}
 	if h.Host != "" {
 		req.Host = h.Host

@@ -82,7 +82,7 @@ func Load(ctx context.Context, target string, o LoadOptions) *LoadResult {
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
 	}
-	request := []byte("GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: lawsker-deploy-verify\r\nAccept: */*\r\n\r\n")
+	request := []byte("GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: " + UserAgent + "\r\nAccept: */*\r\n\r\n")
 	var sent, errs atomic.Uint64
 	var firstErr atomic.Value
 	hists := make([]*Histogram, o.Concurrency)

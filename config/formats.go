@@ -55,6 +55,11 @@ var formats = map[string]*format{
 		says:    "must be an absolute path of letters, digits and ._+@=,- (no spaces, no '..')",
 		check:   noDotDot,
 	},
+	"logpath": {
+		pattern: `^(off|(/` + pathRE + `+)+)$`,
+		says:    `must be an absolute file path of letters, digits and ._+@=,- or "off"`,
+		check:   func(s string) bool { return s == "off" || noDotDot(s) },
+	},
 	"path": {
 		pattern: `^(~/|/)?(` + pathRE + `+/)*` + pathRE + `+$`,
 		says:    "must be a file path of letters, digits and ._+@=,-/~ (no spaces)",

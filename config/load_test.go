@@ -32,7 +32,7 @@ func TestParseMinimalAppliesDefaults(t *testing.T) {
 	assert.Equal(t, 3, c.Backend.HealthGate.ConsecutivePasses)
 	assert.Equal(t, time.Minute, c.Backend.HealthGate.Deadline.D())
 	assert.True(t, c.Rollback.Auto)
-	assert.Equal(t, 0.1, c.Rollback.ErrorRateThreshold)
+	assert.Equal(t, 0.005, c.Rollback.ErrorRateThreshold)
 	assert.True(t, c.Snapshots.Enabled)
 	assert.Equal(t, "target", c.Snapshots.Store)
 	assert.True(t, c.Execution.Parallel)

@@ -63,6 +63,7 @@ type Nginx struct {
 	Listen        int    `json:"listen,omitempty" min:"1" max:"65535" default:"80" doc:"port the app's server block listens on (with TLS: the HTTP-to-HTTPS redirect and ACME HTTP-01)"`
 	ListenTLS     int    `json:"listen_tls,omitempty" min:"1" max:"65535" default:"443" doc:"port the HTTPS server blocks listen on when TLS is on"`
 	ListenAddress string `json:"listen_address,omitempty" format:"ip" doc:"address the app's server block listens on; empty listens on every address"`
+	AccessLog     string `json:"access_log,omitempty" format:"logpath" default:"\"/var/log/nginx/access.log\"" doc:"the host's access log the app's servers write to (combined format) beside each release's own log of its first minutes (the watch window's request errors); \"off\": none"`
 }
 
 // SSH says how to connect to a target.
@@ -251,7 +252,7 @@ type Thresholds struct {
 type Rollback struct {
 	Auto                            bool     `json:"auto" default:"true" doc:"roll back automatically when a trigger fires"`
 	HealthCheckThreshold            int      `json:"health_check_threshold,omitempty" min:"1" max:"100" default:"3" doc:"consecutive failed health checks that trigger a rollback"`
-	ErrorRateThreshold              float64  `json:"error_rate_threshold" min:"0" max:"1" default:"0.1" doc:"error rate (0-1) that triggers a rollback"`
+	ErrorRateThreshold              float64  `json:"error_rate_threshold" min:"0" max:"1" default:"0.005" doc:"error rate (0-1) above which a rollback triggers: of the suite's load test, and of the client requests nginx served to the new release in the watch window (its access log, at least 20 requests); the default lets no release through that fails 1 request in 100"`
 	PerformanceDegradationThreshold float64  `json:"performance_degradation_threshold,omitempty" min:"1" max:"100" default:"2" doc:"ratio to the previous release's baseline that triggers a rollback"`
 	OnSecurityFailure               bool     `json:"on_security_failure,omitempty" doc:"a failed security check triggers a rollback"`
 	WatchWindow                     Duration `json:"watch_window,omitempty" default:"\"2m\"" doc:"how long health, error rate and latency are watched after the switch"`

@@ -240,6 +240,7 @@ func checkHealth(ctx context.Context, client *http.Client, url, hostHeader strin
 	if hostHeader != "" {
 		req.Host = hostHeader
 	}
+	req.Header.Set("User-Agent", OwnAgent)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -277,6 +278,7 @@ func WaitServing(ctx context.Context, h *remote.Host, base, path, hostHeader, id
 		if hostHeader != "" {
 			req.Host = hostHeader
 		}
+		req.Header.Set("User-Agent", OwnAgent)
 		resp, err := client.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

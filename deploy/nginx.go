@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"bytes"
+	"fmt"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -121,6 +123,14 @@ type SiteData struct {
 	// redirects (and serves ACME tokens).
 	ListenTLS string // "443" or "127.0.0.1:8443"
 	TLS       []TLSServer
+	// HostLog is the host's access log the servers write to too (""
+	// writes none: targets[].nginx.access_log "off").
+	HostLog string
+	// WatchLog is the release's own access log, written until WatchUntil
+	// (unix seconds): the watch window counts the requests nginx served
+	// to the release, and its errors, there ("" writes none).
+	WatchLog   string
+	WatchUntil int64
 	// Hold renders the maintenance hold instead of the release: every
 	// request but ACME tokens gets 503 with Retry-After (no upstream).
 	Hold bool
@@ -157,6 +167,15 @@ upstream {{.Name}}_backend {
     server {{.Upstream}} max_fails=0;
     keepalive 16;
 }
+{{- if .WatchLog}}
+
+# The release's first minutes, for the watch window: time, status, client.
+log_format {{.Name}}_watch '$msec $status "$http_user_agent"';
+map $msec ${{.Name}}_watch {
+    "~^({{.WatchBefore}})\." 1;
+    default 0;
+}
+{{- end}}
 {{- end}}
 {{range .Servers}}
 server {
@@ -203,6 +222,12 @@ server {
 }
 {{- else}}
 {{template "headers" .}}
+{{- if .WatchLog}}
+    access_log {{.WatchLog}} {{$.Name}}_watch if=${{$.Name}}_watch;
+{{- end}}
+{{- if .HostLog}}
+    access_log {{.HostLog}} combined;
+{{- end}}
 
     gzip on;
     gzip_comp_level 5;
@@ -296,10 +321,43 @@ func RenderSite(d SiteData) ([]byte, error) {
 		App, Name, Release, Upstream string
 		Hold                         bool
 		Servers                      []siteServer
-	}{d.App, d.Name, d.Release, d.Upstream, d.Hold, servers}); err != nil {
+		WatchLog, WatchBefore        string
+	}{d.App, d.Name, d.Release, d.Upstream, d.Hold, servers, d.WatchLog, beforeRE(d.WatchUntil)}); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// beforeRE matches the whole seconds of a time before t (unix seconds,
+// the digits of nginx's $msec before its dot): nginx's map has no
+// comparison, so "before" is spelled digit by digit. For each position
+// where t has a digit above 0: t's digits before it, a smaller digit
+// there, any digits after; and any number of fewer digits.
+func beforeRE(t int64) string {
+	s := strconv.FormatInt(t, 10)
+	var alts []string
+	for i := range len(s) {
+		d := s[i] - '0'
+		if d == 0 {
+			continue
+		}
+		smaller := "0"
+		if d > 1 {
+			smaller = fmt.Sprintf("[0-%d]", d-1)
+		}
+		rest := ""
+		if n := len(s) - i - 1; n > 0 {
+			rest = fmt.Sprintf("[0-9]{%d}", n)
+		}
+		alts = append(alts, s[:i]+smaller+rest)
+	}
+	if len(s) > 1 {
+		alts = append(alts, fmt.Sprintf("[0-9]{1,%d}", len(s)-1)) // fewer digits
+	}
+	if len(alts) == 0 {
+		return "(?!)" // nothing is before 0
+	}
+	return strings.Join(alts, "|")
 }
 
 // ServerNames joins the configured domains for server_name.

@@ -2,9 +2,11 @@ package deploy
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,4 +79,17 @@ func runLocal(t *testing.T, argv ...string) string {
 	out, err := exec.CommandContext(t.Context(), argv[0], argv[1:]...).Output()
 	require.NoError(t, err, "%v", argv)
 	return string(out)
+}
+
+// nginx's map has no comparison: beforeRE spells "a second before t" digit
+// by digit, and must agree with < for every $msec around t.
+func TestBeforeREIsLessThan(t *testing.T) {
+	for _, until := range []int64{1764748923, 1764748900, 1800000000, 1764748999, 1000000001} {
+		re := regexp.MustCompile(`^(` + beforeRE(until) + `)\.`)
+		for _, d := range []int64{-100000, -86400, -3601, -61, -10, -1, 0, 1, 9, 60, 3600, 86400, 99999999} {
+			sec := until + d
+			msec := fmt.Sprintf("%d.%03d", sec, 123)
+			assert.Equal(t, sec < until, re.MatchString(msec), "until %d, $msec %s", until, msec)
+		}
+	}
 }

@@ -49,7 +49,7 @@ func (r *rig) config(t testing.TB, extra string) *config.Config {
 	  "targets": [{"name": "local", "host": "127.0.0.1",
 	    "ssh": {"user": %q, "port": %d, "key": "file:%s", "known_hosts": %q, "connect_timeout": "5s"},
 	    "root": %q, "docker": {"host": %q},
-	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
+	    "nginx": {"prefix": %q, "config": %q, "access_log": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
 	  "registry": {"host": %q},
 	  "backend": {"image": %q, "network": "host", "migrate_command": ["/app/backend", "migrate"], "routes": ["/api/"],
 	    "env": {"SAMPLE_GREETING": %q}, "secret_env": {"SAMPLE_TOKEN": "env:SAMPLE_TOKEN"},
@@ -59,7 +59,7 @@ func (r *rig) config(t testing.TB, extra string) *config.Config {
 	  "snapshots": {"enabled": false},
 	  "execution": {"max_workers": 4}%s}`,
 		r.sshd.User, r.sshd.Port, r.sshd.KeyPath, r.sshd.KnownHosts, r.root, r.docker.Host,
-		r.nginx.Dir, r.nginx.Conf, r.SitePath("sample"), r.AppPort,
+		r.nginx.Dir, r.nginx.Conf, r.nginx.Dir+"/host-access.log", r.SitePath("sample"), r.AppPort,
 		r.reg.Addr, r.repo, hostileEnv, r.portLo, r.portLo+40, extra)
 	l, err := config.Parse([]byte(js), config.ImportOptions{})
 	require.NoError(t, err)

@@ -72,6 +72,7 @@ func (l Layout) SiteConf(id string) string  { return path.Join(l.Release(id), "n
 func (l Layout) EnvFile(id string) string   { return path.Join(l.Release(id), "backend.env") }
 func (l Layout) Frontend(id string) string  { return path.Join(l.Release(id), "frontend") }
 func (l Layout) Manifest(id string) string  { return path.Join(l.Release(id), "manifest.json") }
+func (l Layout) AccessLog(id string) string { return path.Join(l.Release(id), "access.log") }
 
 // Release is one deployed release as recorded in state.json.
 type Release struct {

@@ -152,13 +152,24 @@ func (d *Deployment) recordCurrent(tr *targetRun) error {
 	return tr.record("switched", Undo{Kind: UndoHistory, History: history})
 }
 
+// watchLogFor bounds how long a release's own access log is written: the
+// verification suite and the watch window, with room for the steps
+// between the switch and them.
+func watchLogFor(cfg *config.Config) time.Duration {
+	return cfg.Verification.Deadline.D() + cfg.Rollback.WatchWindow.D() + 10*time.Minute
+}
+
 // siteData is the new release's site on a target: HTTPS servers when every
 // domain's certificate is installed there (tls.enabled), else HTTP with the
 // ACME webroot.
 func (d *Deployment) siteData(tr *targetRun) (SiteData, bool) {
 	cfg, l := d.req.Config, tr.layout
 	data := SiteData{App: cfg.App, Name: l.Name, Release: d.req.ID, Listen: listenOn(tr.cfg.Nginx.ListenAddress, tr.cfg.Nginx.Listen), ServerNames: ServerNames(cfg.Domains),
-		Upstream: fmt.Sprintf("127.0.0.1:%d", tr.port), Webroot: certs.Webroot(l.Base)}
+		Upstream: fmt.Sprintf("127.0.0.1:%d", tr.port), Webroot: certs.Webroot(l.Base),
+		WatchLog: l.AccessLog(d.req.ID), WatchUntil: time.Now().Add(watchLogFor(cfg)).Unix()}
+	if a := tr.cfg.Nginx.AccessLog; a != "off" {
+		data.HostLog = a
+	}
 	if d.local != nil {
 		data.Frontend, data.Routes = l.Frontend(d.req.ID), cfg.Routes()
 	}

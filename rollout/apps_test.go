@@ -60,7 +60,7 @@ func (r *appRig) config(t *testing.T, backend, verification string) *config.Conf
 	  "targets": [{"name": "local", "host": "127.0.0.1",
 	    "ssh": {"user": %q, "port": %d, "key": "file:%s", "known_hosts": %q},
 	    "root": %q, "docker": {"host": %q},
-	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
+	    "nginx": {"prefix": %q, "config": %q, "access_log": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
 	  "backend": {"image": "%s/%s", "network": "host", %s,
 	    "health_gate": {"interval": "200ms", "deadline": "30s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
 	  "database": {"host": "127.0.0.1", "port": %d, "name": %q, "user": %q, "password": "env:APP_PW", "sslmode": "disable",
@@ -69,7 +69,7 @@ func (r *appRig) config(t *testing.T, backend, verification string) *config.Conf
 	  "verification": {"base_url": "http://127.0.0.1:%d", %s},
 	  "rollback": {"watch_window": "1s", "health_check_threshold": 3}%s}`,
 		r.app, h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
-		h.Nginx.Dir, h.Nginx.Conf, h.SitePath(r.app), h.AppPort, h.Registry.Addr, r.app, backend, r.ports, r.ports+19,
+		h.Nginx.Dir, h.Nginx.Conf, h.Nginx.Dir+"/host-access.log", h.SitePath(r.app), h.AppPort, h.Registry.Addr, r.app, backend, r.ports, r.ports+19,
 		r.pg.Port, r.app, r.app, r.pg.User, r.store, h.AppPort, verification, map[bool]string{true: `, "frontend": {}`}[r.frontend != ""])
 	l, err := config.Parse([]byte(js), config.ImportOptions{})
 	require.NoError(t, err, js)

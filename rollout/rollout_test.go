@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/dbschema"
@@ -48,7 +49,7 @@ func (r *rig) config(t *testing.T, extra string) *config.Config {
 	  "targets": [{"name": "local", "host": "127.0.0.1",
 	    "ssh": {"user": %q, "port": %d, "key": "file:%s", "known_hosts": %q},
 	    "root": %q, "docker": {"host": %q},
-	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
+	    "nginx": {"prefix": %q, "config": %q, "access_log": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
 	  "backend": {"image": "%s/sample/backend", "network": "host", "migrate_command": ["/app/backend", "migrate"], "routes": ["/api/"],
 	    "health_gate": {"interval": "200ms", "deadline": "6s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
 	  "database": {"host": "127.0.0.1", "port": %d, "name": "sample", "user": %q, "password": "env:PG_PW", "sslmode": "disable", "url_env": "SAMPLE_DATABASE_URL",
@@ -57,7 +58,7 @@ func (r *rig) config(t *testing.T, extra string) *config.Config {
 	  "verification": {"categories": ["health"]},
 	  "rollback": {"watch_window": "1500ms", "health_check_threshold": 3}%s}`,
 		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
-		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, r.ports, r.ports+19,
+		h.Nginx.Dir, h.Nginx.Conf, h.Nginx.Dir+"/host-access.log", h.SitePath("sample"), h.AppPort, h.Registry.Addr, r.ports, r.ports+19,
 		r.pg.Port, r.pg.User, r.pg.User, r.store, extra)
 	l, err := config.Parse([]byte(js), config.ImportOptions{})
 	require.NoError(t, err)
@@ -402,6 +403,55 @@ func TestACrashAfterTheSwitchIsATrigger(t *testing.T) {
 	for _, m := range seen.Mismatched {
 		assert.True(t, m.At.Before(undo.Start), "%s after the undo began", m.What)
 	}
+}
+
+// A release whose health stays green but which fails 1 request in 20 of
+// the clients' (the sample's failEvery): nginx's log of the release shows
+// it in the watch window, and that is a trigger; a good release under the
+// same traffic is kept, its requests counted.
+func TestClientErrorsInTheAccessLogAreATrigger(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, "")
+	cfg.Rollback.WatchWindow = config.Duration(6 * time.Second)
+	url := fmt.Sprintf("http://127.0.0.1:%d/api/v1/version", r.AppPort)
+	_, out, err := r.release(t, cfg, r.Image(t, "./examples/sample/backend", "sample/backend", "v1"))
+	require.NoError(t, err, "%+v", out)
+
+	stop := clients(url, 100)
+	_, out, err = r.release(t, cfg, r.Image(t, "./examples/sample/backend", "sample/backend", "v2"))
+	codes := stop()
+	require.NoError(t, err, "%+v", out)
+	require.NotNil(t, out.Watch.Served, "%+v", out.Watch)
+	assert.GreaterOrEqual(t, out.Watch.Served.Requests, MinServed, "%+v (clients saw %v)", out.Watch.Served, codes)
+	assert.Zero(t, out.Watch.Served.Errors, "%+v", out.Watch.Served)
+	assert.Positive(t, out.Watch.Served.Own, "the suite's own requests are counted apart")
+
+	stop = clients(url, 100)
+	_, out, err = r.release(t, cfg, r.Image(t, "./examples/sample/backend", "sample/backend", "v3f", "-X main.failEvery=20"))
+	codes = stop()
+	require.Error(t, err)
+	require.NotNil(t, out.Trigger, "%+v", out)
+	assert.Equal(t, TriggerErrorRate, out.Trigger.Kind, out.Trigger.Reason)
+	assert.Regexp(t, `^nginx answered \d+ of \d+ client requests to the new release with 5xx \(last: 500 at \d\d:\d\d:\d\d\.\d{3}\); rollback.error_rate_threshold 0.005$`, out.Trigger.Reason)
+	assert.Equal(t, "v2", r.version(t, "v2"), "v2 serves again")
+	t.Logf("failing 1 in 20: %s; clients saw %v", out.Trigger.Reason, codes)
+}
+
+// clients sends GET url at rate per second (vegeta's constant pacer, its
+// own User-Agent) until stop, which returns the statuses seen.
+func clients(url string, rate int) (stop func() map[int]int) {
+	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: url})
+	attacker := vegeta.NewAttacker(vegeta.Timeout(5*time.Second), vegeta.KeepAlive(true))
+	results := attacker.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, 0, "clients")
+	done := make(chan map[int]int, 1)
+	go func() {
+		codes := map[int]int{}
+		for res := range results {
+			codes[int(res.Code)]++
+		}
+		done <- codes
+	}()
+	return func() map[int]int { attacker.Stop(); return <-done }
 }
 
 // A frontend added to an app that had none, then removed: each deploy

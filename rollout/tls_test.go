@@ -45,7 +45,7 @@ func TestDeployWithTLS(t *testing.T) {
 	  "targets": [{"name": "local", "host": "127.0.0.1",
 	    "ssh": {"user": %q, "port": %d, "key": "file:%s", "known_hosts": %q},
 	    "root": %q, "docker": {"host": %q},
-	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_tls": %d, "listen_address": "127.0.0.1"}}],
+	    "nginx": {"prefix": %q, "config": %q, "access_log": %q, "site_path": %q, "listen": %d, "listen_tls": %d, "listen_address": "127.0.0.1"}}],
 	  "backend": {"image": "%s/sample/backend", "network": "host",
 	    "health_gate": {"interval": "200ms", "deadline": "6s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
 	  "domains": ["a.lawsker.test", "b.lawsker.test"],
@@ -54,7 +54,7 @@ func TestDeployWithTLS(t *testing.T) {
 	  "monitoring": {"enabled": true, "prometheus_url": "http://127.0.0.1:%d", "prometheus_image": %q, "grafana_image": "none", "scrape_interval": "1s"},
 	  "rollback": {"watch_window": "1s"}}`,
 		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
-		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, tlsPort, h.Registry.Addr, ports, ports+19,
+		h.Nginx.Dir, h.Nginx.Conf, h.Nginx.Dir+"/host-access.log", h.SitePath("sample"), h.AppPort, tlsPort, h.Registry.Addr, ports, ports+19,
 		pebble.Directory, dns.DNS, verification, promPort, promImage)
 	l, err := config.Parse([]byte(js), config.ImportOptions{})
 	require.NoError(t, err)

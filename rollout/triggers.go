@@ -27,7 +27,19 @@ type Watch struct {
 	// Crash says how the new backend exited, restarted or was killed for
 	// memory during the window (a trigger by itself).
 	Crash string `json:"crash,omitempty"`
+	// Served is what nginx served to the new release since its switch,
+	// from the release's access log: clients' requests and their 5xx
+	// (lawsker-deploy's own counted apart). More errors than
+	// rollback.error_rate_threshold of at least MinServed requests
+	// trigger (ServedTriggered).
+	Served          *deploy.RequestCounts `json:"served,omitempty"`
+	ServedTriggered bool                  `json:"served_triggered,omitempty"`
+	ErrorRate       float64               `json:"error_rate_threshold"`
 }
+
+// MinServed is how many client requests the watch needs before their
+// error rate is a trigger: fewer say little (one 5xx in 3 is not 33%).
+const MinServed = 20
 
 // WatchOptions bound a watch.
 type WatchOptions struct {
@@ -37,6 +49,11 @@ type WatchOptions struct {
 	Window    time.Duration
 	Threshold int                 // consecutive failures that trigger
 	Expect    config.HealthExpect // a healthy answer (backend.health_expect)
+	// Served, polled with every check, is what nginx served to the new
+	// release (nil: not watched); more 5xx than ErrorRate of at least
+	// MinServed requests trigger.
+	Served    func() deploy.RequestCounts
+	ErrorRate float64
 	TLS       *tls.Config
 	ConnectTo map[string]string // verification.connect_to
 	// Crashed, polled every 250 ms during the window, says how a new
@@ -49,7 +66,8 @@ type WatchOptions struct {
 // rollback.health_check_threshold failures in a row.
 func WatchOptionsFor(cfg *config.Config, roots *x509.CertPool) WatchOptions {
 	o := WatchOptions{URL: checks.BaseURL(cfg, "") + cfg.Backend.HealthPath, Interval: cfg.Backend.HealthGate.Interval.D(),
-		Window: cfg.Rollback.WatchWindow.D(), Threshold: cfg.Rollback.HealthCheckThreshold, ConnectTo: cfg.Verification.ConnectTo, Expect: cfg.Backend.HealthExpect}
+		Window: cfg.Rollback.WatchWindow.D(), Threshold: cfg.Rollback.HealthCheckThreshold, ConnectTo: cfg.Verification.ConnectTo, Expect: cfg.Backend.HealthExpect,
+		ErrorRate: cfg.Rollback.ErrorRateThreshold}
 	if roots != nil {
 		o.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
@@ -59,10 +77,25 @@ func WatchOptionsFor(cfg *config.Config, roots *x509.CertPool) WatchOptions {
 // RunWatch polls the health URL until the window ends, the threshold of
 // consecutive failures is reached, or ctx ends.
 func RunWatch(ctx context.Context, o WatchOptions) *Watch {
-	w := &Watch{URL: o.URL, Window: o.Window.String(), Threshold: o.Threshold}
+	w := &Watch{URL: o.URL, Window: o.Window.String(), Threshold: o.Threshold, ErrorRate: o.ErrorRate}
 	if o.Window <= 0 {
 		return w
 	}
+	// served reads the tally; true when its error rate triggers.
+	served := func() bool {
+		if o.Served == nil {
+			return false
+		}
+		c := o.Served()
+		w.Served = &c
+		if c.Requests >= MinServed && float64(c.Errors) > o.ErrorRate*float64(c.Requests) {
+			w.Triggered, w.ServedTriggered = true, true
+			w.LastError = fmt.Sprintf("nginx answered %d of %d client requests to the new release with 5xx (last: %s)", c.Errors, c.Requests, c.LastError)
+			return true
+		}
+		return false
+	}
+	defer served() // the counts at the end, whatever ended the watch
 	interval := max(o.Interval, 100*time.Millisecond)
 	h := checks.NewHTTP(max(interval, 2*time.Second), o.TLS)
 	h.Host = o.Host
@@ -99,6 +132,9 @@ func RunWatch(ctx context.Context, o WatchOptions) *Watch {
 			return w
 		}
 		w.Checks++
+		if served() {
+			return w
+		}
 		if err != nil || res.Status == checks.Fail {
 			w.Failures++
 			consecutive++
@@ -139,6 +175,9 @@ func RunWatch(ctx context.Context, o WatchOptions) *Watch {
 func Classify(s *checks.Suite, w *Watch, rb config.Rollback) *Trigger {
 	if w != nil && w.Crash != "" {
 		return &Trigger{Kind: TriggerCrash, Reason: w.Crash}
+	}
+	if w != nil && w.ServedTriggered {
+		return &Trigger{Kind: TriggerErrorRate, Reason: fmt.Sprintf("%s; rollback.error_rate_threshold %g", w.LastError, w.ErrorRate)}
 	}
 	if w != nil && w.Triggered {
 		return &Trigger{Kind: TriggerHealth, Reason: fmt.Sprintf("%d consecutive failed health checks of %s (threshold %d): %s", w.MaxConsecutive, w.URL, w.Threshold, w.LastError)}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/remote"
@@ -37,6 +38,8 @@ func (r *Rollout) verify(ctx context.Context, h *remote.Host) error {
 		wo.Window = 0 // after a rollback, the suite's health checks are the verdict
 	}
 	wo.Crashed = r.d.Crashed
+	tally := r.d.TallyRequests(wctx, 500*time.Millisecond)
+	wo.Served = tally.Counts
 	// A watch that triggers ends the suite: the release goes back now, not
 	// when the last check is done.
 	sctx, stopSuite := context.WithCancel(ctx)

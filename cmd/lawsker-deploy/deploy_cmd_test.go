@@ -40,13 +40,13 @@ func TestDeployReleasesLockRollbackCommands(t *testing.T) {
 	  "targets": [{"name": "local", "host": "127.0.0.1",
 	    "ssh": {"user": %q, "port": %d, "key": "file:%s", "known_hosts": %q},
 	    "root": %q, "docker": {"host": %q},
-	    "nginx": {"prefix": %q, "config": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
+	    "nginx": {"prefix": %q, "config": %q, "access_log": %q, "site_path": %q, "listen": %d, "listen_address": "127.0.0.1"}}],
 	  "backend": {"image": "%s/sample/backend", "network": "host", "secret_env": {"SAMPLE_TOKEN": "env:SAMPLE_TOKEN"},
 	    "health_gate": {"interval": "200ms", "deadline": "10s", "consecutive_passes": 2}, "host_port_min": %d, "host_port_max": %d},
 	  "snapshots": {"enabled": false}, "rollback": {"watch_window": "1s"}, "notifications": {"webhook_url": %q},
 	  "verification": {"thresholds": {"cpu_usage_percent": 100}}}`,
 		h.SSHD.User, h.SSHD.Port, h.SSHD.KeyPath, h.SSHD.KnownHosts, h.Root, h.Docker.Host,
-		h.Nginx.Dir, h.Nginx.Conf, h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19, hook.URL)), 0o644))
+		h.Nginx.Dir, h.Nginx.Conf, h.Nginx.Dir+"/host-access.log", h.SitePath("sample"), h.AppPort, h.Registry.Addr, ports, ports+19, hook.URL)), 0o644))
 	const token = "sample-token-never-printed"
 	env := map[string]string{"SAMPLE_TOKEN": token}
 	// version is what nginx serves, allowing a moment after a switch (just

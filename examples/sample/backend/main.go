@@ -10,7 +10,8 @@
 // main.version, main.healthy=false (health returns 500),
 // main.healthyAnswers=N (health returns 500 after N answers),
 // main.crashAfter=6s (serves, then exits with 1 six seconds after each
-// start), main.migrationFails=true (before any change), =halfway (after the
+// start), main.failEvery=N (every Nth answer of /api/v1/version is a 500;
+// health stays green), main.migrationFails=true (before any change), =halfway (after the
 // schema changed) or =hangs (after the schema changed, forever).
 package main
 
@@ -37,6 +38,7 @@ var (
 	migrationFails = "false"
 	healthyAnswers = "0" // 0: no limit
 	crashAfter     = ""  // a duration: the server exits with 1 that long after it starts
+	failEvery      = "0" // N: every Nth /api/v1/version answer is a 500 (0: none)
 )
 
 // migrate does what an Alembic upgrade does to the schema: a new table and
@@ -103,7 +105,15 @@ func main() {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"status": "ok", "version": version, "uptime_s": int(time.Since(started).Seconds())})
 	})
-	mux.HandleFunc("/api/v1/version", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, version) })
+	every, _ := strconv.Atoi(failEvery)
+	var versions atomic.Int64
+	mux.HandleFunc("/api/v1/version", func(w http.ResponseWriter, _ *http.Request) {
+		if every > 0 && versions.Add(1)%int64(every) == 0 {
+			http.Error(w, "internal error (failEvery)", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, version)
+	})
 	// /api/v1/schema answers which code runs on which schema (the version
 	// its database's alembic_version holds), from a pool as a real app
 	// has: a database that goes away gives 500s.
