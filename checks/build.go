@@ -42,6 +42,10 @@ type Env struct {
 	Roots *x509.CertPool
 	// Baseline from an earlier passing run, for the comparison check.
 	Baseline Baseline
+	// Site verifies any URL without a deployment (verify --base-url with
+	// no configuration): the health of / is a 200, a page or not (its
+	// assets load), instead of the backend's health answer.
+	Site bool
 	// BackendPorts are the new release's ports on each target (by name),
 	// which the open-ports check requires to answer on loopback only.
 	BackendPorts map[string][]int
@@ -91,7 +95,11 @@ func Build(env Env) ([]Check, error) {
 	}
 	health := cfg.Backend.HealthPath
 
-	add("backend health "+health, Health, BackendHealth(h, base+health, cfg.Backend.HealthExpect))
+	if env.Site {
+		add("health /", Health, SiteHealth(h, base+"/"))
+	} else {
+		add("backend health "+health, Health, BackendHealth(h, base+health, cfg.Backend.HealthExpect))
+	}
 	var pgCfg *pgx.ConnConfig
 	if db := cfg.Database; db != nil {
 		pw, err := env.Resolver.Resolve(db.Password)

@@ -82,6 +82,26 @@ func HealthAnswer(want config.HealthExpect, status int, body []byte, contentType
 	return nil
 }
 
+// SiteHealth is the health of any URL (verify --base-url with no
+// configuration): a 200, and when the answer is a page, the assets it
+// references load (Frontend).
+func SiteHealth(h *HTTP, url string) func(context.Context) (Result, error) {
+	page := Frontend(h, url)
+	return func(ctx context.Context) (Result, error) {
+		resp, err := h.Get(ctx, url)
+		if err != nil {
+			return Result{}, err
+		}
+		if resp.Status != 200 {
+			return Failed("GET %s: status %d: %s", url, resp.Status, snippet(resp.Body)), nil
+		}
+		if strings.Contains(resp.Header.Get("Content-Type"), "text/html") {
+			return page(ctx)
+		}
+		return Passed("GET %s: 200 %s", url, snippet(resp.Body)), nil
+	}
+}
+
 // assetIsPage says an asset that is not a page was answered with HTML.
 func assetIsPage(p, contentType string) bool {
 	ext := strings.ToLower(path.Ext(p))

@@ -58,7 +58,7 @@ func eventLine(e pipelines.Event) string {
 	case pipelines.StepFinished:
 		return finishedLine(e)
 	case pipelines.RunFinished:
-		return fmt.Sprintf("run %s in %s", e.State, round(e.Elapsed))
+		return fmt.Sprintf("steps %s in %s", e.State, round(e.Elapsed)) // the verdict (a kept release that failed its checks, say) follows
 	}
 	return ""
 }

@@ -40,7 +40,7 @@ func TestPlainOneLinePerEvent(t *testing.T) {
 [build-frontend] ok in 3s
 [publish] skipped (needs build-backend, which failed)
 [build-backend] FAILED in 5s: exit 1 | stderr: no space
-run failed in 5s
+steps failed in 5s
 `, out.String())
 }
 
@@ -68,7 +68,7 @@ func TestLiveKeepsOneLinePerRunningStep(t *testing.T) {
 		"[build-frontend] ok in 3s",
 		"[publish] skipped (needs build-backend, which failed)",
 		"[build-backend] FAILED in 5s: exit 1 | stderr: no space",
-		"run failed in 5s",
+		"steps failed in 5s",
 	}, render(out.String()))
 }
 

@@ -9,12 +9,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/internal/atomicfile"
+	"github.com/lawsker/lawsker-deploy/internal/textdist"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/progress"
 	"github.com/lawsker/lawsker-deploy/redact"
@@ -31,65 +35,15 @@ const (
 	exitUsage  = 2
 )
 
-const usage = `lawsker-deploy: deploy, verify, snapshot and roll back a web application.
-
-Usage:
-  lawsker-deploy [global flags] <command> [flags]
-
-Commands:
-  validate        check a configuration: every problem at once, each with its path
-  plan            show the deployment DAG that deploy runs, stage by stage
-  preflight       check from here that deploy can reach what it needs: secrets,
-                  SSH to every target (host key checked), the registry
-  deploy          put a release on every target: --backend-image REPO@sha256:...
-                  [--frontend-dir DIR] [--message M] [--no-snapshot] [--force]
-                  (pre/post-deploy snapshots, verification, automatic rollback)
-  rollback        --previous [--force]: switch back to the warm previous release
-                  (refused when the database's schema is not the one it ran
-                  on, naming the snapshot to roll back to instead);
-                  --snapshot ID [--components backend,frontend,config,database,tls,monitoring]
-                  [--dry-run]: a snapshot's release and, when needed, its
-                  database (plan first)
-  snapshot        create [--description D] | list | show ID | check ID | delete ID |
-                  prune [--dry-run] (keep snapshots.keep_last and retention_days,
-                  never those of the current or previous release)
-  verify          run the verification suite: [--base-url URL]
-                  [--category health,functional,performance,security]
-                  [--baseline REPORT] [--no-ssh]; exit 1 when a check fails
-  releases        list the releases on every target (current, previous, ...)
-  lock            status | release [--force]: the deploy lock on every target (status exits 3 when locked)
-  tls             issue [--force] | renew | status: certificates of every
-                  domain (lego; renewal when a third of the lifetime is left)
-  monitoring      apply [--dry-run]: Prometheus config, alert rules and Grafana
-                  provisioning for the serving release, checked with promtool
-  config import   convert Lawsker's deployment_config.json into deploy.json
-  config schema   print the JSON Schema of deploy.json
-  version         print the version
-
-Global flags (also accepted after the command):
-  --config FILE       configuration file (default deploy.json; Lawsker's
-                      legacy deployment_config.json is read too)
-  --json              machine-readable output on stdout
-  --verbose           debug records in the log file and more detail on stderr
-  --reports-dir DIR   where reports/<verb>_<id>.json go (default reports)
-  --logs-dir DIR      where logs/<verb>_<id>.log go (default logs)
-
-Exit codes:
-  0  success
-  1  the run failed or was cancelled
-  2  usage or configuration error (nothing was changed)
-
-Secrets are never values in the configuration: secret fields hold references
-(env:NAME, file:PATH) resolved at run time, and no secret reaches the
-terminal, a log or a report.
-`
-
 type cli struct {
 	stdout, stderr io.Writer
 	lookupEnv      func(string) (string, bool)
 	abort          <-chan struct{}
 	interactive    bool
 	now            func() time.Time
+
+	// describing: the describe pass (commands.go) is running
+	describing bool
 
 	// global flags
 	configPath string
@@ -126,6 +80,13 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		c.now = time.Now
 	}
 	c.configPath, c.reportsDir, c.logsDir = "deploy.json", "reports", "logs"
+	args, note, err := legacyArgs(args)
+	if err != nil {
+		return c.exitCode(err)
+	}
+	if note != "" {
+		fmt.Fprintln(c.stderr, "note:", note)
+	}
 	global := c.newFlagSet("lawsker-deploy")
 	help := global.Bool("help", false, "")
 	global.BoolVar(help, "h", false, "")
@@ -133,52 +94,51 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.usageFail(err)
 	}
 	rest := global.Args()
-	if *help || len(rest) == 0 || rest[0] == "help" {
-		fmt.Fprint(c.stdout, usage)
-		if len(rest) == 0 && !*help {
-			return exitUsage
+	var runErr error
+	root := c.rootCommand(ctx, &runErr)
+	switch {
+	case *help:
+		rest = []string{"help"}
+	case len(rest) > 0 && !knownVerb(root, rest[0]):
+		return c.exitCode(usageError{fmt.Sprintf("unknown command %q%s", rest[0], suggestVerb(root, rest[0]))})
+	}
+	root.SetArgs(rest)
+	if err := root.ExecuteContext(ctx); err != nil {
+		var code failureCode
+		var u usageError
+		if !errors.As(err, &code) && !errors.As(err, &u) {
+			err = usageError{err.Error()}
 		}
-		return exitOK
+		return c.exitCode(err)
 	}
-	var err error
-	switch verb, vargs := rest[0], rest[1:]; verb {
-	case "validate":
-		err = c.validate(ctx, vargs)
-	case "plan":
-		err = c.plan(ctx, vargs)
-	case "preflight":
-		err = c.preflight(ctx, vargs)
-	case "deploy":
-		err = c.deploy(ctx, vargs)
-	case "rollback":
-		err = c.rollback(ctx, vargs)
-	case "releases":
-		err = c.releases(ctx, vargs)
-	case "verify":
-		err = c.verify(ctx, vargs)
-	case "snapshot":
-		err = c.snapshotCmd(ctx, vargs)
-	case "lock":
-		err = c.lockCmd(ctx, vargs)
-	case "tls":
-		err = c.tlsCmd(ctx, vargs)
-	case "monitoring":
-		err = c.monitoringCmd(ctx, vargs)
-	case "config":
-		err = c.configCmd(vargs)
-	case "version":
-		fmt.Fprintln(c.stdout, "lawsker-deploy", version)
-	default:
-		err = usageError{fmt.Sprintf("unknown command %q%s", verb, suggestVerb(verb))}
-	}
-	return c.exitCode(err)
+	return c.exitCode(runErr)
 }
 
-func suggestVerb(v string) string {
-	for _, known := range []string{"validate", "plan", "preflight", "deploy", "rollback", "verify", "snapshot", "releases", "lock", "tls", "monitoring", "config", "version", "help"} {
+// knownVerb says whether cobra routes v (a command, help or completion).
+func knownVerb(root *cobra.Command, v string) bool {
+	for _, cmd := range root.Commands() {
+		if cmd.Name() == v || slices.Contains(cmd.Aliases, v) {
+			return true
+		}
+	}
+	return v == "help" || v == "completion" || v == cobra.ShellCompRequestCmd || v == cobra.ShellCompNoDescRequestCmd
+}
+
+func suggestVerb(root *cobra.Command, v string) string {
+	var names []string
+	for _, cmd := range root.Commands() {
+		if !cmd.Hidden {
+			names = append(names, cmd.Name())
+		}
+	}
+	slices.Sort(names)
+	for _, known := range names {
 		if strings.HasPrefix(known, v) || strings.HasPrefix(v, known) {
 			return fmt.Sprintf("; did you mean %q?", known)
 		}
+	}
+	if near := textdist.Closest(v, names); near != "" {
+		return fmt.Sprintf("; did you mean %q?", near)
 	}
 	return ""
 }
@@ -218,9 +178,24 @@ func (c *cli) usageFail(err error) int {
 	return exitUsage
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseFlags parses a verb's flags (in the describe pass it hands the
+// flag set back instead). An unknown flag names the nearest known one.
+func (c *cli) parseFlags(fs *flag.FlagSet, args []string) error {
+	if c.describing {
+		return described{fs}
+	}
 	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+		msg := err.Error()
+		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+			var names []string
+			fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+			msg = fmt.Sprintf("%s: unknown flag --%s", fs.Name(), name)
+			if near := textdist.Closest(name, names); near != "" {
+				msg += fmt.Sprintf("; did you mean --%s?", near)
+			}
+			msg += fmt.Sprintf(" (lawsker-deploy %s --help lists them)", fs.Name())
+		}
+		return usageError{msg}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
@@ -318,9 +293,14 @@ func (c *cli) load(s *session) (*config.Loaded, error) {
 // configuration; a configuration that does not load ends the session as
 // invalid.
 func (c *cli) begin(verb string, fs *flag.FlagSet, args []string) (*session, *config.Loaded, error) {
-	if err := parseFlags(fs, args); err != nil {
+	if err := c.parseFlags(fs, args); err != nil {
 		return nil, nil, err
 	}
+	return c.open(verb)
+}
+
+// open starts a verb's session and loads the configuration.
+func (c *cli) open(verb string) (*session, *config.Loaded, error) {
 	s, err := c.startSession(verb)
 	if err != nil {
 		return nil, nil, err
@@ -346,7 +326,7 @@ type validateResult struct {
 func (c *cli) validate(_ context.Context, args []string) error {
 	fs := c.newFlagSet("validate")
 	requireSecrets := fs.Bool("require-secrets", false, "fail when a secret reference has no value")
-	if err := parseFlags(fs, args); err != nil {
+	if err := c.parseFlags(fs, args); err != nil {
 		return err
 	}
 	s, err := c.startSession("validate")
@@ -525,7 +505,7 @@ func (c *cli) configCmd(args []string) error {
 	switch args[0] {
 	case "schema":
 		fs := c.newFlagSet("config schema")
-		if err := parseFlags(fs, args[1:]); err != nil {
+		if err := c.parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		data, err := config.Schema()
@@ -550,7 +530,7 @@ func (c *cli) configImport(args []string) error {
 	fs.StringVar(&opts.Host, "host", "", "target host (default 127.0.0.1)")
 	fs.StringVar(&opts.User, "user", "", "SSH user on the target (default deploy)")
 	fs.StringVar(&opts.Image, "image", "", "backend image repository (default 127.0.0.1:5000/<app>/backend)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := c.parseFlags(fs, args); err != nil {
 		return err
 	}
 	data, err := os.ReadFile(*from)

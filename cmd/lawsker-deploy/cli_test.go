@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -182,9 +184,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"help"}, exitOK, "Exit codes:"},
 		{[]string{"deploi"}, exitUsage, `unknown command "deploi"`},
 		{[]string{"valid"}, exitUsage, `unknown command "valid"; did you mean "validate"?`},
-		{[]string{"validate", "--nope"}, exitUsage, "flag provided but not defined: -nope"},
+		{[]string{"validate", "--nope"}, exitUsage, "validate: unknown flag --nope (lawsker-deploy validate --help lists them)"},
+		{[]string{"deploy", "--no-snapshto"}, exitUsage, "deploy: unknown flag --no-snapshto; did you mean --no-snapshot?"},
+		{[]string{"snapshot", "lst"}, exitUsage, `unknown snapshot subcommand "lst" (create, list, show, check, delete, prune); did you mean "list"?`},
+		{[]string{"snapshot"}, exitUsage, "snapshot needs a subcommand: create, list, show, check, delete, prune"},
+		{[]string{"--action", "frobnicate"}, exitUsage, `--action "frobnicate" is not one of the old toolkit's`},
+		{[]string{"--action", "deploy", "--snapshot-id", "x"}, exitUsage, "--snapshot-id does not go with --action deploy"},
 		{[]string{"validate", "extra"}, exitUsage, `validate: unexpected argument "extra"`},
-		{[]string{"config"}, exitUsage, "config needs a subcommand: import or schema"},
+		{[]string{"config"}, exitUsage, "config needs a subcommand: import, schema"},
 		{[]string{"validate", "--config", "/does/not/exist.json"}, exitUsage, "pass --config with the path of your deploy.json"},
 		{[]string{"version"}, exitOK, "lawsker-deploy dev"},
 	}
@@ -193,6 +200,136 @@ func TestUsageErrors(t *testing.T) {
 		assert.Equal(t, tt.code, r.code, "%v", tt.args)
 		assert.Contains(t, r.stdout+r.stderr, tt.want, "%v", tt.args)
 	}
+}
+
+// Every command and subcommand explains itself: --help (and help X)
+// prints its flags with their defaults and an example, exit 0.
+func TestEveryCommandHasHelp(t *testing.T) {
+	c := &cli{}
+	var runErr error
+	root := c.rootCommand(t.Context(), &runErr)
+	var paths [][]string
+	var walk func(cmd *cobra.Command, path []string)
+	walk = func(cmd *cobra.Command, path []string) {
+		for _, sub := range cmd.Commands() {
+			if sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			p := append(append([]string(nil), path...), sub.Name())
+			paths = append(paths, p)
+			walk(sub, p)
+		}
+	}
+	walk(root, nil)
+	require.Greater(t, len(paths), 20, "every verb and subverb")
+	for _, p := range paths {
+		for _, form := range [][]string{append(append([]string(nil), p...), "--help"), append([]string{"help"}, p...)} {
+			r := runCLI(t, nil, form...)
+			assert.Equal(t, exitOK, r.code, "%v: %s", form, r.stderr)
+			assert.Contains(t, r.stdout, "lawsker-deploy "+strings.Join(p, " "), "%v", form)
+			assert.Contains(t, r.stdout, "Global Flags:", "%v", form)
+			if len(p) > 1 || !slices.Contains([]string{"snapshot", "lock", "tls", "monitoring", "config"}, p[0]) {
+				assert.Contains(t, r.stdout, "Examples:", "%v has an example", form)
+			}
+		}
+	}
+	r := runCLI(t, nil, "rollback", "--help")
+	assert.Contains(t, r.stdout, "--components string")
+	assert.Contains(t, r.stdout, "--deployment string")
+	r = runCLI(t, nil, "config", "import", "--help")
+	assert.Regexp(t, `--from string +Lawsker's legacy configuration file \(default "deployment_config.json"\)`, r.stdout)
+}
+
+// bash and zsh completion: the scripts, and the completions they ask for
+// (subcommands, a verb's own flags).
+func TestShellCompletion(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh"} {
+		r := runCLI(t, nil, "completion", sh)
+		assert.Equal(t, exitOK, r.code, r.stderr)
+		assert.Contains(t, r.stdout, "lawsker-deploy", sh)
+	}
+	r := runCLI(t, nil, "__complete", "snapshot", "")
+	assert.Contains(t, r.stdout, "prune\tapply retention")
+	r = runCLI(t, nil, "__complete", "deploy", "--fr")
+	assert.Contains(t, r.stdout, "--frontend-dir\tfolder with the built frontend files")
+	assert.NotContains(t, r.stdout, "--message")
+}
+
+// The old toolkit's command lines keep working: mapped to the native
+// form, which is printed.
+func TestLegacyActionsAreMapped(t *testing.T) {
+	for _, tt := range []struct {
+		in, want []string
+	}{
+		{[]string{"--action", "deploy", "--config", "x.json"}, []string{"deploy", "--config", "x.json"}},
+		{[]string{"--action=verify", "--base-url", "http://localhost:8000"}, []string{"verify", "--base-url", "http://localhost:8000"}},
+		{[]string{"--verbose", "--action", "rollback", "--snapshot-id", "snap_1"}, []string{"rollback", "--snapshot", "snap_1", "--verbose"}},
+		{[]string{"--action", "rollback", "--deployment-id", "20261203_101500_ab12cd"}, []string{"rollback", "--deployment", "20261203_101500_ab12cd"}},
+		{[]string{"--action", "rollback"}, []string{"rollback", "--previous"}},
+		{[]string{"--action", "list-snapshots"}, []string{"snapshot", "list"}},
+		{[]string{"--action", "create-snapshot", "--description", "before the migration"}, []string{"snapshot", "create", "--description", "before the migration"}},
+		{[]string{"verify", "--base-url", "http://x"}, []string{"verify", "--base-url", "http://x"}},
+	} {
+		got, note, err := legacyArgs(tt.in)
+		require.NoError(t, err, "%v", tt.in)
+		assert.Equal(t, tt.want, got, "%v", tt.in)
+		if slices.Contains(tt.in, "verify") && !strings.HasPrefix(tt.in[0], "--action") {
+			assert.Empty(t, note)
+		} else {
+			assert.Contains(t, note, "is `lawsker-deploy "+strings.Join(tt.want, " ")+"`")
+		}
+	}
+	r := runCLI(t, nil, "--action", "list-snapshots", "--config", "/does/not/exist.json")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Regexp(t, "note: the old toolkit's --action list-snapshots is `lawsker-deploy snapshot list .*--config /does/not/exist.json`", r.stderr)
+}
+
+// verify --base-url with no configuration verifies any URL with the
+// checks that need none, as the old toolkit's --action verify --base-url.
+func TestVerifyAnyURLWithoutAConfiguration(t *testing.T) {
+	ng := testenv.StartNginx(t, `  server {
+    listen 127.0.0.1:{{PORT}};
+    root {{DIR}}/www;
+    add_header X-Content-Type-Options nosniff always;
+    add_header X-Frame-Options DENY always;
+    add_header Referrer-Policy no-referrer always;
+    add_header Content-Security-Policy "default-src 'self'" always;
+  }`)
+	require.NoError(t, os.WriteFile(filepath.Join(ng.Dir, "www", "index.html"), []byte(`<!doctype html><link rel="stylesheet" href="/app.css"><p>hello`), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(ng.Dir, "www", "app.css"), []byte("p{}"), 0o644))
+	dir := t.TempDir()
+	url := fmt.Sprintf("http://127.0.0.1:%d", ng.Port)
+	r := runIn(t, dir, nil, "--action", "verify", "--base-url", url, "--json")
+	assert.Contains(t, r.stderr, "note: no deploy.json: verifying "+url+" with the checks that need no configuration")
+	var out struct {
+		Suite struct {
+			Results []struct{ Name, Category, Status, Message string }
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout+r.stderr)
+	names := map[string]string{}
+	for _, res := range out.Suite.Results {
+		names[res.Name] = res.Status + ": " + res.Message
+	}
+	assert.Contains(t, names, "health /")
+	assert.Contains(t, names["health /"], "pass: GET "+url+"/: HTML, 1 assets load", names)
+	assert.Contains(t, names, "load /")
+	assert.Contains(t, names, "security headers")
+	assert.Contains(t, names, "response time /")
+	for n := range names {
+		assert.NotContains(t, n, "backend health", "no backend is assumed")
+	}
+
+	// A page whose asset is missing fails its health, by the same rule
+	// as a deployment's frontend.
+	require.NoError(t, os.Remove(filepath.Join(ng.Dir, "www", "app.css")))
+	r = runIn(t, dir, nil, "verify", "--base-url", url, "--category", "health")
+	assert.Equal(t, exitFailed, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "/app.css (status 404)")
+
+	r = runIn(t, dir, nil, "verify", "--base-url", "ftp://x")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "verify: --base-url must be an http:// or https:// URL with a host")
 }
 
 func TestConfigSchemaMatchesPublished(t *testing.T) {

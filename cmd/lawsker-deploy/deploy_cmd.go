@@ -135,9 +135,23 @@ func (c *cli) rollback(ctx context.Context, args []string) error {
 	components := fs.String("components", "", "with --snapshot: what to restore, of backend,frontend,config,database,tls,monitoring (default: the release, and the database when its schema differs from now)")
 	dryRun := fs.Bool("dry-run", false, "with --snapshot: print the plan, change nothing")
 	force := fs.Bool("force", false, "with --previous: switch even when the database's schema is not the one the previous release ran on")
+	deployment := fs.String("deployment", "", "roll back to the release of this deploy id: its post-deploy snapshot (the old toolkit's --deployment-id)")
 	s, l, err := c.begin("rollback", fs, args)
 	if err != nil {
 		return err
+	}
+	if *deployment != "" {
+		if *snapshot != "" || *previous {
+			s.end(report.StatusInvalid, errors.New("--deployment with --snapshot or --previous"), nil)
+			return usageError{"rollback: --deployment ID, --snapshot ID or --previous: one of them"}
+		}
+		id, err := c.snapshotOfDeployment(ctx, s, l.Config, *deployment)
+		if err != nil {
+			return err
+		}
+		s.log.Logger.Info("deployment resolved to its snapshot", "deployment", *deployment, "snapshot", id)
+		fmt.Fprintf(c.stderr, "deploy %s: its post-deploy snapshot is %s\n", *deployment, id)
+		*snapshot = id
 	}
 	if *force && !*previous {
 		s.end(report.StatusInvalid, errors.New("--force without --previous"), nil)
@@ -160,6 +174,32 @@ func (c *cli) rollback(ctx context.Context, args []string) error {
 	}
 	defer d.Close()
 	return c.finishRelease(s, s.runRelease(ctx, l.Config, release.SwitchBack(d)), "switched back", nil)
+}
+
+// snapshotOfDeployment is the snapshot that holds deploy id's release: its
+// post-deploy snapshot, else the newest taken while it served.
+func (c *cli) snapshotOfDeployment(ctx context.Context, s *session, cfg *config.Config, id string) (string, error) {
+	store, err := c.openStore(ctx, s, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer store.Close()
+	ms, _ := snapshots.List(ctx, store.Store)
+	var serving string
+	for _, m := range ms { // newest first
+		if m.DeploymentID == id && m.Trigger == "post-deploy" {
+			return m.ID, nil
+		}
+		if serving == "" && m.Release == id {
+			serving = m.ID
+		}
+	}
+	if serving != "" {
+		return serving, nil
+	}
+	err = fmt.Errorf("no snapshot holds the release of deploy %s (`lawsker-deploy snapshot list` shows each snapshot's deploy and release)", id)
+	s.end(report.StatusInvalid, err, nil)
+	return "", usageError{"rollback: " + err.Error()}
 }
 
 func (c *cli) finishTargetsWith(s *session, res *pipelines.Result, outcomes []deploy.TargetOutcome, verb string, details any, runErr error) error {

@@ -73,6 +73,17 @@ func TestSnapshotAndDatabaseRollbackCommands(t *testing.T) {
 	assert.Contains(t, r.stdout, "risk high: the database's data goes back to")
 	assert.Contains(t, r.stdout, "dry run: nothing changed")
 	assert.Equal(t, "10\n", psql("SELECT count(*) FROM cases"))
+	// The old toolkit's form, by deploy id: the snapshot that holds it.
+	rel := regexp.MustCompile(`\(release (\S+?)[,)]`).FindStringSubmatch(r.stdout)
+	require.NotNil(t, rel, r.stdout)
+	r = runIn(t, dir, env, "--action", "rollback", "--deployment-id", rel[1], "--config", cfg, "--components", "database", "--dry-run")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "note: the old toolkit's --action rollback is `lawsker-deploy rollback --deployment "+rel[1])
+	assert.Contains(t, r.stderr, "deploy "+rel[1]+": its post-deploy snapshot is "+id)
+	assert.Contains(t, r.stdout, "rollback plan: database -> "+id+" (release ")
+	r = runIn(t, dir, env, "rollback", "--deployment", "20200101_000000_000000", "--config", cfg, "--dry-run")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "no snapshot holds the release of deploy 20200101_000000_000000")
 
 	r = runIn(t, dir, env, "rollback", "--config", cfg, "--snapshot", id, "--components", "database")
 	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/lawsker/lawsker-deploy/checks"
+	"github.com/lawsker/lawsker-deploy/config"
 	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/internal/atomicfile"
 	"github.com/lawsker/lawsker-deploy/remote"
@@ -33,12 +34,31 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 	category := fs.String("category", "", "comma-separated categories: health,functional,performance,security (default: verification.categories)")
 	baseline := fs.String("baseline", "", "a previous verify report to compare performance with (default: the newest passing one in --reports-dir)")
 	noSSH := fs.Bool("no-ssh", false, "do not connect to the target: database and Redis are dialled from here, file permissions are not checked")
-	s, l, err := c.begin("verify", fs, args)
-	if err != nil {
+	if err := c.parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg := l.Config
-	env := checks.Env{Config: cfg, Resolver: s.res, BaseURL: *baseURL}
+	var s *session
+	var cfg *config.Config
+	site := false
+	if _, statErr := os.Stat(c.configPath); *baseURL != "" && errors.Is(statErr, os.ErrNotExist) {
+		// Any URL, no deployment: the checks that need no configuration.
+		site, *noSSH = true, true
+		var err error
+		if cfg, err = config.ForURL(*baseURL); err != nil {
+			return usageError{"verify: " + err.Error()}
+		}
+		if s, err = c.startSession("verify"); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "note: no %s: verifying %s with the checks that need no configuration (health of /, response times, load, security headers, TLS)\n", c.configPath, *baseURL)
+	} else {
+		ss, l, err := c.open("verify")
+		if err != nil {
+			return err
+		}
+		s, cfg = ss, l.Config
+	}
+	env := checks.Env{Config: cfg, Resolver: s.res, BaseURL: *baseURL, Site: site}
 	for _, part := range strings.Split(*category, ",") {
 		if part = strings.TrimSpace(part); part == "" {
 			continue
