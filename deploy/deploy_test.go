@@ -79,6 +79,35 @@ func TestDeployLifecycle(t *testing.T) {
 		r.unlocked(t)
 	})
 
+	t.Run("a rotated secret redeploys the same release; its value is never stored", func(t *testing.T) {
+		rotated := func(req *Request) {
+			req.Resolver = &config.Resolver{LookupEnv: func(k string) (string, bool) {
+				return map[string]string{"SAMPLE_TOKEN": "token-r0tated-value"}[k], k == "SAMPLE_TOKEN"
+			}}
+		}
+		// A folder no release names (a try that died before its journal
+		// named it) is pruned with the old releases.
+		orphan := filepath.Join(r.root, "sample", "releases", "20200101_000000_dead00")
+		require.NoError(t, os.MkdirAll(orphan, 0o755))
+		again := r.deploy(t, cfg, v2, frontend(t, "v2"), rotated)
+		require.NoError(t, again.res.Err())
+		assert.Empty(t, again.d.Outcomes()[0].NoOp, "the secret's value changed")
+		assert.NoDirExists(t, orphan)
+		s, _ := again.res.Step("switch:local")
+		assert.Equal(t, pipelines.Succeeded, s.State)
+		code, body := r.get(t, "/api/v1/env?name=SAMPLE_TOKEN")
+		assert.Equal(t, 200, code)
+		assert.Contains(t, body, "token-r0tated-value", "the new value serves")
+		state := string(mustRead(t, filepath.Join(r.root, "sample", "state.json")))
+		assert.Contains(t, state, `"secrets_hash": "`)
+		assert.NotContains(t, state, "token-r0tated-value")
+		assert.NotContains(t, state, "token-s3cret-value")
+		once := r.deploy(t, cfg, v2, frontend(t, "v2"), rotated)
+		require.NoError(t, once.res.Err())
+		assert.Contains(t, once.d.Outcomes()[0].NoOp, "with this frontend, configuration and secret values")
+		r.unlocked(t)
+	})
+
 	t.Run("a broken release fails its health gate and v2 keeps serving", func(t *testing.T) {
 		before := r.running(t)
 		v3 := r.image(t, "v3", "-X main.healthy=false")

@@ -129,6 +129,7 @@ type targetRun struct {
 	ports     map[string]int // backend.extra_ports
 	pidOnce   sync.Once
 	pidFile   string // nginx's (nginxPidFile)
+	secrets   string // this run's SecretsHash on the target
 	container string
 	cpus      int
 	noop      string // why nothing is to be done, when set
@@ -287,7 +288,7 @@ func Prepare(req Request) (*Deployment, error) {
 }
 
 // configHash identifies what of the configuration shapes a release (secret
-// references, not their values: rotating a secret needs --force).
+// references; their values are the keyed SecretsHash's).
 func configHash(cfg *config.Config) string {
 	var ngs []config.Nginx
 	for _, t := range cfg.Targets {

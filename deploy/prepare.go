@@ -49,16 +49,35 @@ func (d *Deployment) prepare(ctx context.Context, tr *targetRun) error {
 	if err != nil {
 		return err
 	}
+	secrets, err := d.secretsHash(ctx, tr)
+	if err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	tr.secrets = secrets
+	tr.mu.Unlock()
 	if cur, ok := st.Current(); ok {
 		c := cur
 		tr.mu.Lock()
 		tr.previous = &c
 		tr.mu.Unlock()
-		if !d.req.Force && cur.Image == d.req.Image && cur.ConfigHash == d.configHash && (d.local == nil || cur.FrontendHash == d.local.Hash) {
+		same := cur.Image == d.req.Image && cur.ConfigHash == d.configHash && (d.local == nil || cur.FrontendHash == d.local.Hash)
+		switch {
+		case d.req.Force || !same:
+		case cur.SecretsHash == secrets:
 			tr.mu.Lock()
-			tr.noop = fmt.Sprintf("release %s already serves %s with this frontend and configuration (--force redeploys)", cur.ID, cur.Image)
+			tr.noop = fmt.Sprintf("release %s already serves %s with this frontend, configuration and secret values (--force redeploys)", cur.ID, cur.Image)
 			tr.mu.Unlock()
 			return pipelines.Skip("%s", tr.noop)
+		case cur.SecretsHash == "" && secrets != "":
+			// Recorded before secret values were hashed: they cannot be
+			// compared, and the release is not redeployed for that alone.
+			tr.mu.Lock()
+			tr.noop = fmt.Sprintf("release %s already serves %s with this frontend and configuration; its secret values were not recorded, so they are not compared (--force redeploys with today's)", cur.ID, cur.Image)
+			tr.mu.Unlock()
+			return pipelines.Skip("%s", tr.noop)
+		default:
+			d.log.Info("a secret's value changed: redeploying the same release", "target", tr.cfg.Name, "release", cur.ID)
 		}
 		if tr.prevMan, err = ReadManifest(h, l.Manifest(cur.ID)); err != nil {
 			return err

@@ -46,6 +46,7 @@ func (d *Deployment) prune(ctx context.Context, tr *targetRun) error {
 		}
 		kept = append(kept, r)
 	}
+	dirs = append(dirs, orphans(h, l, st)...)
 	script := background(later)
 	if prev, ok := st.Previous(); ok {
 		script += "; " + stopAfter(tr.docker, l, prev.Container, d.req.Config.Backend.RollbackWindow.D())
@@ -67,6 +68,34 @@ func (d *Deployment) prune(ctx context.Context, tr *targetRun) error {
 	tr.completed = true
 	tr.mu.Unlock()
 	return nil
+}
+
+// orphans are the release folders no recorded release names (under the
+// lock, so no other run's): what a run that died before its journal could
+// name the folder left. Unreadable: none.
+func orphans(h *remote.Host, l Layout, st *State) []string {
+	c, err := h.Files()
+	if err != nil {
+		return nil
+	}
+	entries, err := c.ReadDir(l.Releases())
+	if err != nil {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, r := range st.Releases {
+		known[r.ID] = true
+	}
+	if st.InProgress != nil {
+		known[st.InProgress.ID] = true
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && !known[e.Name()] {
+			out = append(out, l.Release(e.Name()))
+		}
+	}
+	return out
 }
 
 // background renders commands to run one after another, each allowed to

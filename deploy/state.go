@@ -80,8 +80,11 @@ type Release struct {
 	Image        string `json:"image"` // repository@sha256:...
 	FrontendHash string `json:"frontend_hash,omitempty"`
 	ConfigHash   string `json:"config_hash"`
-	Container    string `json:"container"`
-	Port         int    `json:"port"`
+	// SecretsHash is a keyed hash of the secret values the release was
+	// given (SecretsHash; never a value): a rotated secret redeploys.
+	SecretsHash string `json:"secrets_hash,omitempty"`
+	Container   string `json:"container"`
+	Port        int    `json:"port"`
 	// Ports are the release's backend.extra_ports.
 	Ports   map[string]int `json:"ports,omitempty"`
 	Who     string         `json:"who"`

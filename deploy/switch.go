@@ -147,7 +147,7 @@ func (d *Deployment) recordCurrent(tr *targetRun) error {
 	if d.local != nil {
 		fh = d.local.Hash
 	}
-	st.Releases = append(st.Releases, Release{ID: d.req.ID, Image: d.req.Image, FrontendHash: fh, ConfigHash: d.configHash,
+	st.Releases = append(st.Releases, Release{ID: d.req.ID, Image: d.req.Image, FrontendHash: fh, ConfigHash: d.configHash, SecretsHash: tr.secrets,
 		Container: tr.container, Port: tr.port, Ports: tr.ports, Who: d.req.Who, When: time.Now().UTC(), Message: d.req.Message, Status: StatusCurrent, Schema: d.releaseSchema()})
 	return tr.record("switched", Undo{Kind: UndoHistory, History: history})
 }
