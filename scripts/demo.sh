@@ -108,6 +108,13 @@ echo "requests during the deploy: $ok ok, $failed failed"
 say "verify: the whole suite against the deployment (table, JSON report, JUnit, Markdown)"
 bin/lawsker-deploy verify --config "$cfg"
 
+say "verify any URL with no configuration, as the old toolkit's deploy.py --action verify --base-url did (the old form is mapped)"
+(cd "$demo" && "$OLDPWD/bin/lawsker-deploy" --action verify --base-url "http://127.0.0.1:28080" --category health,security \
+  --reports-dir "$OLDPWD/reports" --logs-dir "$OLDPWD/logs") || echo "(a failed check exits 1; the demo goes on)"
+
+say "every verb explains itself: rollback --help"
+bin/lawsker-deploy rollback --help
+
 say "the same deploy again is a no-op"
 bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2"
 
