@@ -61,10 +61,37 @@ type Docker interface {
 
 // Target is where monitoring runs: the first target.
 type Target struct {
-	Host   *remote.Host
-	Base   string // <root>/<app>
-	App    string
+	Host *remote.Host
+	Base string // <root>/<app>
+	App  string
+	// Name is the deployment's (app, environment, root: deploy.Layout's):
+	// its containers are named after it, so two deployments of one app
+	// on a host (staging and production) run their own.
+	Name   string
 	Docker Docker
+}
+
+// ContainerName is the target's Prometheus or Grafana container (role
+// "prometheus" or "grafana").
+func ContainerName(t Target, role string) string {
+	if t.Name == "" {
+		return t.App + "-" + role
+	}
+	return t.Name + "-" + role
+}
+
+// dropLegacy removes the container an earlier lawsker-deploy named after
+// the app alone (<app>-<role>), when it is this deployment's (its
+// lawsker.base label): the renamed one takes its place and its port.
+func dropLegacy(ctx context.Context, t Target, role string) {
+	old := t.App + "-" + role
+	if old == ContainerName(t, role) {
+		return
+	}
+	base, err := t.Host.Run(ctx, t.Docker.Cmd("inspect", "--format", `{{index .Config.Labels "lawsker.base"}}`, old)...)
+	if err == nil && strings.TrimSpace(base) == t.Base {
+		_, _ = t.Host.Run(ctx, t.Docker.Cmd("rm", "-f", old)...)
+	}
 }
 
 // Dir is the monitoring folder on the target.
@@ -100,7 +127,8 @@ func Apply(ctx context.Context, cfg *config.Config, res *config.Resolver, t Targ
 	if err != nil {
 		return nil, err
 	}
-	name := t.App + "-prometheus"
+	name := ContainerName(t, "prometheus")
+	dropLegacy(ctx, t, "prometheus")
 	running, _ := t.Host.Run(ctx, t.Docker.Cmd("inspect", "--format", "{{.State.Running}}", name)...)
 	if strings.TrimSpace(running) == "true" {
 		if err := post(ctx, t.Host, listen, "/-/reload"); err != nil {
@@ -148,7 +176,8 @@ func grafana(ctx context.Context, cfg *config.Config, res *config.Resolver, t Ta
 	if err := t.Host.WriteFile(path.Join(dir, "grafana.env"), []byte(env), 0o600); err != nil {
 		return "", err
 	}
-	name := t.App + "-grafana"
+	name := ContainerName(t, "grafana")
+	dropLegacy(ctx, t, "grafana")
 	_, _ = t.Host.Run(ctx, t.Docker.Cmd("rm", "-f", name)...)
 	if _, err := t.Host.Run(ctx, t.Docker.Cmd("run", "-d", "--name", name, "--restart", "unless-stopped", "--network", "host",
 		"--label", "lawsker.app="+t.App, "--label", "lawsker.base="+t.Base, "--label", "lawsker.role=grafana",

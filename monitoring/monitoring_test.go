@@ -132,15 +132,23 @@ func TestApplyRunsAndReloadsPrometheus(t *testing.T) {
 	host, err := remote.Connect(t.Context(), remote.Endpoint{Host: h.SSHD.Host, Port: h.SSHD.Port, User: h.SSHD.User, PrivateKey: key, KnownHosts: h.SSHD.KnownHosts}, 1)
 	require.NoError(t, err)
 	defer host.Close()
-	tgt := Target{Host: host, Base: filepath.Join(h.Root, "sample"), App: "sample-" + fmt.Sprint(promPort), Docker: docker{h.Docker.Host}}
-	t.Cleanup(func() { _, _ = h.Docker.Run(context.Background(), "rm", "-f", tgt.App+"-prometheus") })
+	tgt := Target{Host: host, Base: filepath.Join(h.Root, "sample"), App: "sample-" + fmt.Sprint(promPort), Name: "sample_staging_" + fmt.Sprint(promPort), Docker: docker{h.Docker.Host}}
+	name := ContainerName(tgt, "prometheus")
+	assert.Equal(t, tgt.Name+"-prometheus", name, "named after the deployment, not the app")
+	t.Cleanup(func() { _, _ = h.Docker.Run(context.Background(), "rm", "-f", name, tgt.App+"-prometheus") })
+	// An earlier lawsker-deploy's container of this deployment, named
+	// after the app alone, holding the port: the renamed one replaces it.
+	h.Docker.MustRun(t, "run", "-d", "--name", tgt.App+"-prometheus", "--network", "host", "--label", "lawsker.base="+tgt.Base,
+		"--entrypoint", "prometheus", image, "--config.file=/dev/null", "--storage.tsdb.path=/tmp/prometheus", "--web.listen-address=127.0.0.1:"+fmt.Sprint(promPort))
 
 	files, err := Render(cfg, Input{Backends: []string{backend}, Release: "r1"})
 	require.NoError(t, err)
 	res, err := Apply(t.Context(), cfg, &config.Resolver{}, tgt, files)
 	require.NoError(t, err)
 	assert.Equal(t, "started", res.Prometheus)
-	started := h.Docker.MustRun(t, "inspect", "--format", "{{.State.StartedAt}}", tgt.App+"-prometheus")
+	started := h.Docker.MustRun(t, "inspect", "--format", "{{.State.StartedAt}}", name)
+	_, err = h.Docker.Run(t.Context(), "inspect", tgt.App+"-prometheus")
+	assert.Error(t, err, "the app-named container of this deployment is gone")
 
 	other := startBackend(t)
 	files, err = Render(cfg, Input{Backends: []string{other}, Release: "r2"})
@@ -148,7 +156,7 @@ func TestApplyRunsAndReloadsPrometheus(t *testing.T) {
 	res, err = Apply(t.Context(), cfg, &config.Resolver{}, tgt, files)
 	require.NoError(t, err)
 	assert.Equal(t, "reloaded", res.Prometheus)
-	assert.Equal(t, started, h.Docker.MustRun(t, "inspect", "--format", "{{.State.StartedAt}}", tgt.App+"-prometheus"), "reloaded, not restarted")
+	assert.Equal(t, started, h.Docker.MustRun(t, "inspect", "--format", "{{.State.StartedAt}}", name), "reloaded, not restarted")
 	prev, err := os.ReadFile(filepath.Join(Dir(tgt.Base), "previous", "prometheus.yml"))
 	require.NoError(t, err)
 	assert.Contains(t, string(prev), backend, "the previous configuration is kept")

@@ -27,7 +27,7 @@ func ApplyMonitoring(ctx context.Context, cfg *config.Config, res *config.Resolv
 			return nil, files, err
 		}
 	}
-	r, err := monitoring.Apply(ctx, cfg, res, monitoring.Target{Host: h, Base: l.Base, App: cfg.App, Docker: deploy.Docker{Host: t.Docker.Host}}, files)
+	r, err := monitoring.Apply(ctx, cfg, res, monitoring.Target{Host: h, Base: l.Base, App: cfg.App, Name: l.Name, Docker: deploy.Docker{Host: t.Docker.Host}}, files)
 	return r, files, err
 }
 

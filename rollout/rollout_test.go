@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -371,38 +372,51 @@ func TestRollbackToASnapshotWithItsDatabase(t *testing.T) {
 	assert.Equal(t, rowsAtS1, r.psql(t, "SELECT count(*) FROM cases"))
 }
 
-// A backend that serves, passes its gate, then crashes after the switch
-// (Docker restarts it): the crash is a trigger by itself, the suite is cut
-// short, and the previous release serves again with its database.
+// A backend that serves, passes its gate, then crashes 6 s after its start
+// (Docker restarts it), five times: the crash is a trigger by itself, the
+// suite is cut short, and the previous release serves again with its
+// database. Printed: the failed requests at 200/s and the time from the
+// crash to the revert done, per round and their median.
 func TestACrashAfterTheSwitchIsATrigger(t *testing.T) {
 	r := newRig(t)
 	cfg := r.config(t, "")
-	cfg.Rollback.WatchWindow = config.Duration(20 * time.Second)
+	cfg.Rollback.WatchWindow = config.Duration(30 * time.Second)
 	_, out, err := r.release(t, cfg, r.Image(t, "./examples/sample/backend", "sample/backend", "v1"))
 	require.NoError(t, err, "%+v", out)
-	const after = 3 * time.Second
+	const after, rate, rounds = 6 * time.Second, 200, 5
 	crashing := r.Image(t, "./examples/sample/backend", "sample/backend", "v2c", "-X main.crashAfter="+after.String())
-	stop := schemaLoad(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/schema", r.AppPort), 200)
-	_, out, err = r.release(t, cfg, crashing)
-	seen := stop()
-	require.Error(t, err)
-	require.NotNil(t, out.Trigger, "%+v", out)
-	assert.Equal(t, TriggerCrash, out.Trigger.Kind, out.Trigger.Reason)
-	assert.Regexp(t, `the new backend sample-\S+ (crashed and was restarted \d+ time\(s\) by Docker's restart policy|exited \(code 1\))`, out.Trigger.Reason)
-	assert.Equal(t, DatabaseRestored, out.Database.Status, out.Database.Detail)
-	assert.Equal(t, "v1", r.version(t, "v1"))
-	started, ok := r.last.Step(deploy.StepStartBackend + ":local")
-	require.True(t, ok)
-	reverted, ok := r.last.Step(deploy.StepRevert + ":local")
-	require.True(t, ok)
-	crashAt := started.End.Add(after)
-	t.Logf("crash after the switch at 200 requests/s: %s; from the crash (about %s) to the revert done: %s (the database restored under a hold of %.3f s in it)",
-		seen, crashAt.Format("15:04:05.000"), reverted.End.Sub(crashAt).Round(time.Millisecond), out.HoldSeconds)
-	undo, ok := r.last.Step(deploy.StepSwapDatabase)
-	require.True(t, ok)
-	for _, m := range seen.Mismatched {
-		assert.True(t, m.At.Before(undo.Start), "%s after the undo began", m.What)
+	var reverts []time.Duration
+	for round := 1; round <= rounds; round++ {
+		stop := schemaLoad(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/schema", r.AppPort), rate)
+		_, out, err = r.release(t, cfg, crashing)
+		seen := stop()
+		require.Error(t, err)
+		require.NotNil(t, out.Trigger, "%+v", out)
+		assert.Equal(t, TriggerCrash, out.Trigger.Kind, out.Trigger.Reason)
+		assert.Regexp(t, `the new backend sample-\S+ (crashed and was restarted \d+ time\(s\) by Docker's restart policy|exited \(code 1\))`, out.Trigger.Reason)
+		assert.Equal(t, DatabaseRestored, out.Database.Status, out.Database.Detail)
+		assert.Equal(t, "v1", r.version(t, "v1"))
+		started, ok := r.last.Step(deploy.StepStartBackend + ":local")
+		require.True(t, ok)
+		switched, ok := r.last.Step(deploy.StepSwitch + ":local")
+		require.True(t, ok)
+		reverted, ok := r.last.Step(deploy.StepRevert + ":local")
+		require.True(t, ok)
+		crashAt := started.End.Add(after)
+		window := reverted.End.Sub(switched.End)
+		inWindow := int(window.Seconds() * rate)
+		reverts = append(reverts, reverted.End.Sub(crashAt))
+		t.Logf("round %d: %s; %d failed of about %d requests between the switch and the revert done (%.2f%%); crash (about %s) to revert done: %s (the database restored under a hold of %.3f s in it)",
+			round, seen, len(seen.Errors), inWindow, 100*float64(len(seen.Errors))/float64(max(inWindow, 1)),
+			crashAt.Format("15:04:05.000"), reverted.End.Sub(crashAt).Round(time.Millisecond), out.HoldSeconds)
+		undo, ok := r.last.Step(deploy.StepSwapDatabase)
+		require.True(t, ok)
+		for _, m := range seen.Mismatched {
+			assert.True(t, m.At.Before(undo.Start), "%s after the undo began", m.What)
+		}
 	}
+	slices.Sort(reverts)
+	t.Logf("crash to revert done, median of %d: %s (all: %v)", rounds, reverts[rounds/2].Round(time.Millisecond), reverts)
 }
 
 // A release whose health stays green but which fails 1 request in 20 of

@@ -38,7 +38,6 @@ func TestDeployWithTLS(t *testing.T) {
 	promImage := "lawsker-test/prometheus:tls-deploy"
 	h.Docker.ImportPrometheus(t, promImage)
 	promPort := testenv.FreePort(t)
-	t.Cleanup(func() { _, _ = h.Docker.Run(context.Background(), "rm", "-f", "sample-prometheus") })
 	verification := fmt.Sprintf(`"verification": {"categories": ["health", "security"], "base_url": "https://a.lawsker.test:%d",
 	    "connect_to": {"a.lawsker.test:%d": "127.0.0.1:%d"}, "ports": {"scan": [1]}}`, tlsPort, tlsPort, tlsPort)
 	js := fmt.Sprintf(`{"version": 1, "app": "sample",
@@ -59,6 +58,8 @@ func TestDeployWithTLS(t *testing.T) {
 	l, err := config.Parse([]byte(js), config.ImportOptions{})
 	require.NoError(t, err)
 	cfg := l.Config
+	prom := deploy.NewLayout(cfg, cfg.Targets[0]).Name + "-prometheus" // named after the deployment
+	t.Cleanup(func() { _, _ = h.Docker.Run(context.Background(), "rm", "-f", prom) })
 	roots := pebble.Roots(t)
 	release := func(image string) (Outcome, error) {
 		ro, err := Prepare(Request{Roots: roots, Deploy: deploy.Request{Config: cfg, Image: image, Who: "tester@ci", ID: report.NewID(time.Now()),
