@@ -57,7 +57,7 @@ func TestRenderedConfigLoadsAndScrapes(t *testing.T) {
 	files, err := Render(cfg, Input{Backends: []string{backend}, Release: "20261126_040000_abcdef"})
 	require.NoError(t, err)
 	require.NoError(t, Check(t.Context(), files))
-	assert.Contains(t, string(files["rules/lawsker.yml"]), "> 0.1\n", "error_rate_threshold")
+	assert.Contains(t, string(files["rules/lawsker.yml"]), "> 0.005\n", "error_rate_threshold")
 	assert.Contains(t, string(files["rules/lawsker.yml"]), "> 1\n", "p95 limit: verification.thresholds.response_time_ms")
 	var dash map[string]any
 	require.NoError(t, json.Unmarshal(files["grafana/dashboards/lawsker.json"], &dash))
