@@ -172,9 +172,10 @@ const StepSwapDatabase = "swap-database"
 // changed the schema: the pre-deploy snapshot is restored into a copy
 // while the failed release still serves (its code and schema agree), then
 // every target holds, the copy is swapped in, and the reverts switch back
-// to the previous releases, which ends the hold. So the previous code
-// never serves on the new schema, and no backend loses its database while
-// it serves. When this cannot be done (the copy fails), the
+// to the previous releases, which ends the hold. So once the hold begins
+// the previous code never serves on the new schema (before it, it may, as
+// before the switch: the site's fallback hands it requests the failed
+// backend refuses), and no backend loses its database while it serves. When this cannot be done (the copy fails), the
 // restore-database step after the reverts restores as before.
 func (d *Deployment) swapDatabase(ctx context.Context) error {
 	if d.completed() {

@@ -112,7 +112,12 @@ type SiteData struct {
 	Listen      string // "80" or "127.0.0.1:8080"
 	ServerNames string
 	Upstream    string // 127.0.0.1:port
-	Frontend    string // the release's frontend folder; "" proxies everything
+	// Fallback is the previous release's backend, still warm (""
+	// none): clients' requests the new backend refuses (a crash, a
+	// restart) go to it; lawsker-deploy's own requests (checks, watch,
+	// load) never do, so they judge the new release alone.
+	Fallback string
+	Frontend string // the release's frontend folder; "" proxies everything
 	// Routes go to the backend when a frontend is served
 	// (config.Routes); everything else is the frontend's.
 	Routes []config.Route
@@ -167,6 +172,19 @@ upstream {{.Name}}_backend {
     server {{.Upstream}} max_fails=0;
     keepalive 16;
 }
+{{- if .Fallback}}
+
+# Clients: a request the new backend refuses goes to the previous one.
+upstream {{.Name}}_clients {
+    server {{.Upstream}} max_fails=0;
+    server {{.Fallback}} backup;
+    keepalive 16;
+}
+map $http_user_agent ${{.Name}}_upstream {
+    "~^lawsker-deploy" {{.Name}}_backend;
+    default {{.Name}}_clients;
+}
+{{- end}}
 {{- if .WatchLog}}
 
 # The release's first minutes, for the watch window: time, status, client.
@@ -271,7 +289,7 @@ server {
 {{- end}}
 {{end}}
 {{- define "proxy"}}
-        proxy_pass http://{{.Name}}_backend;
+        proxy_pass http://{{if .Fallback}}${{.Name}}_upstream{{else}}{{.Name}}_backend{{end}};
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $host;
@@ -318,11 +336,11 @@ func RenderSite(d SiteData) ([]byte, error) {
 		d.Name = d.App
 	}
 	if err := siteTemplate.Execute(&b, struct {
-		App, Name, Release, Upstream string
-		Hold                         bool
-		Servers                      []siteServer
-		WatchLog, WatchBefore        string
-	}{d.App, d.Name, d.Release, d.Upstream, d.Hold, servers, d.WatchLog, beforeRE(d.WatchUntil)}); err != nil {
+		App, Name, Release, Upstream, Fallback string
+		Hold                                   bool
+		Servers                                []siteServer
+		WatchLog, WatchBefore                  string
+	}{d.App, d.Name, d.Release, d.Upstream, d.Fallback, d.Hold, servers, d.WatchLog, beforeRE(d.WatchUntil)}); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil

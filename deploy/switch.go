@@ -170,6 +170,12 @@ func (d *Deployment) siteData(tr *targetRun) (SiteData, bool) {
 	if a := tr.cfg.Nginx.AccessLog; a != "off" {
 		data.HostLog = a
 	}
+	// The release that serves now stays warm behind the new one for
+	// clients, unless this run changes what both depend on (a database
+	// swapped under a hold: the previous code must not serve on it).
+	if tr.previous != nil && tr.previous.Port > 0 && d.req.Hooks.Hold == nil {
+		data.Fallback = fmt.Sprintf("127.0.0.1:%d", tr.previous.Port)
+	}
 	if d.local != nil {
 		data.Frontend, data.Routes = l.Frontend(d.req.ID), cfg.Routes()
 	}
