@@ -128,6 +128,11 @@ func Build(env Env) ([]Check, error) {
 	}
 	if cfg.Frontend != nil {
 		add("frontend", Health, Frontend(h, base+"/"))
+		// Each route, as nginx serves it: the backend answers, not the
+		// frontend's index.html.
+		for _, r := range cfg.Routes() {
+			add("route "+r.String(), Functional, RouteReachesBackend(h, base, r.Path))
+		}
 	}
 	if cfg.Monitoring.Enabled {
 		add("prometheus", Health, Prometheus(h, cfg.Monitoring.PrometheusURL))

@@ -238,3 +238,24 @@ func DBTransaction(cfg *pgx.ConnConfig) func(context.Context) (Result, error) {
 		return Passed("create, write, read and rollback in one transaction; nothing left behind"), nil
 	}
 }
+
+// RouteReachesBackend GETs a backend route (an exact path, or a prefix
+// itself) through nginx and fails when the frontend answered it: the same
+// page as the frontend's / (its index.html, the SPA fallback). Any answer
+// of the backend passes, whatever its status.
+func RouteReachesBackend(h *HTTP, base, path string) func(context.Context) (Result, error) {
+	return func(ctx context.Context) (Result, error) {
+		index, err := h.Get(ctx, base+"/")
+		if err != nil {
+			return Result{}, err
+		}
+		resp, err := h.Get(ctx, base+path)
+		if err != nil {
+			return Result{}, err
+		}
+		if resp.Status == index.Status && bytes.Equal(resp.Body, index.Body) && strings.Contains(resp.Header.Get("Content-Type"), "text/html") {
+			return Failed("GET %s was answered by the frontend's index.html, not the backend: nginx does not route it (backend.routes)", path), nil
+		}
+		return Passed("GET %s: status %d from the backend", path, resp.Status), nil
+	}
+}

@@ -1,6 +1,10 @@
 package checks
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,4 +81,28 @@ func TestDBTransaction(t *testing.T) {
 	assert.Equal(t, Pass, r.Status, r.Message)
 	out := testenv.MustRun(t, testenv.Bin(t, "psql"), pg.DSN("postgres"), "-tAc", "SELECT count(*) FROM pg_class WHERE relname = 'lawsker_verify_probe'")
 	assert.Equal(t, "0\n", out)
+}
+
+// A route nginx does not send to the backend is answered by the SPA's
+// index.html: the route check says so; a backend's answer passes, whatever
+// its status.
+func TestRouteReachesBackend(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"error":"no such store"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, "<!doctype html><title>spa</title>")
+	}))
+	defer srv.Close()
+	h := NewHTTP(2*time.Second, nil)
+	r := run1(t, Check{Name: "route", Category: Functional, Run: RouteReachesBackend(h, srv.URL, "/v1/")})
+	assert.Equal(t, Pass, r.Status, r.Message)
+	assert.Equal(t, "GET /v1/: status 404 from the backend", r.Message)
+	r = run1(t, Check{Name: "route", Category: Functional, Run: RouteReachesBackend(h, srv.URL, "/healthcheck")})
+	assert.Equal(t, Fail, r.Status, r.Message)
+	assert.Equal(t, "GET /healthcheck was answered by the frontend's index.html, not the backend: nginx does not route it (backend.routes)", r.Message)
 }

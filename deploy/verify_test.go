@@ -71,7 +71,7 @@ func TestDefaultSuiteAgainstADeployment(t *testing.T) {
 		names[res.Name] = true
 	}
 	for _, n := range []string{"backend health /api/v1/health", "postgresql", "redis", "frontend", "prometheus", "grafana",
-		"api GET /api/v1/users/me", "authentication /api/v1/auth/login", "upload /api/v1/upload", "database transaction",
+		"api GET /api/v1/users/me", "route /api/*", "authentication /api/v1/auth/login", "upload /api/v1/upload", "database transaction",
 		"response time /api/v1/statistics", "load /api/v1/health", "database latency", "system resources local", "security headers", "open ports local", "file permissions"} {
 		assert.True(t, names[n], "the suite has %q", n)
 	}
