@@ -2,6 +2,7 @@ package checks
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -95,7 +96,6 @@ func Load(ctx context.Context, target string, o LoadOptions) *LoadResult {
 			defer wg.Done()
 			c := &loadConn{addr: MapAddr(o.ConnectTo, addr), tls: u.Scheme == "https", tlsConfig: o.TLS, serverName: u.Hostname(), timeout: o.Timeout}
 			defer c.close()
-			buf := make([]byte, 32<<10)
 			for ctx.Err() == nil {
 				// The shared counter only when a request bound needs it:
 				// workers bumping one atomic slow each other down.
@@ -103,7 +103,7 @@ func Load(ctx context.Context, target string, o LoadOptions) *LoadResult {
 					return
 				}
 				t0 := time.Now()
-				err := c.roundTrip(ctx, request, buf)
+				err := c.roundTrip(ctx, request)
 				if ctx.Err() != nil && err != nil {
 					return // the deadline cut this one: not counted
 				}
@@ -142,6 +142,7 @@ type loadConn struct {
 	timeout          time.Duration
 	conn             net.Conn
 	br               *bufio.Reader
+	renew            time.Time // when the deadline moves next
 }
 
 func (c *loadConn) close() {
@@ -151,7 +152,7 @@ func (c *loadConn) close() {
 	}
 }
 
-func (c *loadConn) roundTrip(ctx context.Context, request, buf []byte) error {
+func (c *loadConn) roundTrip(ctx context.Context, request []byte) error {
 	for attempt := 0; ; attempt++ {
 		fresh := c.conn == nil
 		if fresh {
@@ -172,8 +173,14 @@ func (c *loadConn) roundTrip(ctx context.Context, request, buf []byte) error {
 			}
 			c.conn, c.br = conn, bufio.NewReaderSize(conn, 16<<10)
 		}
-		_ = c.conn.SetDeadline(time.Now().Add(c.timeout))
-		err := c.exchange(request, buf)
+		// The deadline moves a quarter of the timeout at a time, not per
+		// request: one timer change per request costs throughput, and a
+		// stuck request still fails within the timeout and a quarter.
+		if now := time.Now(); fresh || now.After(c.renew) {
+			_ = c.conn.SetDeadline(now.Add(c.timeout + c.timeout/4))
+			c.renew = now.Add(c.timeout / 4)
+		}
+		err := c.exchange(request)
 		if err == nil {
 			return nil
 		}
@@ -186,48 +193,189 @@ func (c *loadConn) roundTrip(ctx context.Context, request, buf []byte) error {
 	}
 }
 
-func (c *loadConn) exchange(request, buf []byte) error {
+func (c *loadConn) exchange(request []byte) error {
 	if _, err := c.conn.Write(request); err != nil {
 		return err
 	}
-	resp, err := http.ReadResponse(c.br, nil)
+	status, closeConn, err := readResponse(c.br)
 	if err != nil {
 		return err
 	}
-	err = drain(resp.Body, buf)
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	if resp.Close {
+	if closeConn {
 		c.close()
 	}
-	if resp.StatusCode >= 500 {
-		return &statusError{resp.StatusCode}
+	if status >= 500 {
+		return &statusError{status}
 	}
 	return nil
 }
 
-func isClosedConn(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+// readResponse reads one HTTP/1.x response to its end and says its status
+// and whether the server closes the connection after it. It reads what a
+// load test needs and nothing more (status, Content-Length,
+// Transfer-Encoding, Connection), and allocates nothing per response:
+// net/http's ReadResponse (a header map, a Response) was most of the
+// generator's work per request.
+func readResponse(br *bufio.Reader) (int, bool, error) {
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return 0, false, err
+		}
+		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+			return 0, false, fmt.Errorf("malformed HTTP status line %q", truncate(line))
+		}
+		status := 0
+		for _, d := range line[9:12] {
+			if d < '0' || d > '9' {
+				return 0, false, fmt.Errorf("malformed HTTP status line %q", truncate(line))
+			}
+			status = status*10 + int(d-'0')
+		}
+		closeConn := line[7] == '0' // HTTP/1.0 closes unless it says keep-alive
+		length, chunked := int64(-1), false
+		for {
+			h, err := readLine(br)
+			if err != nil {
+				return 0, false, err
+			}
+			if len(h) == 0 {
+				break
+			}
+			name, value, ok := bytes.Cut(h, []byte(":"))
+			if !ok {
+				return 0, false, fmt.Errorf("malformed HTTP header %q", truncate(h))
+			}
+			name, value = bytes.TrimSpace(name), bytes.TrimSpace(value)
+			switch {
+			case bytes.EqualFold(name, []byte("Content-Length")):
+				n, err := parseUint(value, 10)
+				if err != nil {
+					return 0, false, fmt.Errorf("malformed Content-Length %q", truncate(value))
+				}
+				length = n
+			case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+				chunked = bytes.Contains(bytes.ToLower(value), []byte("chunked"))
+			case bytes.EqualFold(name, []byte("Connection")):
+				if bytes.EqualFold(value, []byte("close")) {
+					closeConn = true
+				} else if bytes.EqualFold(value, []byte("keep-alive")) {
+					closeConn = false
+				}
+			}
+		}
+		switch {
+		case status >= 100 && status < 200:
+			continue // an interim answer; the real one follows
+		case status == http.StatusNoContent || status == http.StatusNotModified:
+			return status, closeConn, nil
+		case chunked:
+			return status, closeConn, discardChunked(br)
+		case length >= 0:
+			if length > MaxBody {
+				return 0, false, errBodyTooLarge
+			}
+			_, err := br.Discard(int(length))
+			return status, closeConn, err
+		}
+		// No length: the body ends with the connection.
+		n, err := br.WriteTo(io.Discard)
+		if err == nil && n > MaxBody {
+			err = errBodyTooLarge
+		}
+		return status, true, err
+	}
 }
 
-// drain reads a body to its end (at most MaxBody) with the worker's buffer.
-func drain(body io.Reader, buf []byte) error {
-	var total int
+// discardChunked reads a chunked body and its trailer.
+func discardChunked(br *bufio.Reader) error {
+	var total int64
 	for {
-		n, err := body.Read(buf)
-		total += n
-		if err == io.EOF {
-			return nil
-		}
+		line, err := readLine(br)
 		if err != nil {
 			return err
 		}
-		if total > MaxBody {
+		size, _, _ := bytes.Cut(line, []byte(";"))
+		n, err := parseUint(bytes.TrimSpace(size), 16)
+		if err != nil {
+			return fmt.Errorf("malformed chunk size %q", truncate(line))
+		}
+		if n == 0 {
+			for { // the trailer, to its empty line
+				t, err := readLine(br)
+				if err != nil || len(t) == 0 {
+					return err
+				}
+			}
+		}
+		if total += n; total > MaxBody {
 			return errBodyTooLarge
 		}
+		if _, err := br.Discard(int(n)); err != nil {
+			return err
+		}
+		if end, err := readLine(br); err != nil || len(end) != 0 {
+			if err == nil {
+				err = fmt.Errorf("malformed chunk end %q", truncate(end))
+			}
+			return err
+		}
 	}
+}
+
+// readLine is the next line without its CRLF (or LF); a line longer than
+// the reader's buffer is an error.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return nil, errors.New("an HTTP header line longer than 16 KiB")
+	}
+	if err != nil {
+		if err == io.EOF && len(line) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+// parseUint reads a non-negative number in base 10 or 16 (at most 15
+// digits: a body size).
+func parseUint(b []byte, base int64) (int64, error) {
+	if len(b) == 0 || len(b) > 15 {
+		return 0, errors.New("not a size")
+	}
+	var n int64
+	for _, c := range b {
+		var d int64
+		switch {
+		case c >= '0' && c <= '9':
+			d = int64(c - '0')
+		case base == 16 && c >= 'a' && c <= 'f':
+			d = int64(c-'a') + 10
+		case base == 16 && c >= 'A' && c <= 'F':
+			d = int64(c-'A') + 10
+		default:
+			return 0, errors.New("not a size")
+		}
+		n = n*base + d
+	}
+	return n, nil
+}
+
+func truncate(b []byte) string {
+	if len(b) > 60 {
+		return string(b[:60]) + "..."
+	}
+	return string(b)
+}
+
+func isClosedConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 var errBodyTooLarge = errors.New("response body larger than 1 MiB")

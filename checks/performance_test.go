@@ -1,9 +1,12 @@
 package checks
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,4 +86,42 @@ func TestCompareBaseline(t *testing.T) {
 	tiny := []Result{{Name: "rt /api", Category: Performance, Status: Pass, Details: map[string]any{"p95_ms": 17.0}}}
 	r, _ = CompareBaseline(tiny, Baseline{"rt /api": {"p95_ms": 6.0}}, 2.0)
 	assert.Equal(t, Pass, r.Status, "latencies under the 20 ms noise floor are compared as 20 ms")
+}
+
+// The load generator's response reader: every way an HTTP/1.x body ends,
+// and what it must refuse.
+func TestReadResponse(t *testing.T) {
+	for _, tt := range []struct {
+		name, in      string
+		status        int
+		closeConn     bool
+		err, leftover string
+	}{
+		{"content length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhelloNEXT", 200, false, "", "NEXT"},
+		{"chunked with a trailer", "HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: y\r\n\r\nNEXT", 500, false, "", "NEXT"},
+		{"connection close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nokNEXT", 200, true, "", "NEXT"},
+		{"HTTP/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\nNEXT", 200, false, "", "NEXT"},
+		{"HTTP/1.0 closes", "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 200, true, "", ""},
+		{"until the end", "HTTP/1.1 200 OK\r\n\r\nall of it", 200, true, "", ""},
+		{"no body", "HTTP/1.1 204 No Content\r\n\r\nNEXT", 204, false, "", "NEXT"},
+		{"an interim answer first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nxNEXT", 201, false, "", "NEXT"},
+		{"LF only", "HTTP/1.1 200 OK\nContent-Length: 1\n\nxNEXT", 200, false, "", "NEXT"},
+		{"not HTTP", "SSH-2.0-OpenSSH_9.2\r\n", 0, false, `malformed HTTP status line "SSH-2.0-OpenSSH_9.2"`, ""},
+		{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 0, false, `malformed Content-Length "-1"`, ""},
+		{"too large", "HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n", 0, false, "response body larger than 1 MiB", ""},
+		{"bad chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 200, false, `malformed chunk size "zz"`, ""},
+		{"cut short", "HTTP/1.1 200 OK\r\nContent-Len", 0, false, "unexpected EOF", ""},
+	} {
+		br := bufio.NewReaderSize(strings.NewReader(tt.in), 16<<10)
+		status, closeConn, err := readResponse(br)
+		if tt.err != "" {
+			assert.ErrorContains(t, err, tt.err, tt.name)
+			continue
+		}
+		require.NoError(t, err, tt.name)
+		assert.Equal(t, tt.status, status, tt.name)
+		assert.Equal(t, tt.closeConn, closeConn, tt.name)
+		rest, _ := io.ReadAll(br)
+		assert.Equal(t, tt.leftover, string(rest), tt.name)
+	}
 }
