@@ -70,15 +70,19 @@ func (n Nginx) PidFile() []string {
 	return []string{"sh", "-c", pidFileScript, "sh", remote.Quote(n.cmd()...)}
 }
 
-// drainScript waits until none of the processes listed in file $2 (the
-// master's children before the last reload, Reload's mark) is still a
-// child of the master whose pid is in file $1: requests those old workers
-// still serve go to the backend the reload left, and one that has not yet
-// seen the reload signal still accepts connections. Old workers are known
-// by their pids, not by nginx's "shutting down" title: a worker starved
-// of CPU has not set it yet. It exits 0 when drained or when that cannot
-// be known (no pid file, no mark, no /proc), 3 after 2 s with old workers
-// left.
+// drainScript waits until every process listed in file $2 (the master's
+// children before the last reload, Reload's mark) has taken the reload:
+// it exited, is no longer a child of the master whose pid is in file $1,
+// or calls itself "worker process is shutting down", which nginx sets
+// just before the worker closes its listening sockets. A worker that has
+// not yet seen the signal (starved of CPU) still accepts connections with
+// the old configuration, and has not set that title, so the title alone
+// of a live child is not enough: the pids are. A worker that took the
+// signal only finishes what it has (to the backend the reload left), so
+// it is not waited for: a client connection it still holds could keep it
+// for a minute. It exits 0 when done or when that cannot be known (no pid
+// file, no mark, no /proc), 3 after 2 s with a worker that has not taken
+// the reload.
 const drainScript = `m=$(cat "$1" 2>/dev/null) || exit 0
 old=$(cat "$2" 2>/dev/null) || exit 0
 [ -d /proc/self ] || exit 0
@@ -88,14 +92,16 @@ while :; do
   for p in $old; do
     pp=
     read -r _ _ _ pp _ 2>/dev/null < "/proc/$p/stat"
-    if [ "$pp" = "$m" ]; then left=$p; break; fi
+    [ "$pp" = "$m" ] || continue
+    grep -qa 'shutting down' "/proc/$p/cmdline" 2>/dev/null && continue
+    left=$p; break
   done
   [ -z "$left" ] && exit 0
   i=$((i+1)); [ "$i" -ge 100 ] && exit 3
   sleep 0.02
 done`
 
-// Drain waits for the workers from before the last Reload to exit (for
+// Drain waits for the workers from before the last Reload to take it (for
 // nothing when the pid file is not known).
 func (n Nginx) Drain() []string {
 	return []string{"sh", "-c", drainScript, "sh", n.pidFile, n.mark}

@@ -3,6 +3,7 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,7 +25,7 @@ import (
 // starved of CPU is) still accepts connections with the old
 // configuration, and it has not yet renamed itself "shutting down". The
 // drain knows the old workers by the pids its reload wrote down: it waits
-// for the stopped one, and ends once that one exits.
+// for the stopped one, and ends once that one took the signal.
 func TestDrainWaitsForAWorkerThatHasNotSeenTheReload(t *testing.T) {
 	ng := testenv.StartNginx(t, "")
 	n := Nginx{cfg: config.Nginx{Binary: testenv.Bin(t, "nginx"), Prefix: ng.Dir, Config: ng.Conf}, mark: filepath.Join(t.TempDir(), "workers")}
@@ -61,9 +63,9 @@ func TestDrainWaitsForAWorkerThatHasNotSeenTheReload(t *testing.T) {
 			break
 		}
 	}
-	require.NoError(t, derr, "the old worker exited: the drain ends")
-	_, err = os.Stat(filepath.Join("/proc", old[0]))
-	assert.True(t, os.IsNotExist(err), "the old worker is gone")
+	require.NoError(t, derr, "the old worker took the reload: the drain ends")
+	cmdline, err := os.ReadFile(filepath.Join("/proc", old[0], "cmdline"))
+	assert.True(t, os.IsNotExist(err) || strings.Contains(string(cmdline), "shutting down"), "the old worker is gone or shutting down: %q", cmdline)
 }
 
 // Without the pid file, a reload is nginx's own and the drain waits for
@@ -92,4 +94,24 @@ func TestBeforeREIsLessThan(t *testing.T) {
 			assert.Equal(t, sec < until, re.MatchString(msec), "until %d, $msec %s", until, msec)
 		}
 	}
+}
+
+// A client connection that has not sent its request keeps an old worker
+// "shutting down" until the client closes it (a minute, say): the drain
+// does not wait for that, only for the reload to be taken.
+func TestDrainDoesNotWaitForALingeringConnection(t *testing.T) {
+	ng := testenv.StartNginx(t, "")
+	n := Nginx{cfg: config.Nginx{Binary: testenv.Bin(t, "nginx"), Prefix: ng.Dir, Config: ng.Conf}, mark: filepath.Join(t.TempDir(), "workers")}
+	n = n.withPidFile(strings.TrimSpace(runLocal(t, n.PidFile()...)))
+	master := strings.TrimSpace(string(mustRead(t, n.pidFile)))
+	old := strings.TrimSpace(runLocal(t, "pgrep", "-P", master))
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ng.Port))
+	require.NoError(t, err)
+	defer conn.Close()
+	time.Sleep(100 * time.Millisecond) // accepted by the worker
+	runLocal(t, n.Reload()...)
+	require.NoError(t, exec.CommandContext(t.Context(), n.Drain()[0], n.Drain()[1:]...).Run(), "the reload was taken")
+	cmdline, err := os.ReadFile(filepath.Join("/proc", old, "cmdline"))
+	require.NoError(t, err, "the old worker lingers for the open connection")
+	assert.Contains(t, string(cmdline), "shutting down")
 }
