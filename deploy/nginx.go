@@ -17,7 +17,7 @@ type Nginx struct {
 	// pidFile is the master's pid file ("" when not known) and mark a
 	// file of the deployment's: with both, Reload writes the master's
 	// children from before the reload to mark, and Drain waits for them
-	// to exit.
+	// to take it.
 	pidFile, mark string
 }
 

@@ -92,8 +92,8 @@ func (d *Deployment) switchOver(ctx context.Context, tr *targetRun) error {
 
 // confirmServing waits until nginx answers as release id (three answers
 // in a row on fresh connections), then until the master's workers from
-// before the reload have exited (2 s at most; they finish what they still
-// serve, as the release before): what follows sees only release id.
+// before the reload have taken it (2 s at most; they finish what they
+// still serve, as the release before): what follows sees only release id.
 func (d *Deployment) confirmServing(ctx context.Context, tr *targetRun, base, path, id string) error {
 	if err := WaitServing(ctx, tr.host, base, path, hostHeader(d.req.Config), id, 15*time.Second); err != nil {
 		return err
