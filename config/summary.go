@@ -12,22 +12,6 @@ type SecretStatus struct {
 	Problem   string `json:"problem,omitempty"`
 }
 
-// ForURL is the configuration of `verify --base-url URL` with no
-// configuration file: any site, verified with the checks that need no
-// deployment (health of /, response times and load of /, security
-// headers, TLS when https).
-func ForURL(base string) (*Config, error) {
-	if f := formats["httpurl"]; !f.re.MatchString(base) || !f.check(base) {
-		return nil, fmt.Errorf("--base-url %s", f.says)
-	}
-	c := Defaults[Config]()
-	c.Version, c.App = CurrentVersion, "site"
-	c.Backend.HealthPath = "/"
-	c.Verification.BaseURL = base
-	c.Verification.Categories = []string{"health", "performance", "security"}
-	return &c, nil
-}
-
 // Summary is a short description of a valid configuration.
 func (c *Config) Summary(secrets []SecretStatus) string {
 	var b strings.Builder

@@ -251,21 +251,17 @@ func (d *Deployment) envFile(tr *targetRun) ([]byte, error) {
 	for k, v := range b.Env {
 		vars[k] = config.ExpandPorts(v, inside, tr.ports)
 	}
-	for k, ref := range b.SecretEnv {
-		v, err := d.req.Resolver.Resolve(ref)
-		if err != nil {
-			return nil, fmt.Errorf("backend.secret_env.%s: %w", k, err)
-		}
-		vars[k] = v
+	secrets, err := secretValues(d.req.Config, d.req.Resolver)
+	if err != nil {
+		return nil, err
+	}
+	for k := range b.SecretEnv {
+		vars[k] = secrets["backend.secret_env."+k]
 	}
 	if db := d.req.Config.Database; db != nil {
 		size, overflow := PoolSize(tr.cpus)
 		vars[db.PoolSizeEnv], vars[db.MaxOverflowEnv] = strconv.Itoa(size), strconv.Itoa(overflow)
-		pw, err := d.req.Resolver.Resolve(db.Password)
-		if err != nil {
-			return nil, fmt.Errorf("database.password: %w", err)
-		}
-		vars[db.URLEnv] = pgconfig.URL(*db, pw)
+		vars[db.URLEnv] = pgconfig.URL(*db, secrets["database.password"])
 	}
 	if b.Network == "host" {
 		vars[b.PortEnv] = strconv.Itoa(tr.port)

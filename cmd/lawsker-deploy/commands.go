@@ -25,8 +25,9 @@ type verb struct {
 	// run is the handler with its arguments (subcommand name first for
 	// the verbs that have them).
 	run func(ctx context.Context, args []string) error
-	// describe are the arguments the describe pass runs run with (a
-	// placeholder for a positional id).
+	// describe are the arguments the describe pass runs run with: a
+	// stand-in "ID" where the verb takes a positional id, so the handler
+	// reaches its flag parsing.
 	describe []string
 	subs     []verb
 }
@@ -40,10 +41,7 @@ func (c *cli) verbs(ctx context.Context) []verb {
 	sub := func(name string, run func(context.Context, []string) error) func(context.Context, []string) error {
 		return func(ctx context.Context, args []string) error { return run(ctx, append([]string{name}, args...)) }
 	}
-	snap := func(name string) func(context.Context, []string) error { return sub(name, c.snapshotCmd) }
-	withCtx := func(f func([]string) error) func(context.Context, []string) error {
-		return func(_ context.Context, args []string) error { return f(args) }
-	}
+	configRun := func(_ context.Context, args []string) error { return c.configCmd(args) }
 	return []verb{
 		{use: "validate", short: "check a configuration: every problem at once, each with its path and line",
 			long:    "Reads the configuration (deploy.json, or Lawsker's legacy deployment_config.json), checks every field and rule, resolves every secret reference (never printing a value) and prints a summary with the routing table. Nothing is contacted.",
@@ -66,12 +64,12 @@ func (c *cli) verbs(ctx context.Context) []verb {
 			long:    "Runs the health, functional, performance and security checks against the deployment. With --base-url and no configuration file, it verifies any URL with the checks that need no configuration: health of /, response times, load, security headers and TLS.",
 			example: "  lawsker-deploy verify\n  lawsker-deploy verify --category health,security\n  lawsker-deploy verify --base-url https://example.com", run: c.verify},
 		{use: "snapshot", short: "create, list, show, check, delete and prune snapshots", subs: []verb{
-			{use: "create", short: "snapshot the serving release and its database now", example: "  lawsker-deploy snapshot create --description \"before the migration\"", run: snap("create")},
-			{use: "list", short: "list the snapshots in the store", example: "  lawsker-deploy snapshot list --json", run: snap("list")},
-			{use: "show ID", short: "show a snapshot's manifest", example: "  lawsker-deploy snapshot show snap_20261203_101500_ab12cd", run: snap("show"), describe: []string{"ID"}},
-			{use: "check ID", short: "check a snapshot's artifacts against their checksums", example: "  lawsker-deploy snapshot check snap_20261203_101500_ab12cd", run: snap("check"), describe: []string{"ID"}},
-			{use: "delete ID", short: "delete a snapshot", example: "  lawsker-deploy snapshot delete snap_20261203_101500_ab12cd", run: snap("delete"), describe: []string{"ID"}},
-			{use: "prune", short: "apply retention (never the snapshots of the current or previous release)", example: "  lawsker-deploy snapshot prune --dry-run", run: snap("prune")},
+			{use: "create", short: "snapshot the serving release and its database now", example: "  lawsker-deploy snapshot create --description \"before the migration\"", run: sub("create", c.snapshotCmd)},
+			{use: "list", short: "list the snapshots in the store", example: "  lawsker-deploy snapshot list --json", run: sub("list", c.snapshotCmd)},
+			{use: "show ID", short: "show a snapshot's manifest", example: "  lawsker-deploy snapshot show snap_20261203_101500_ab12cd", run: sub("show", c.snapshotCmd), describe: []string{"ID"}},
+			{use: "check ID", short: "check a snapshot's artifacts against their checksums", example: "  lawsker-deploy snapshot check snap_20261203_101500_ab12cd", run: sub("check", c.snapshotCmd), describe: []string{"ID"}},
+			{use: "delete ID", short: "delete a snapshot", example: "  lawsker-deploy snapshot delete snap_20261203_101500_ab12cd", run: sub("delete", c.snapshotCmd), describe: []string{"ID"}},
+			{use: "prune", short: "apply retention (never the snapshots of the current or previous release)", example: "  lawsker-deploy snapshot prune --dry-run", run: sub("prune", c.snapshotCmd)},
 		}},
 		{use: "lock", short: "the deploy lock on every target", subs: []verb{
 			{use: "status", short: "say who holds the lock (exit 3 when locked)", example: "  lawsker-deploy lock status --json", run: sub("status", c.lockCmd)},
@@ -86,8 +84,8 @@ func (c *cli) verbs(ctx context.Context) []verb {
 			{use: "apply", short: "render, check with promtool and apply", example: "  lawsker-deploy monitoring apply --dry-run", run: sub("apply", c.monitoringCmd)},
 		}},
 		{use: "config", short: "convert Lawsker's legacy configuration, print the JSON Schema", subs: []verb{
-			{use: "import", short: "convert Lawsker's deployment_config.json into deploy.json", example: "  lawsker-deploy config import --from deployment_config.json --out deploy.json", run: withCtx(c.configImport)},
-			{use: "schema", short: "print the JSON Schema of deploy.json", example: "  lawsker-deploy config schema > deploy.schema.json", run: sub("schema", func(_ context.Context, a []string) error { return c.configCmd(a) })},
+			{use: "import", short: "convert Lawsker's deployment_config.json into deploy.json", example: "  lawsker-deploy config import --from deployment_config.json --out deploy.json", run: sub("import", configRun)},
+			{use: "schema", short: "print the JSON Schema of deploy.json", example: "  lawsker-deploy config schema > deploy.schema.json", run: sub("schema", configRun)},
 		}},
 		{use: "version", short: "print the version", example: "  lawsker-deploy version", run: func(_ context.Context, args []string) error {
 			if err := c.parseFlags(c.newFlagSet("version"), args); err != nil {
