@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -25,159 +24,108 @@ import (
 	"github.com/lawsker/lawsker-deploy/snapshots"
 )
 
-// BuildBackend builds the backend image from the source: the backend
-// folder's Dockerfile (backend.context, backend.dockerfile) when there is
-// one, else the Python preset (a slim Python image, `pip install -r
-// requirements.txt` with a pip cache volume, uvicorn serving
+// BuildBackend builds the backend image from the module's source.
+//
+// The backend folder's Dockerfile (backend.context, backend.dockerfile)
+// when there is one, else the Python preset (a slim Python image, `pip
+// install -r requirements.txt` with a pip cache volume, uvicorn serving
 // backend.asgi_app).
-func (m *LawskerDeploy) BuildBackend(
-	ctx context.Context,
-	// the application's source (node_modules, .git and build output are left out)
-	// +defaultPath="/"
-	// +ignore=[".git", "**/node_modules", "**/__pycache__", "**/.venv", "**/dist", "**/build", ".cache", "bin", "reports", "logs"]
-	source *dagger.Directory,
-	// the configuration file (default: deploy.json in the source)
-	// +optional
-	config *dagger.File,
-) (*dagger.Container, error) {
-	cfg, err := sourceConfig(ctx, source, config)
+func (m *LawskerDeploy) BuildBackend(ctx context.Context) (*dagger.Container, error) {
+	cfg, err := m.loadConfig(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c, _, err := buildBackend(ctx, source, cfg)
+	c, _, err := buildBackend(ctx, m.Source, cfg)
 	return c, err
 }
 
-// BuildFrontend returns the frontend's built files: `npm ci` and the build
-// command (frontend.build_command) in a Node image with an npm cache volume
-// when frontend.source has a package.json, else its files as they are.
-func (m *LawskerDeploy) BuildFrontend(
-	ctx context.Context,
-	// the application's source (node_modules, .git and build output are left out)
-	// +defaultPath="/"
-	// +ignore=[".git", "**/node_modules", "**/__pycache__", "**/.venv", "**/dist", "**/build", ".cache", "bin", "reports", "logs"]
-	source *dagger.Directory,
-	// the configuration file (default: deploy.json in the source)
-	// +optional
-	config *dagger.File,
-) (*dagger.Directory, error) {
-	cfg, err := sourceConfig(ctx, source, config)
+// BuildFrontend returns the frontend's built files.
+//
+// `npm ci` and the build command (frontend.build_command) in a Node image
+// with an npm cache volume when frontend.source has a package.json, else
+// its files as they are (frontend.output, a committed dist/ included).
+func (m *LawskerDeploy) BuildFrontend(ctx context.Context) (*dagger.Directory, error) {
+	cfg, err := m.loadConfig(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return buildFrontend(ctx, source, cfg)
+	return buildFrontend(ctx, m.Source, cfg)
 }
 
-// RehearseMigrations runs backend.migrate_command in the freshly built
-// backend image against a throwaway PostgreSQL service container, before
-// production sees the migration. With a snapshot store configured, the
-// service is first loaded with a snapshot's dump (--from-snapshot, or the
-// newest snapshot with a database), so the migration is rehearsed on a copy
-// of production data. Prints the migration's output and the migration
-// version before and after.
+// RehearseMigrations runs the migrations in the freshly built backend image against a throwaway PostgreSQL.
+//
+// backend.migrate_command runs before production sees the migration. With
+// a snapshot store configured, the throwaway database is first loaded with
+// a snapshot's dump (--from-snapshot, or the newest snapshot with a
+// database), so the migration is rehearsed on a copy of production data.
+// Prints the migration's output and what it changed: the migration version
+// and the schema, before and after, read from PostgreSQL's catalog.
 // +cache="never"
 func (m *LawskerDeploy) RehearseMigrations(
 	ctx context.Context,
-	// the application's source (node_modules, .git and build output are left out)
-	// +defaultPath="/"
-	// +ignore=[".git", "**/node_modules", "**/__pycache__", "**/.venv", "**/dist", "**/build", ".cache", "bin", "reports", "logs"]
-	source *dagger.Directory,
-	// the configuration file (default: deploy.json in the source)
-	// +optional
-	config *dagger.File,
-	// the snapshot whose database the rehearsal starts from (default: the newest with a dump)
+	// The snapshot whose database the rehearsal starts from (default: the newest with a dump).
 	// +optional
 	fromSnapshot string,
-	// rehearse on an empty database, without reading the snapshot store
+	// Rehearse on an empty database, without reading the snapshot store.
 	// +optional
 	emptyDatabase bool,
-	// secrets the configuration references (env://NAME, file://PATH): the
-	// SSH key and, for an encrypted dump, the age identity
-	// +optional
-	secrets []*dagger.Secret,
-	// known_hosts for the first target (the snapshot store is reached through it)
-	// +optional
-	knownHosts *dagger.File,
 ) (string, error) {
-	env, err := sourceRunEnv(ctx, source, config, secrets, knownHosts)
+	env, err := m.env(ctx, usesStore(!emptyDatabase))
 	if err != nil {
 		return "", err
 	}
 	defer env.cleanup()
-	backend, _, err := buildBackend(ctx, source, env.cfg)
+	backend, _, err := buildBackend(ctx, m.Source, env.cfg)
 	if err != nil {
 		return "", err
 	}
-	return rehearse(ctx, env, backend, fromSnapshot, emptyDatabase)
+	return rehearse(ctx, env, backend, fromSnapshot, emptyDatabase, "--empty-database rehearses without it")
 }
 
-// Publish builds the backend image and a frontend image (nginx serving the
-// built files), tags both with the git commit (--git-sha, e.g.
-// $GITHUB_SHA; else the source's content digest) and pushes them to
-// registry.host. Returns both references pinned by digest, one per line:
-// backend first.
+// Publish builds the backend image and a frontend image and pushes both; prints both references pinned by digest.
+//
+// The frontend image is nginx serving the built files. Both are tagged
+// with the git commit (--git-sha, e.g. $GITHUB_SHA; else the source's
+// content digest) and pushed to the registry of backend.image; the backend
+// reference comes first.
 // +cache="never"
 func (m *LawskerDeploy) Publish(
 	ctx context.Context,
-	// the application's source (node_modules, .git and build output are left out)
-	// +defaultPath="/"
-	// +ignore=[".git", "**/node_modules", "**/__pycache__", "**/.venv", "**/dist", "**/build", ".cache", "bin", "reports", "logs"]
-	source *dagger.Directory,
-	// the configuration file (default: deploy.json in the source)
-	// +optional
-	config *dagger.File,
-	// the registry password or token (registry.username logs in with it)
+	// The registry password or token (registry.username logs in with it); or pass it in the module's --secrets.
 	// +optional
 	registryPassword *dagger.Secret,
-	// the commit the images are tagged with
+	// The commit the images are tagged with.
 	// +optional
 	gitSha string,
 ) (string, error) {
-	cfg, err := sourceConfig(ctx, source, config)
+	cfg, err := m.loadConfig(ctx)
 	if err != nil {
 		return "", err
 	}
-	backend, _, err := buildBackend(ctx, source, cfg)
+	if registryPassword == nil && cfg.Registry != nil && cfg.Registry.Username != "" && !cfg.Registry.Password.IsZero() && len(m.Secrets) > 0 {
+		res, err := m.secretValues(ctx, cfg, nil)
+		if err != nil {
+			return "", err
+		}
+		if pw, err := res.Resolve(cfg.Registry.Password); err == nil {
+			registryPassword = dag.SetSecret("lawsker-registry-password", pw)
+		}
+	}
+	backend, _, err := buildBackend(ctx, m.Source, cfg)
 	if err != nil {
 		return "", err
 	}
 	var frontend *dagger.Directory
 	if cfg.Frontend != nil {
-		if frontend, err = buildFrontend(ctx, source, cfg); err != nil {
+		if frontend, err = buildFrontend(ctx, m.Source, cfg); err != nil {
 			return "", err
 		}
 	}
-	refs, err := publish(ctx, source, cfg, backend, frontend, registryPassword, gitSha)
+	refs, err := publish(ctx, m.Source, cfg, backend, frontend, registryPassword, gitSha)
 	if err != nil {
 		return "", err
 	}
 	return strings.Join(refs, "\n") + "\n", nil
-}
-
-// sourceConfig loads the configuration given, or deploy.json in the source.
-func sourceConfig(ctx context.Context, source *dagger.Directory, config *dagger.File) (*cfgpkg.Config, error) {
-	if config == nil {
-		ok, err := source.Exists(ctx, "deploy.json", dagger.DirectoryExistsOpts{ExpectedType: dagger.ExistsTypeRegularType})
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, errors.New("no --config given and no deploy.json in the source")
-		}
-		config = source.File("deploy.json")
-	}
-	l, err := loadConfig(ctx, config)
-	if err != nil {
-		return nil, err
-	}
-	return l.Config, nil
-}
-
-func sourceRunEnv(ctx context.Context, source *dagger.Directory, config *dagger.File, secrets []*dagger.Secret, knownHosts *dagger.File) (*runEnv, error) {
-	if config == nil {
-		config = source.File("deploy.json")
-	}
-	return newRunEnv(ctx, config, secrets, knownHosts)
 }
 
 // existsIn reports whether a regular file exists in dir; the first error
@@ -296,7 +244,9 @@ func publish(ctx context.Context, source *dagger.Directory, cfg *cfgpkg.Config, 
 
 // rehearse runs the migrations in backend against a throwaway PostgreSQL,
 // loaded with a snapshot's dump unless emptyDatabase.
-func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromSnapshot string, emptyDatabase bool) (string, error) {
+// without says how to go on without the snapshot store ("--empty-database
+// rehearses without it", or deploy's --skip-rehearsal).
+func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromSnapshot string, emptyDatabase bool, without string) (string, error) {
 	cfg := env.cfg
 	if len(cfg.Backend.MigrateCommand) == 0 {
 		return "no backend.migrate_command: nothing to rehearse\n", nil
@@ -310,7 +260,7 @@ func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromS
 	if !emptyDatabase {
 		store, err := rollout.OpenStore(ctx, cfg, env.res)
 		if err != nil {
-			return "", env.red.Error(fmt.Errorf("opening the snapshot store (--empty-database rehearses without it): %w", err))
+			return "", env.red.Error(fmt.Errorf("rehearsal: opening the snapshot store (%s): %w", without, err))
 		}
 		defer store.Close()
 		ms, _ := snapshots.List(ctx, store.Store)
@@ -377,8 +327,14 @@ func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromS
 	}
 	// What the migration did to the schema, from the catalog (whatever the
 	// migration tool).
-	schema := func() *dbschema.Schema {
-		v, err := client.WithExec([]string{"psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", "COPY (" + dbschema.Query + ") TO STDOUT"}).Stdout(ctx)
+	// Each read carries its own nonce: the engine caches an exec by its
+	// inputs, and the read after the migration has the same inputs as the
+	// one before (the database changed outside the container).
+	schema := func(when string) *dbschema.Schema {
+		var n [8]byte
+		_, _ = rand.Read(n[:])
+		v, err := client.WithEnvVariable("LAWSKER_SCHEMA_READ", when+"-"+hex.EncodeToString(n[:])).
+			WithExec([]string{"psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", "COPY (" + dbschema.Query + ") TO STDOUT"}).Stdout(ctx)
 		if err != nil {
 			return nil
 		}
@@ -388,7 +344,7 @@ func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromS
 		}
 		return s
 	}
-	before := schema()
+	before := schema("before")
 	url := dag.SetSecret("lawsker-rehearsal-url", pgconfig.URL(cfgpkg.Database{Host: "db", Port: 5432, User: db.User, Name: db.Name, SSLMode: "disable"}, pw))
 	mig := backend.WithServiceBinding("db", svc).WithSecretVariable(db.URLEnv, url)
 	for k, v := range cfg.Backend.Env {
@@ -407,113 +363,6 @@ func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromS
 	if err != nil {
 		return "", env.red.Error(fmt.Errorf("%sthe migration failed in rehearsal (production is untouched): %w", out.String(), err))
 	}
-	fmt.Fprintf(&out, "`%s`:\n%s\n%s\n", strings.Join(cfg.Backend.MigrateCommand, " "), strings.TrimSpace(logs), dbschema.Change(before, schema()))
+	fmt.Fprintf(&out, "`%s`:\n%s\n%s\n", strings.Join(cfg.Backend.MigrateCommand, " "), strings.TrimSpace(logs), dbschema.Change(before, schema("after")))
 	return env.red.String(out.String()), nil
-}
-
-// TLSStatus shows every domain's certificate: issuer, expiry, days left,
-// when it is renewed (a third of its lifetime before expiry), as JSON.
-// +cache="never"
-func (m *LawskerDeploy) TLSStatus(
-	ctx context.Context,
-	// the configuration file
-	config *dagger.File,
-	// secrets the configuration references (env://NAME, file://PATH)
-	// +optional
-	secrets []*dagger.Secret,
-	// known_hosts for every target
-	// +optional
-	knownHosts *dagger.File,
-) (string, error) {
-	env, err := newRunEnv(ctx, config, secrets, knownHosts)
-	if err != nil {
-		return "", err
-	}
-	defer env.cleanup()
-	st, err := rollout.CertificateStatus(ctx, env.cfg, env.res)
-	if err != nil {
-		return "", env.red.Error(err)
-	}
-	data, _ := json.MarshalIndent(st, "", "  ")
-	return string(data) + "\n", nil
-}
-
-// IssueCertificates obtains the missing certificates and renews the due
-// ones (all with --force) with lego: every domain is first checked to
-// resolve to a target; HTTP-01 through nginx's webroot on the targets, or
-// DNS-01 through tls.dns_provider with tls.dns_credentials; installed on
-// every target (keys 0600), then nginx reloads. A renewal that fails keeps
-// the serving certificate and says why.
-// +cache="never"
-func (m *LawskerDeploy) IssueCertificates(
-	ctx context.Context,
-	// the configuration file
-	config *dagger.File,
-	// renew every certificate, due or not
-	// +optional
-	force bool,
-	// secrets the configuration references (env://NAME, file://PATH)
-	// +optional
-	secrets []*dagger.Secret,
-	// known_hosts for every target
-	// +optional
-	knownHosts *dagger.File,
-) (string, error) {
-	env, err := newRunEnv(ctx, config, secrets, knownHosts)
-	if err != nil {
-		return "", err
-	}
-	defer env.cleanup()
-	rep, err := rollout.IssueCertificates(ctx, env.cfg, env.res, force, nil)
-	data, _ := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return "", fmt.Errorf("%s\n%w", data, env.red.Error(err))
-	}
-	return env.red.String(string(data)) + "\n", nil
-}
-
-// ApplyMonitoring renders the monitoring of the release serving on the
-// first target (Prometheus config scraping its backend, node and nginx
-// exporters when configured; alert rules for backend down, error rate,
-// p95 latency, certificate expiry and disk; Grafana provisioning with a
-// dashboard), checks it with promtool in the Prometheus image, then applies
-// it: Prometheus (and Grafana) run as containers there, and Prometheus
-// reloads without a restart.
-// +cache="never"
-func (m *LawskerDeploy) ApplyMonitoring(
-	ctx context.Context,
-	// the configuration file
-	config *dagger.File,
-	// secrets the configuration references (env://NAME, file://PATH)
-	// +optional
-	secrets []*dagger.Secret,
-	// known_hosts for every target
-	// +optional
-	knownHosts *dagger.File,
-) (string, error) {
-	env, err := newRunEnv(ctx, config, secrets, knownHosts)
-	if err != nil {
-		return "", err
-	}
-	defer env.cleanup()
-	files, err := rollout.MonitoringFiles(ctx, env.cfg, env.res)
-	if err != nil {
-		return "", env.red.Error(err)
-	}
-	dir := dag.Directory()
-	for _, name := range files.Names() {
-		dir = dir.WithNewFile(name, string(files[name]))
-	}
-	check := dag.Container().From(env.cfg.Monitoring.PrometheusImage).
-		WithDirectory("/check", dir).
-		WithExec([]string{"promtool", "check", "config", "/check/prometheus.yml"}, dagger.ContainerWithExecOpts{UseEntrypoint: false})
-	if _, err := check.Sync(ctx); err != nil {
-		return "", fmt.Errorf("promtool refused the monitoring configuration (nothing was applied): %w", err)
-	}
-	res, _, err := rollout.ApplyMonitoring(ctx, env.cfg, env.res, false)
-	if err != nil {
-		return "", env.red.Error(err)
-	}
-	data, _ := json.MarshalIndent(res, "", "  ")
-	return string(data) + "\n", nil
 }

@@ -202,3 +202,26 @@ func PinnedRef(published string) (string, error) {
 	}
 	return m[1] + "@" + m[3], nil
 }
+
+// BeforeLock says what a deploy from source runs before the lock, in
+// order, for a plan: the builds, the rehearsal and publishing.
+func BeforeLock(cfg *config.Config, rehearse bool) []string {
+	steps := []string{fmt.Sprintf("build-backend   the backend image from %s (its Dockerfile, or the Python preset)", cfg.Backend.Context)}
+	if f := cfg.Frontend; f != nil {
+		steps[0] += ", in parallel with"
+		steps = append(steps, fmt.Sprintf("build-frontend  %s/%s (npm ci and %s when there is a package.json, else the files as they are)", f.Source, f.Output, strings.Join(f.BuildCommand, " ")))
+	}
+	switch {
+	case len(cfg.Backend.MigrateCommand) == 0:
+		steps = append(steps, "rehearse        nothing: no backend.migrate_command")
+	case !rehearse:
+		steps = append(steps, "rehearse        skipped (--skip-rehearsal)")
+	default:
+		steps = append(steps, fmt.Sprintf("rehearse        `%s` in the new image against a throwaway PostgreSQL loaded with the newest snapshot's dump", strings.Join(cfg.Backend.MigrateCommand, " ")))
+	}
+	pub := "publish         " + cfg.Backend.Image
+	if cfg.Frontend != nil {
+		pub += " and " + FrontendRepository(cfg.Backend.Image)
+	}
+	return append(steps, pub+", tagged git-<sha> (--git-sha) or src-<digest>, pinned by digest")
+}

@@ -3,6 +3,7 @@ package checks
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -21,6 +22,9 @@ const (
 
 // Categories lists every category in order.
 var Categories = []Category{Health, Functional, Performance, Security}
+
+// Valid reports whether c is one of Categories.
+func (c Category) Valid() bool { return slices.Contains(Categories, c) }
 
 // Status is a check's verdict.
 type Status string

@@ -46,14 +46,17 @@ func NewHTTP(timeout time.Duration, tlsConfig *tls.Config) *HTTP {
 // ConnectTo sends connections for the map's host:port keys to their
 // host:port values (like curl --connect-to); the URL's host stays the
 // Host header and the TLS server name.
-func (h *HTTP) ConnectTo(m map[string]string) {
-	if len(m) == 0 {
+func (h *HTTP) ConnectTo(m map[string]string) { h.Connect(m, nil) }
+
+// Connect sets how connections are made: the connect-to map first, then
+// the route (nil: direct dials).
+func (h *HTTP) Connect(m map[string]string, r *Route) {
+	if len(m) == 0 && r == nil {
 		return
 	}
 	tr := h.Client.Transport.(*http.Transport)
-	var d net.Dialer
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return d.DialContext(ctx, network, MapAddr(m, addr))
+		return r.DialContext(ctx, network, MapAddr(m, addr), 0)
 	}
 }
 

@@ -46,6 +46,8 @@ type LoadOptions struct {
 	// ConnectTo maps host:port to the address connected to (Host header
 	// and TLS name stay the URL's).
 	ConnectTo map[string]string
+	// Route reaches some hosts through a target (nil: direct dials).
+	Route *Route
 }
 
 // Load sends GET url from Concurrency workers. Each worker owns one
@@ -94,7 +96,7 @@ func Load(ctx context.Context, target string, o LoadOptions) *LoadResult {
 		wg.Add(1)
 		go func(h *Histogram) {
 			defer wg.Done()
-			c := &loadConn{addr: MapAddr(o.ConnectTo, addr), tls: u.Scheme == "https", tlsConfig: o.TLS, serverName: u.Hostname(), timeout: o.Timeout}
+			c := &loadConn{addr: MapAddr(o.ConnectTo, addr), tls: u.Scheme == "https", tlsConfig: o.TLS, serverName: u.Hostname(), timeout: o.Timeout, route: o.Route}
 			defer c.close()
 			for ctx.Err() == nil {
 				// The shared counter only when a request bound needs it:
@@ -140,6 +142,7 @@ type loadConn struct {
 	tls              bool
 	tlsConfig        *tls.Config
 	timeout          time.Duration
+	route            *Route
 	conn             net.Conn
 	br               *bufio.Reader
 	renew            time.Time // when the deadline moves next
@@ -156,8 +159,7 @@ func (c *loadConn) roundTrip(ctx context.Context, request []byte) error {
 	for attempt := 0; ; attempt++ {
 		fresh := c.conn == nil
 		if fresh {
-			d := net.Dialer{Timeout: c.timeout}
-			conn, err := d.DialContext(ctx, "tcp", c.addr)
+			conn, err := c.route.DialContext(ctx, "tcp", c.addr, c.timeout)
 			if err != nil {
 				return err
 			}

@@ -22,18 +22,23 @@ import (
 // the certificate's lifetime (warning under a third left, the renewal
 // window; failure under a tenth), so 6-day and 90-day certificates are
 // judged alike.
-func TLSCheck(addr, serverName string, roots *x509.CertPool) func(context.Context) (Result, error) {
+func TLSCheck(addr, serverName string, roots *x509.CertPool, route *Route) func(context.Context) (Result, error) {
 	return func(ctx context.Context) (Result, error) {
 		hs := func(minV, maxV uint16, verify bool) (*tls.ConnectionState, error) {
-			d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{
-				ServerName: serverName, RootCAs: roots, MinVersion: minV, MaxVersion: maxV, InsecureSkipVerify: !verify, //nolint:gosec // protocol probes only
-			}}
-			c, err := d.DialContext(ctx, "tcp", addr)
+			raw, err := route.DialContext(ctx, "tcp", addr, 5*time.Second)
 			if err != nil {
 				return nil, err
 			}
-			defer c.Close()
-			st := c.(*tls.Conn).ConnectionState()
+			defer raw.Close()
+			c := tls.Client(raw, &tls.Config{
+				ServerName: serverName, RootCAs: roots, MinVersion: minV, MaxVersion: maxV, InsecureSkipVerify: !verify, //nolint:gosec // protocol probes only
+			})
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := c.HandshakeContext(hctx); err != nil {
+				return nil, err
+			}
+			st := c.ConnectionState()
 			return &st, nil
 		}
 		st, err := hs(tls.VersionTLS12, tls.VersionTLS13, true)

@@ -38,31 +38,31 @@ func tlsNginx(t *testing.T, ca *testenv.TestCA, validity time.Duration, protocol
 func TestTLSCheck(t *testing.T) {
 	ca := testenv.NewTestCA(t)
 	good := tlsNginx(t, ca, 90*24*time.Hour, "TLSv1.2 TLSv1.3", "")
-	r := run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(good, "app.test", ca.Pool)})
+	r := run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(good, "app.test", ca.Pool, nil)})
 	assert.Equal(t, Pass, r.Status, r.Message)
 	assert.Contains(t, r.Message, "issued by lawsker-deploy test CA")
 	assert.Contains(t, r.Message, "offers TLS 1.2 and 1.3")
 
 	old := tlsNginx(t, ca, 90*24*time.Hour, "TLSv1 TLSv1.1 TLSv1.2", "ssl_ciphers DEFAULT:@SECLEVEL=0;")
-	r = run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(old, "app.test", ca.Pool)})
+	r = run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(old, "app.test", ca.Pool, nil)})
 	assert.Equal(t, Fail, r.Status)
 	assert.Contains(t, r.Message, "TLS 1.0 is accepted; TLS 1.1 is accepted; TLS 1.3 is not offered")
 
 	// A short-lived certificate a quarter through its life is in the
 	// renewal window (a warning), not failing; a tenth is a failure.
 	renew := tlsNginx(t, ca, 20*time.Minute, "TLSv1.2 TLSv1.3", "") // 80 min lifetime, 20 left
-	r = run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(renew, "app.test", ca.Pool)})
+	r = run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(renew, "app.test", ca.Pool, nil)})
 	assert.Equal(t, Warn, r.Status, r.Message)
 	assert.Contains(t, r.Message, "in its renewal window: 25% of its lifetime left")
 	ending := tlsNginx(t, ca, 5*time.Minute, "TLSv1.2 TLSv1.3", "")
-	r = run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(ending, "app.test", ca.Pool)})
+	r = run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(ending, "app.test", ca.Pool, nil)})
 	assert.Equal(t, Fail, r.Status)
 	assert.Contains(t, r.Message, "of its 1h5m0s lifetime left")
 
-	r = run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(good, "app.test", nil)})
+	r = run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(good, "app.test", nil, nil)})
 	assert.Equal(t, Fail, r.Status)
 	assert.Contains(t, r.Message, "certificate signed by unknown authority")
-	r = run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(good, "other.test", ca.Pool)})
+	r = run1(t, Check{Name: "tls", Category: Security, Run: TLSCheck(good, "other.test", ca.Pool, nil)})
 	assert.Equal(t, Fail, r.Status)
 	assert.Contains(t, r.Message, "certificate is valid for app.test, not other.test")
 }

@@ -110,15 +110,19 @@ func parseLegacy(root *node, opts ImportOptions) (*Loaded, error) {
 func (l *Legacy) convert(opts ImportOptions, c *collector, lines map[string]int) (*Config, []string) {
 	var notes []string
 	note := func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) }
+	verb := opts.Verb
+	if verb == "" {
+		verb = "config import"
+	}
 	app := opts.App
 	if app == "" {
 		app = "lawsker"
-		note("app: the legacy file names no application; using %q (--app changes it)", app)
+		note("app: the legacy file names no application; using %q (%s --app changes it)", app, verb)
 	}
 	host := opts.Host
 	if host == "" {
 		host = "127.0.0.1"
-		note("targets[0].host: the legacy file names no host (the old toolkit ran on the server itself); using %s (--host changes it)", host)
+		note("targets[0].host: the legacy file names no host (the old toolkit ran on the server itself); using %s (%s --host changes it)", host, verb)
 	}
 	user := opts.User
 	if user == "" {
@@ -127,7 +131,7 @@ func (l *Legacy) convert(opts ImportOptions, c *collector, lines map[string]int)
 	image := opts.Image
 	if image == "" {
 		image = "127.0.0.1:5000/" + app + "/backend"
-		note("backend.image: the legacy file names no image; using %s (--image changes it)", image)
+		note("backend.image: the legacy file names no image; using %s (%s --image changes it)", image, verb)
 	}
 
 	// Start from the native defaults, then apply what the legacy file says.

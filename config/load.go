@@ -28,6 +28,9 @@ type ImportOptions struct {
 	Host  string // default "127.0.0.1": the old toolkit ran on the server itself
 	User  string // default "deploy"
 	Image string // default "127.0.0.1:5000/<app>/backend"
+	// Verb is how the notes name the converting command and its flags:
+	// "config import" (the CLI, the default) or "config-import" (Dagger).
+	Verb string
 }
 
 // LoadFile reads and validates a configuration file. Lawsker's legacy

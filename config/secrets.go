@@ -19,9 +19,14 @@ const MinSecretLength = 6
 // Resolver turns secret references into values at run time.
 type Resolver struct {
 	// Provided values win over the environment and files, keyed by the
-	// reference ("env:DB_PASSWORD"). The Dagger layer fills it from
-	// *dagger.Secret arguments.
+	// reference ("env:DB_PASSWORD", "file:/abs/or/relative/path"). The
+	// Dagger layer fills it from *dagger.Secret arguments (RefForURI).
 	Provided map[string]string
+	// Sealed resolves Provided values only: never this process's
+	// environment or files. A Dagger function runs in a container of the
+	// engine, not on the caller's machine, so a reference the caller did
+	// not pass must fail with the --secrets form that would pass it.
+	Sealed bool
 	// LookupEnv reads the environment; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 	// Home expands a leading "~/" in file references; "" means os.UserHomeDir.
@@ -53,19 +58,29 @@ func (r *Resolver) Resolve(ref SecretRef) (string, error) {
 	return v, nil
 }
 
-func (r *Resolver) resolve(ref SecretRef) (string, error) {
-	if v, ok := r.Provided[string(ref)]; ok {
-		return v, nil
+// ProvidedFor is the key of Provided that feeds ref ("" when none does):
+// the reference itself, or for a file the path written another way (see
+// matchFile).
+func (r *Resolver) ProvidedFor(ref SecretRef) (string, error) {
+	if _, ok := r.Provided[string(ref)]; ok {
+		return string(ref), nil
 	}
 	if ref.Kind() == SecretFromFile {
-		// A provided file secret matches by its absolute path.
-		if p, err := r.expand(ref.Name()); err == nil {
-			if abs, err := filepath.Abs(p); err == nil {
-				if v, ok := r.Provided[SecretFromFile+":"+abs]; ok {
-					return v, nil
-				}
-			}
-		}
+		return r.matchFile(ref)
+	}
+	return "", nil
+}
+
+func (r *Resolver) resolve(ref SecretRef) (string, error) {
+	key, err := r.ProvidedFor(ref)
+	if err != nil {
+		return "", err
+	}
+	if key != "" {
+		return r.Provided[key], nil
+	}
+	if r.Sealed {
+		return "", fmt.Errorf("%s was not passed to the engine: add --secrets=%s (a Dagger function reads none of your environment variables or files by itself): %w", ref, ref.URI(), ErrSecretMissing)
 	}
 	switch ref.Kind() {
 	case SecretFromEnv:
@@ -105,7 +120,8 @@ func (r *Resolver) resolve(ref SecretRef) (string, error) {
 // RefForURI maps the URI a Dagger secret was loaded from (env://NAME,
 // file:///path) to the reference it provides ("env:NAME", "file:/path"), so
 // `--secrets=env://DB_PASSWORD,file://./id_ed25519` feeds the references of a
-// configuration. Other providers (cmd://, op://, vault://) carry no name a
+// configuration. A file path is kept as the caller wrote it (cleaned): it is
+// a path on the caller's machine, which means nothing in the engine. Other providers (cmd://, op://, vault://) carry no name a
 // configuration can refer to and are refused with a hint.
 func RefForURI(uri string) (SecretRef, error) {
 	scheme, rest, ok := strings.Cut(uri, "://")
@@ -113,11 +129,7 @@ func RefForURI(uri string) (SecretRef, error) {
 	case ok && scheme == SecretFromEnv && formats["envname"].ok(rest):
 		return SecretRef(SecretFromEnv + ":" + rest), nil
 	case ok && scheme == SecretFromFile && rest != "":
-		abs, err := filepath.Abs(rest)
-		if err != nil {
-			return "", fmt.Errorf("secret %s: %w", uri, err)
-		}
-		return SecretRef(SecretFromFile + ":" + abs), nil
+		return SecretRef(SecretFromFile + ":" + filepath.Clean(rest)), nil
 	case ok:
 		return "", fmt.Errorf("secret from %s:// cannot stand for a reference in the configuration: pass it as env://NAME or file://PATH (and reference env:NAME or file:PATH)", scheme)
 	}
@@ -182,6 +194,30 @@ func (c *Config) SecretRefs() []SecretUse {
 	return out
 }
 
+// AllSecretRefs is SecretRefs and the references only some runs need: the
+// DNS provider's credentials (DNS-01 issuance), the snapshot store's S3
+// keys and the age identity (restores).
+func (c *Config) AllSecretRefs() []SecretUse {
+	out := c.SecretRefs()
+	addRef := func(path string, r SecretRef) {
+		if !r.IsZero() {
+			out = append(out, SecretUse{Path: path, Ref: r})
+		}
+	}
+	names := make([]string, 0, len(c.TLS.DNSCredentials))
+	for k := range c.TLS.DNSCredentials {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		addRef("tls.dns_credentials."+k, c.TLS.DNSCredentials[k])
+	}
+	addRef("snapshots.s3_access_key_id", c.Snapshots.S3AccessKeyID)
+	addRef("snapshots.s3_secret_access_key", c.Snapshots.S3SecretAccessKey)
+	addRef("snapshots.age_identity", c.Snapshots.AgeIdentity)
+	return out
+}
+
 // CheckSecrets returns one problem per secret reference that has no value.
 func (c *Config) CheckSecrets(r *Resolver) Problems {
 	var ps Problems
@@ -191,4 +227,46 @@ func (c *Config) CheckSecrets(r *Resolver) Problems {
 		}
 	}
 	return ps
+}
+
+// matchFile finds the provided file secret a file reference stands for: the
+// same path once cleaned, or, for a relative or "~/" reference, the one
+// provided absolute path that ends with it (the caller's shell or the
+// Dagger CLI made it absolute: /home/u/app/.cache/id for file:.cache/id).
+// "" when none matches; an error when two do.
+func (r *Resolver) matchFile(ref SecretRef) (string, error) {
+	name := ref.Name()
+	want := filepath.Clean(name)
+	tail := ""
+	switch {
+	case strings.HasPrefix(name, "~/"):
+		tail = "/" + filepath.Clean(name[2:])
+	case !filepath.IsAbs(name):
+		tail = "/" + want
+	}
+	var found []string
+	for k := range r.Provided {
+		kind, p, _ := strings.Cut(k, ":")
+		if kind != SecretFromFile {
+			continue
+		}
+		p = filepath.Clean(p)
+		if p == want || (tail != "" && filepath.IsAbs(p) && strings.HasSuffix(p, tail)) {
+			found = append(found, k)
+		}
+	}
+	sort.Strings(found)
+	switch len(found) {
+	case 0:
+		return "", nil
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%s: %d secrets passed could stand for it (%s): pass only one", ref, len(found), strings.Join(found, ", "))
+}
+
+// URI is the --secrets form that provides the reference to a Dagger
+// function: env://NAME or file://PATH.
+func (r SecretRef) URI() string {
+	return r.Kind() + "://" + r.Name()
 }

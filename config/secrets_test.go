@@ -76,10 +76,55 @@ func TestRefForURIAndProvidedFiles(t *testing.T) {
 	_, err = RefForURI("hunter2-plain")
 	assert.EqualError(t, err, `secret URI "hunter2-plain" is not of the form env://NAME or file://PATH`)
 
-	// A file reference is matched by its absolute path, whatever its form.
+	// A path is kept as the caller wrote it (it is the caller's, not this
+	// process's): relative stays relative.
+	ref, err = RefForURI("file://./.cache/demo/ssh/id_ed25519")
+	require.NoError(t, err)
+	assert.Equal(t, SecretRef("file:.cache/demo/ssh/id_ed25519"), ref)
+
+	// A "~/" reference matches the absolute path a shell made of it.
 	home := t.TempDir()
 	r := &Resolver{Home: home, Provided: map[string]string{"file:" + home + "/.ssh/id_ed25519": "provided-key-material"}}
 	v, err := r.Resolve("file:~/.ssh/id_ed25519")
 	require.NoError(t, err)
 	assert.Equal(t, "provided-key-material", v)
+}
+
+func TestProvidedFilesMatchTheWayCallersWriteThem(t *testing.T) {
+	for _, tc := range []struct {
+		name, ref, provided string
+	}{
+		{"the same relative path", "file:.cache/demo/ssh/id_ed25519", "file:.cache/demo/ssh/id_ed25519"},
+		{"relative, written with ./", "file:./.cache/demo/ssh/id_ed25519", "file:.cache/demo/ssh/id_ed25519"},
+		{"relative, passed absolute", "file:.cache/demo/ssh/id_ed25519", "file:/work/app/.cache/demo/ssh/id_ed25519"},
+		{"absolute, passed absolute", "file:/run/secrets/key", "file:/run/secrets/key"},
+		{"home, passed absolute", "file:~/.ssh/id_ed25519", "file:/home/ci/.ssh/id_ed25519"},
+		{"home, passed as written", "file:~/.ssh/id_ed25519", "file:~/.ssh/id_ed25519"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Resolver{Sealed: true, Provided: map[string]string{tc.provided: "key-material"}}
+			v, err := r.Resolve(SecretRef(tc.ref))
+			require.NoError(t, err)
+			assert.Equal(t, "key-material", v)
+		})
+	}
+	// An absolute reference never matches by its tail: it names one file.
+	r := &Resolver{Sealed: true, Provided: map[string]string{"file:/other/run/secrets/key": "key-material"}}
+	_, err := r.Resolve("file:/run/secrets/key")
+	assert.EqualError(t, err, "file:/run/secrets/key was not passed to the engine: add --secrets=file:///run/secrets/key (a Dagger function reads none of your environment variables or files by itself): secret not available")
+	// Two candidates: refused, naming both.
+	r = &Resolver{Sealed: true, Provided: map[string]string{"file:/a/.ssh/id": "key-material-a", "file:/b/.ssh/id": "key-material-b"}}
+	_, err = r.Resolve("file:.ssh/id")
+	assert.EqualError(t, err, "file:.ssh/id: 2 secrets passed could stand for it (file:/a/.ssh/id, file:/b/.ssh/id): pass only one")
+}
+
+func TestASealedResolverReadsNothingOfItsOwn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(path, []byte("on-disk-key-material"), 0o600))
+	r := &Resolver{Sealed: true, Provided: map[string]string{}, LookupEnv: func(string) (string, bool) { return "from-the-environment", true }}
+	_, err := r.Resolve("env:DB_PASSWORD")
+	assert.EqualError(t, err, "env:DB_PASSWORD was not passed to the engine: add --secrets=env://DB_PASSWORD (a Dagger function reads none of your environment variables or files by itself): secret not available")
+	_, err = r.Resolve(SecretRef("file:" + path))
+	assert.ErrorIs(t, err, ErrSecretMissing)
+	assert.ErrorContains(t, err, "add --secrets=file://"+path)
 }

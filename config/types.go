@@ -74,6 +74,10 @@ type SSH struct {
 	KnownHosts      string    `json:"known_hosts,omitempty" format:"path" default:"\"~/.ssh/known_hosts\"" doc:"known_hosts file the host key is checked against"`
 	TrustOnFirstUse bool      `json:"trust_on_first_use,omitempty" doc:"accept and record an unknown host key on first connection (a changed key is always refused)"`
 	ConnectTimeout  Duration  `json:"connect_timeout,omitempty" default:"\"10s\"" doc:"bound of one connection attempt"`
+	// Via is not configuration: a front door sets it when the host is
+	// reached through a forward (a Dagger service) instead of host:port.
+	// Every connection to the host then goes through its SSH connection.
+	Via string `json:"-"`
 }
 
 // Registry holds the credentials of the container registry.

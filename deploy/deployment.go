@@ -342,7 +342,7 @@ func (d *Deployment) TLSResults() []certs.Result {
 // ssh.key means the SSH agent).
 func Endpoint(t config.Target, res *config.Resolver) (remote.Endpoint, error) {
 	e := remote.Endpoint{Name: t.Name, Host: t.Host, Port: t.SSH.Port, User: t.SSH.User, KnownHosts: t.SSH.KnownHosts,
-		TrustOnFirstUse: t.SSH.TrustOnFirstUse, ConnectTimeout: t.SSH.ConnectTimeout.D()}
+		TrustOnFirstUse: t.SSH.TrustOnFirstUse, ConnectTimeout: t.SSH.ConnectTimeout.D(), Via: t.SSH.Via}
 	if !t.SSH.Key.IsZero() {
 		key, err := res.Resolve(t.SSH.Key)
 		if err != nil {

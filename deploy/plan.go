@@ -36,7 +36,11 @@ type Plan struct {
 	// Routing is what nginx does with a request (config.RoutingTable).
 	Routing   []string `json:"routing"`
 	OnFailure string   `json:"on_failure"`
-	graph     *pipelines.Graph
+	// BeforeLock is what runs before the lock is taken when the release is
+	// built from source (the Dagger module's deploy without
+	// --backend-image): builds, rehearsal, publishing.
+	BeforeLock []string `json:"before_lock,omitempty"`
+	graph      *pipelines.Graph
 }
 
 // Stage is a set of steps whose needs are all in earlier stages.
@@ -140,6 +144,12 @@ func (p *Plan) Text() string {
 	}
 	fmt.Fprintf(&b, "Deploy plan for %s (%s) to %s: %d steps in %d stages, %s\n",
 		p.App, p.Environment, strings.Join(p.Targets, ", "), p.StepCount(), len(p.Stages), mode)
+	if len(p.BeforeLock) > 0 {
+		fmt.Fprintf(&b, "\nbefore the lock (built from source; a failure here changes nothing on the targets)\n")
+		for _, s := range p.BeforeLock {
+			fmt.Fprintf(&b, "  %s\n", s)
+		}
+	}
 	width := 0
 	for _, st := range p.Stages {
 		for _, s := range st.Steps {

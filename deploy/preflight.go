@@ -15,11 +15,23 @@ import (
 	"github.com/lawsker/lawsker-deploy/remote"
 )
 
+// PreflightOptions say where preflight runs from.
+type PreflightOptions struct {
+	// RegistryVia is the host:port dialled instead of the registry's own
+	// address (a Dagger service forwarding the caller's registry).
+	RegistryVia string
+	// InEngine says this process is a Dagger function, not on the
+	// caller's machine: a loopback registry is the caller's, which the
+	// engine pushes to but this process cannot reach, so it is skipped
+	// with the reason unless RegistryVia forwards it.
+	InEngine bool
+}
+
 // Preflight returns read-only checks that what deploy needs can be reached
 // from here: every secret resolves, every target accepts our SSH key with
 // its host key matching known_hosts, and the registry answers. Nothing is
 // changed anywhere (an unknown host key is reported, not recorded).
-func Preflight(cfg *config.Config, res *config.Resolver) (*pipelines.Graph, error) {
+func Preflight(cfg *config.Config, res *config.Resolver, o PreflightOptions) (*pipelines.Graph, error) {
 	network := pipelines.RetryPolicy{Attempts: 3, Initial: 500 * time.Millisecond, Max: 2 * time.Second}
 	steps := []pipelines.Step{{
 		Name: "secrets", Description: "every secret reference resolves", Timeout: 10 * time.Second,
@@ -38,9 +50,18 @@ func Preflight(cfg *config.Config, res *config.Resolver) (*pipelines.Graph, erro
 		})
 	}
 	if host := registryOf(cfg.Backend.Image); host != "" {
+		desc, dial := "registry "+host+" answers the OCI distribution API", ""
+		if o.RegistryVia != "" {
+			desc, dial = desc+" (through "+o.RegistryVia+")", o.RegistryVia
+		}
 		steps = append(steps, pipelines.Step{
-			Name: "registry", Description: "registry " + host + " answers the OCI distribution API", Timeout: 15 * time.Second, Retry: network,
-			Run: func(ctx context.Context) error { return checkRegistry(ctx, host) },
+			Name: "registry", Description: desc, Timeout: 15 * time.Second, Retry: network,
+			Run: func(ctx context.Context) error {
+				if h, _, err := net.SplitHostPort(host); o.InEngine && dial == "" && ((err == nil && isLoopback(h)) || isLoopback(host)) {
+					return pipelines.Skip("registry %s is on your machine's loopback, which a Dagger function cannot reach (the engine itself pushes there): pass --registry=tcp://%s to probe it", host, strings.Replace(host, "127.0.0.1", "localhost", 1))
+				}
+				return checkRegistry(ctx, host, dial)
+			},
 		})
 	}
 	return pipelines.New(steps...)
@@ -79,7 +100,7 @@ func checkSSH(ctx context.Context, path string, t config.Target, res *config.Res
 // checkRegistry GETs /v2/: 200 (open) or 401 (authentication required) both
 // mean a registry answers. Loopback registries speak plain HTTP, like Docker
 // assumes; others HTTPS.
-func checkRegistry(ctx context.Context, host string) error {
+func checkRegistry(ctx context.Context, host, via string) error {
 	scheme := "https"
 	if h, _, err := net.SplitHostPort(host); (err == nil && isLoopback(h)) || isLoopback(host) {
 		scheme = "http"
@@ -90,6 +111,12 @@ func checkRegistry(ctx context.Context, host string) error {
 		return err
 	}
 	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if via != "" {
+		client.Transport = &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, via)
+		}}
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return pipelines.Retriable(fmt.Errorf("registry %s: %w", url, err))

@@ -23,7 +23,7 @@ func preflightConfig(t *testing.T, s *testenv.SSHD, registry, knownHosts string)
 
 func runPreflight(t *testing.T, cfg *config.Config, env map[string]string) map[string]pipelines.StepResult {
 	res := &config.Resolver{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
-	g, err := Preflight(cfg, res)
+	g, err := Preflight(cfg, res, PreflightOptions{})
 	require.NoError(t, err)
 	out := pipelines.Run(t.Context(), g, pipelines.Options{MaxWorkers: 4, ContinueOnFailure: true})
 	m := map[string]pipelines.StepResult{}

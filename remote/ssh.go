@@ -26,10 +26,23 @@ type Endpoint struct {
 	KnownHosts      string // path; "~/" is expanded
 	TrustOnFirstUse bool   // record an unknown host key (never a changed one)
 	ConnectTimeout  time.Duration
+	// Via, when set, is the host:port dialled instead of Addr (a Dagger
+	// service forwarding the caller's reach of the host, or any other
+	// forward). Host and Port still name the host: its key is checked
+	// against known_hosts under that name.
+	Via string
 }
 
 // Addr is host:port.
 func (e Endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
+
+// dialAddr is where the connection goes: Via, else Addr.
+func (e Endpoint) dialAddr() string {
+	if e.Via != "" {
+		return e.Via
+	}
+	return e.Addr()
+}
 
 // ErrHostKeyChanged is wrapped when the host presents a key other than the
 // one known_hosts records for it.
@@ -45,6 +58,9 @@ var ErrHostKeyUnknown = errors.New("host key unknown")
 // retry them.
 func Dial(ctx context.Context, e Endpoint) (*ssh.Client, error) {
 	where := fmt.Sprintf("ssh %s@%s", e.User, e.Addr())
+	if e.Via != "" {
+		where += " (through " + e.Via + ")"
+	}
 	auth, closeAuth, err := authMethod(e)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
@@ -61,7 +77,7 @@ func Dial(ctx context.Context, e Endpoint) (*ssh.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", e.Addr())
+	conn, err := d.DialContext(ctx, "tcp", e.dialAddr())
 	if err != nil {
 		return nil, &NetError{Op: where, Err: err}
 	}

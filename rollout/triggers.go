@@ -56,6 +56,7 @@ type WatchOptions struct {
 	ErrorRate float64
 	TLS       *tls.Config
 	ConnectTo map[string]string // verification.connect_to
+	Route     *checks.Route     // hosts reached through a target (nil: direct)
 	// Crashed, polled every 250 ms during the window, says how a new
 	// backend exited or restarted ("" while all run steadily).
 	Crashed func(ctx context.Context) string
@@ -99,7 +100,7 @@ func RunWatch(ctx context.Context, o WatchOptions) *Watch {
 	interval := max(o.Interval, 100*time.Millisecond)
 	h := checks.NewHTTP(max(interval, 2*time.Second), o.TLS)
 	h.Host = o.Host
-	h.ConnectTo(o.ConnectTo)
+	h.Connect(o.ConnectTo, o.Route)
 	probe := checks.BackendHealth(h, o.URL, o.Expect)
 	end := time.Now().Add(o.Window)
 	var crashed <-chan string // nil: no crash watch, never ready

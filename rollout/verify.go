@@ -20,8 +20,9 @@ func (r *Rollout) verify(ctx context.Context, h *remote.Host) error {
 	if base == nil {
 		base = r.latestBaseline(ctx, h)
 	}
+	route := RouteThrough(cfg, h)
 	env := checks.Env{Config: cfg, Resolver: dr.Resolver, Dial: h.DialTCP, Stat: h.StatGlob, System: h, Roots: r.req.Roots, Baseline: base,
-		BackendPorts: map[string][]int{}}
+		BackendPorts: map[string][]int{}, Route: route}
 	for _, o := range r.d.Outcomes() {
 		if o.Port > 0 {
 			env.BackendPorts[o.Target] = append(env.BackendPorts[o.Target], o.Port)
@@ -34,6 +35,7 @@ func (r *Rollout) verify(ctx context.Context, h *remote.Host) error {
 	defer stopWatch()
 	watchDone := make(chan *Watch, 1)
 	wo := WatchOptionsFor(cfg, r.req.Roots)
+	wo.Route = route
 	if r.keepOnTrigger {
 		wo.Window = 0 // after a rollback, the suite's health checks are the verdict
 	}

@@ -22,6 +22,8 @@ fi
 module=$(go list -m)
 pkgs=$(go list -e ./... | grep -v -x "$module")
 go vet $pkgs
+# The sample app is a module of its own (its Dockerfile builds it alone).
+(cd examples/sample/backend && go mod tidy -diff >/dev/null 2>&1 || { echo "lint: examples/sample/backend: go.mod/go.sum are not tidy" >&2; exit 1; }; go vet ./...)
 go run ./hack/daggercheck
 # The GitHub workflows (actionlint is built by scripts/setup-testenv.sh).
 actionlint=.cache/bin/actionlint

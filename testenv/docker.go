@@ -122,6 +122,11 @@ func BuildStatic(t testing.TB, pkg, name string, ldflags ...string) string {
 	out := filepath.Join(t.TempDir(), name)
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", strings.Join(ldflags, " "), "-o", out, pkg)
 	cmd.Dir = RepoRoot()
+	if _, err := os.Stat(filepath.Join(cmd.Dir, pkg, "go.mod")); err == nil {
+		// A module of its own (the sample app): built where its go.mod is.
+		cmd.Args[len(cmd.Args)-1] = "."
+		cmd.Dir = filepath.Join(cmd.Dir, pkg)
+	}
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("testenv: go build %s: %v\n%s", pkg, err, b)

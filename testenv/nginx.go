@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -52,6 +51,12 @@ const DefaultServer = `  server {
 // empty), checks it with nginx -t and starts nginx in the foreground.
 func StartNginx(t testing.TB, servers string) *Nginx {
 	t.Helper()
+	return StartNginxIn(t, nil, servers)
+}
+
+// StartNginxIn starts nginx inside a network namespace (nil: this one's).
+func StartNginxIn(t testing.TB, ns *Netns, servers string) *Nginx {
+	t.Helper()
 	if servers == "" {
 		servers = DefaultServer
 	}
@@ -66,8 +71,8 @@ func StartNginx(t testing.TB, servers string) *Nginx {
 	if err := n.Test(t.Context()); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	n.proc = Start(t, "nginx", exec.Command(Bin(t, "nginx"), "-p", dir, "-c", n.Conf, "-g", "daemon off;"))
-	n.proc.WaitFor(t, 15*time.Second, "accepting connections", TCPReady(fmt.Sprintf("127.0.0.1:%d", n.Port)))
+	n.proc = Start(t, "nginx", ns.command(Bin(t, "nginx"), "-p", dir, "-c", n.Conf, "-g", "daemon off;"))
+	n.proc.WaitFor(t, 15*time.Second, "accepting connections", ns.ready(fmt.Sprintf("127.0.0.1:%d", n.Port)))
 	return n
 }
 

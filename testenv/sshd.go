@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -28,7 +27,10 @@ type SSHD struct {
 }
 
 // StartSSHD generates host and user keys and starts sshd.
-func StartSSHD(t testing.TB) *SSHD {
+func StartSSHD(t testing.TB) *SSHD { t.Helper(); return StartSSHDIn(t, nil) }
+
+// StartSSHDIn starts sshd inside a network namespace (nil: this one's).
+func StartSSHDIn(t testing.TB, ns *Netns) *SSHD {
 	t.Helper()
 	keygen := Bin(t, "ssh-keygen")
 	dir := TempDir(t, "sshd")
@@ -75,8 +77,8 @@ LogLevel VERBOSE
 			t.Fatalf("testenv: %v", err)
 		}
 	}
-	s.proc = Start(t, "sshd", exec.Command(Bin(t, "sshd"), "-D", "-e", "-f", cfg))
-	s.proc.WaitFor(t, 15*time.Second, "accepting connections", TCPReady(fmt.Sprintf("%s:%d", s.Host, s.Port)))
+	s.proc = Start(t, "sshd", ns.command(Bin(t, "sshd"), "-D", "-e", "-f", cfg))
+	s.proc.WaitFor(t, 15*time.Second, "accepting connections", ns.ready(fmt.Sprintf("%s:%d", s.Host, s.Port)))
 	return s
 }
 

@@ -468,7 +468,7 @@ func (c *cli) preflight(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	g, err := deploy.Preflight(l.Config, s.res)
+	g, err := deploy.Preflight(l.Config, s.res, deploy.PreflightOptions{})
 	if err != nil {
 		s.end(report.StatusFailed, err, nil)
 		return failure{err}

@@ -12,10 +12,9 @@ import (
 
 	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/config"
-	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/internal/atomicfile"
-	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/report"
+	"github.com/lawsker/lawsker-deploy/rollout"
 )
 
 // verifyDetails is what a verify report holds beyond the run.
@@ -58,17 +57,17 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 		}
 		s, cfg = ss, l.Config
 	}
-	env := checks.Env{Config: cfg, Resolver: s.res, BaseURL: *baseURL, Site: site}
+	req := rollout.VerifyRequest{Config: cfg, Resolver: s.res, BaseURL: *baseURL, Site: site, NoSSH: *noSSH}
 	for _, part := range strings.Split(*category, ",") {
 		if part = strings.TrimSpace(part); part == "" {
 			continue
 		}
-		if !validCategory(part) {
+		if !checks.Category(part).Valid() {
 			err := usageError{fmt.Sprintf("verify: unknown category %q (health, functional, performance, security)", part)}
 			s.end(report.StatusInvalid, err, nil)
 			return err
 		}
-		env.Categories = append(env.Categories, checks.Category(part))
+		req.Categories = append(req.Categories, checks.Category(part))
 	}
 	d := verifyDetails{BaseURL: checks.BaseURL(cfg, *baseURL), Files: map[string]string{}}
 	if *baseline == "" {
@@ -80,30 +79,18 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 			s.end(report.StatusInvalid, err, nil)
 			return fmt.Errorf("verify: --baseline %s: %w", *baseline, err)
 		}
-		env.Baseline, d.Baseline = b, *baseline
+		req.Baseline, req.BaselineFrom = b, *baseline
 	}
-	var skipNote string
-	if !*noSSH {
-		t := cfg.Primary()
-		e, err := deploy.Endpoint(t, s.res)
-		var h *remote.Host
-		if err == nil {
-			h, err = remote.Connect(ctx, e, 2)
-		}
-		if err == nil {
-			defer h.Close()
-			env.Dial, env.Stat, env.System = h.DialTCP, h.StatGlob, h
-		} else {
-			skipNote = fmt.Sprintf("SSH to %s failed (%v): database and Redis are dialled from here, file permissions and system resources are not checked", t.Name, err)
-			fmt.Fprintln(c.stderr, "warning:", s.red.String(skipNote))
-			s.log.Logger.Warn("verify without the target's tunnel", "reason", skipNote)
-		}
-	}
-	v := cfg.Verification
-	suite, err := checks.Verify(ctx, env, checks.Options{Deadline: v.Deadline.D()})
+	run, err := rollout.Verify(ctx, req)
 	if err != nil {
 		s.end(report.StatusInvalid, err, nil)
-		return fmt.Errorf("verify: the suite could not run: %w", err)
+		return err
+	}
+	suite, skipNote := run.Suite, run.Note
+	d.Baseline = run.BaselineFrom
+	if skipNote != "" {
+		fmt.Fprintln(c.stderr, "warning:", s.red.String(skipNote))
+		s.log.Logger.Warn("verify without the target's tunnel", "reason", skipNote)
 	}
 	for i := range suite.Results {
 		suite.Results[i].Message = s.red.String(suite.Results[i].Message)
@@ -157,15 +144,6 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 		s.out("report: %s (JUnit %s, summary %s)\n", path, d.Files["xml"], d.Files["md"])
 	}
 	return c.failed(s, runErr)
-}
-
-func validCategory(s string) bool {
-	for _, c := range checks.Categories {
-		if string(c) == s {
-			return true
-		}
-	}
-	return false
 }
 
 func appendOnce(xs []string, x string) []string {

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/lawsker/lawsker-deploy/rollout"
+	"github.com/lawsker/lawsker-deploy/snapshots"
+)
+
+// Snapshot takes a snapshot of the serving release and its database; prints the manifest as JSON.
+//
+// The PostgreSQL dump (pg_dump -Fc on the target, streamed to the store,
+// encrypted with age when snapshots.age_recipient is set), the image tagged
+// <repo>:snapshot-<id> by digest, the frontend as a tarball and the
+// configuration.
+// +cache="never"
+func (m *LawskerDeploy) Snapshot(
+	ctx context.Context,
+	// What this snapshot is for.
+	// +optional
+	description string,
+) (string, error) {
+	env, store, err := m.openStore(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	defer store.Close()
+	man, err := rollout.Snapshot(ctx, env.cfg, env.res, store, description)
+	if err != nil {
+		return "", failed("snapshot", env.red.Error(err), "")
+	}
+	data, _ := json.MarshalIndent(man, "", "  ")
+	return env.red.String(string(data)) + "\n", nil
+}
+
+// Snapshots lists the snapshots in the store, newest first, as JSON manifests.
+//
+// Unreadable manifests are reported after the list.
+// +cache="never"
+func (m *LawskerDeploy) Snapshots(ctx context.Context) (string, error) {
+	env, store, err := m.openStore(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	defer store.Close()
+	ms, errs := snapshots.List(ctx, store.Store)
+	data, _ := json.MarshalIndent(ms, "", "  ")
+	text := string(data) + "\n"
+	for _, e := range errs {
+		text += "warning: " + e.Error() + "\n"
+	}
+	return env.red.String(text), nil
+}
+
+// DeleteSnapshot removes a snapshot from the store.
+//
+// Its manifest goes first, so a half-deleted snapshot never looks whole.
+// +cache="never"
+func (m *LawskerDeploy) DeleteSnapshot(
+	ctx context.Context,
+	// The snapshot to delete (snap_YYYYMMDD_HHMMSS_xxxxxx).
+	id string,
+) (string, error) {
+	env, store, err := m.openStore(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	defer store.Close()
+	if _, err := snapshots.Load(ctx, store.Store, id); err != nil {
+		return "", err
+	}
+	if err := snapshots.Delete(ctx, store.Store, id); err != nil {
+		return "", failed("delete-snapshot", env.red.Error(err), "")
+	}
+	return "deleted " + id + "\n", nil
+}
+
+func (m *LawskerDeploy) openStore(ctx context.Context) (*runEnv, *rollout.Store, error) {
+	env, err := m.env(ctx, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := rollout.OpenStore(ctx, env.cfg, env.res)
+	if err != nil {
+		env.cleanup()
+		return nil, nil, env.red.Error(err)
+	}
+	return env, store, nil
+}
