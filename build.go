@@ -36,7 +36,10 @@ func (m *LawskerDeploy) BuildBackend(ctx context.Context) (*dagger.Container, er
 		return nil, err
 	}
 	c, _, err := buildBackend(ctx, m.Source, cfg)
-	return c, err
+	if err == nil {
+		_, err = c.Sync(ctx)
+	}
+	return c, flatten(err)
 }
 
 // BuildFrontend returns the frontend's built files.
@@ -49,7 +52,11 @@ func (m *LawskerDeploy) BuildFrontend(ctx context.Context) (*dagger.Directory, e
 	if err != nil {
 		return nil, err
 	}
-	return buildFrontend(ctx, m.Source, cfg)
+	d, err := buildFrontend(ctx, m.Source, cfg)
+	if err == nil {
+		_, err = d.Sync(ctx)
+	}
+	return d, flatten(err)
 }
 
 // RehearseMigrations runs the migrations in the freshly built backend image against a throwaway PostgreSQL.
@@ -79,7 +86,11 @@ func (m *LawskerDeploy) RehearseMigrations(
 	if err != nil {
 		return "", err
 	}
-	return rehearse(ctx, env, backend, fromSnapshot, emptyDatabase, "--empty-database rehearses without it")
+	out, err := rehearse(ctx, env, backend, fromSnapshot, emptyDatabase, "--empty-database rehearses without it")
+	if err != nil {
+		return "", failed("rehearse-migrations", err, "")
+	}
+	return out, nil
 }
 
 // Publish builds the backend image and a frontend image and pushes both; prints both references pinned by digest.
@@ -123,7 +134,7 @@ func (m *LawskerDeploy) Publish(
 	}
 	refs, err := publish(ctx, m.Source, cfg, backend, frontend, registryPassword, gitSha)
 	if err != nil {
-		return "", err
+		return "", failed("publish", err, "")
 	}
 	return strings.Join(refs, "\n") + "\n", nil
 }
@@ -361,7 +372,7 @@ func rehearse(ctx context.Context, env *runEnv, backend *dagger.Container, fromS
 	}
 	logs, err := mig.WithExec(cfg.Backend.MigrateCommand).Stdout(ctx)
 	if err != nil {
-		return "", env.red.Error(fmt.Errorf("%sthe migration failed in rehearsal (production is untouched): %w", out.String(), err))
+		return "", env.red.Error(fmt.Errorf("the migration failed in rehearsal (production is untouched): %w\n%s", flatten(err), strings.TrimRight(out.String(), "\n")))
 	}
 	fmt.Fprintf(&out, "`%s`:\n%s\n%s\n", strings.Join(cfg.Backend.MigrateCommand, " "), strings.TrimSpace(logs), dbschema.Change(before, schema("after")))
 	return env.red.String(out.String()), nil

@@ -70,28 +70,43 @@ func (m *LawskerDeploy) Deploy(
 	}
 	defer env.cleanup()
 	env.markdown = markdown
+	return m.deploy(ctx, env, deployArgs{backendImage: backendImage, frontend: frontend, gitSha: gitSha, skipRehearsal: skipRehearsal,
+		message: message, noSnapshot: noSnapshot, force: force})
+}
+
+// deployArgs are Deploy's arguments.
+type deployArgs struct {
+	backendImage, gitSha, message string
+	frontend                      *dagger.Directory
+	skipRehearsal, noSnapshot     bool
+	force                         bool
+}
+
+// deploy is Deploy on a prepared run (the end-to-end check prepares its own).
+func (m *LawskerDeploy) deploy(ctx context.Context, env *runEnv, a deployArgs) (string, error) {
 	var prelude string
-	if backendImage == "" {
-		backendImage, frontend, prelude, err = m.buildAndPublish(ctx, env, gitSha, skipRehearsal)
+	var err error
+	if a.backendImage == "" {
+		a.backendImage, a.frontend, prelude, err = m.buildAndPublish(ctx, env, a.gitSha, a.skipRehearsal)
 		if err != nil {
 			return "", failed("deploy", err, prelude)
 		}
 	}
 	frontendDir := ""
-	if frontend != nil {
+	if a.frontend != nil {
 		dir, err := os.MkdirTemp("", "lawsker-frontend-")
 		if err != nil {
 			return "", err
 		}
 		defer os.RemoveAll(dir)
-		if err := copyDirectory(ctx, frontend, dir); err != nil {
+		if err := copyDirectory(ctx, a.frontend, dir); err != nil {
 			return "", fmt.Errorf("deploy: --frontend: %w", err)
 		}
 		frontendDir = dir
 	}
 	id := report.NewID(time.Now())
-	r, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: env.cfg, Resolver: env.res, Image: backendImage, FrontendDir: frontendDir,
-		Message: message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: noSnapshot, Force: force}})
+	r, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: env.cfg, Resolver: env.res, Image: a.backendImage, FrontendDir: frontendDir,
+		Message: a.message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: a.noSnapshot, Force: a.force}})
 	if err != nil {
 		return "", failed("deploy", env.red.Error(err), prelude)
 	}
@@ -196,6 +211,18 @@ func (m *LawskerDeploy) Rollback(
 	}
 	defer env.cleanup()
 	env.markdown = markdown
+	return rollback(ctx, env, rollbackArgs{previous: previous, snapshot: snapshot, components: components, dryRun: dryRun, force: force})
+}
+
+// rollbackArgs are Rollback's arguments.
+type rollbackArgs struct {
+	previous, dryRun, force bool
+	snapshot, components    string
+}
+
+// rollback is Rollback on a prepared run.
+func rollback(ctx context.Context, env *runEnv, a rollbackArgs) (string, error) {
+	previous, snapshot, components, dryRun, force := a.previous, a.snapshot, a.components, a.dryRun, a.force
 	id := report.NewID(time.Now())
 	if previous {
 		d, err := rollout.PrepareSwitchBack(deploy.Request{Config: env.cfg, Resolver: env.res, Who: "dagger@" + hostname(), ID: id}, force)

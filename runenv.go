@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -126,12 +127,33 @@ func (e *runEnv) runRelease(ctx context.Context, verb, id string, rel release.Re
 // failed is a function's error: its first line (what `dagger call` shows
 // as the headline) says what failed and why; what ran follows.
 func failed(verb string, err error, ran string) error {
+	err = flatten(err)
 	msg := err.Error()
 	head := firstLine(msg)
 	if strings.TrimSpace(ran) == "" && head == strings.TrimSpace(msg) {
 		return fmt.Errorf("%s failed: %w", verb, err)
 	}
 	return fmt.Errorf("%s failed: %s\n\n%s\n%w", verb, head, strings.TrimRight(ran, "\n"), err)
+}
+
+// flatten makes err a plain error with its whole text. The generated
+// module code reports only the innermost engine error of an error chain
+// (an exec's "exit code: 1"), dropping the context this layer adds; a
+// failed command's output tail is kept in the text.
+func flatten(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	var e *dagger.ExecError
+	if errors.As(err, &e) {
+		if out := strings.TrimSpace(tail(e.Stderr, 20)); out != "" {
+			msg += "\n" + out
+		} else if out := strings.TrimSpace(tail(e.Stdout, 20)); out != "" {
+			msg += "\n" + out
+		}
+	}
+	return errors.New(msg)
 }
 
 func hostname() string {

@@ -47,7 +47,7 @@ say "the sample app: backend images v1, v2 and a broken v3 (a static Go binary i
 image() { # version [ldflags] -> repo@sha256 digest, pushed to the local registry
   local v=$1 work="$demo/image-$1"
   rm -rf "$work" && mkdir -p "$work/root/app" "$work/root/tmp"
-  (cd examples/sample/backend && CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$v ${2:-}" -o "$work/root/app/backend" .)
+  CGO_ENABLED=0 go build -C examples/sample/backend -trimpath -ldflags "-X main.version=$v ${2:-}" -o "$PWD/$work/root/app/backend" .
   tar -C "$work/root" -cf "$work/layer.tar" app tmp
   docker import --change 'CMD ["/app/backend"]' "$work/layer.tar" "127.0.0.1:5000/sample/backend:$v" >/dev/null
   docker push --quiet "127.0.0.1:5000/sample/backend:$v" >/dev/null
