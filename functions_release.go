@@ -64,6 +64,18 @@ func (m *LawskerDeploy) Deploy(
 	if backendImage == "" && frontend != nil {
 		return "", errors.New("deploy: --frontend goes with --backend-image (prebuilt artifacts); without them deploy builds both from the module's source")
 	}
+	if backendImage != "" {
+		cfg, err := m.loadConfig(ctx)
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case cfg.Frontend != nil && frontend == nil:
+			return "", errors.New("deploy: the configuration has a frontend: pass its built files with --frontend=DIR beside --backend-image, or leave out --backend-image to build both from the module's source")
+		case cfg.Frontend == nil && frontend != nil:
+			return "", errors.New("deploy: --frontend given, but the configuration has no frontend section")
+		}
+	}
 	env, err := m.env(ctx, usesStore(!noSnapshot))
 	if err != nil {
 		return "", err

@@ -169,7 +169,8 @@ func (m *LawskerDeploy) reach(ctx context.Context, cfg *cfgpkg.Config) error {
 			return fmt.Errorf("%s has no endpoint: %w", what, err)
 		}
 		if err := modargs.ProbeSSH(ctx, what, ep, 10*time.Second); err != nil {
-			return fmt.Errorf("%w; check that `ssh -p PORT %s@localhost` works on your machine", err, t.SSH.User)
+			port := ep[strings.LastIndex(ep, ":")+1:]
+			return fmt.Errorf("%w; check that `ssh -p %s %s@localhost` works on your machine", err, port, t.SSH.User)
 		}
 		endpoints[i] = ep
 	}

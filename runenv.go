@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,6 +45,9 @@ func (m *LawskerDeploy) env(ctx context.Context, store usesStore) (*runEnv, erro
 		if err := modargs.CheckStore(cfg); err != nil {
 			return nil, err
 		}
+	}
+	if err := modargs.CheckLoopbackTargets(cfg, len(m.TargetSSH)); err != nil {
+		return nil, err
 	}
 	red := redact.New()
 	res, err := m.secretValues(ctx, cfg, func(v string) { red.Add(v) })

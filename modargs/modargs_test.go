@@ -120,3 +120,11 @@ func TestProbeSSHTellsAnSSHServerFromNothingAndFromAnythingElse(t *testing.T) {
 	err = ProbeSSH(context.Background(), "targets[0] local", l.Addr().String(), 2*time.Second)
 	assert.EqualError(t, err, "targets[0] local at "+l.Addr().String()+" is not an SSH server (it did not send an SSH version line)")
 }
+
+func TestALoopbackTargetNeedsItsService(t *testing.T) {
+	cfg := local(t)
+	assert.EqualError(t, CheckLoopbackTargets(cfg, 0), "targets[0] local is at 127.0.0.1, your machine's loopback, which a Dagger function cannot reach (127.0.0.1 in a function is its own container): pass --target-ssh=tcp://localhost:2222 to the module")
+	require.NoError(t, CheckLoopbackTargets(cfg, 1))
+	cfg.Targets[0].Host = "app.example.com"
+	require.NoError(t, CheckLoopbackTargets(cfg, 0))
+}

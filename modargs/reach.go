@@ -26,6 +26,22 @@ func CheckTargetServices(cfg *config.Config, n int) error {
 		n, len(cfg.Targets), strings.Join(names, ", "))
 }
 
+// CheckLoopbackTargets refuses, before anything runs, a target on the
+// caller's loopback that no --target-ssh service forwards: inside a
+// function 127.0.0.1 is the function's own container, so the connection
+// could only be refused.
+func CheckLoopbackTargets(cfg *config.Config, services int) error {
+	if services > 0 {
+		return nil
+	}
+	for i, t := range cfg.Targets {
+		if ip := net.ParseIP(t.Host); t.Host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return fmt.Errorf("targets[%d] %s is at %s, your machine's loopback, which a Dagger function cannot reach (127.0.0.1 in a function is its own container): pass --target-ssh=tcp://localhost:%d to the module", i, t.Name, t.Host, t.SSH.Port)
+		}
+	}
+	return nil
+}
+
 // Reach records that target i is reached at endpoints[i] (a service's
 // host:port inside the engine) instead of its configured address. The
 // configured host and port still name it for known_hosts.
