@@ -31,7 +31,7 @@ const e2eBase = "debian:bookworm"
 const e2eTarget = `#!/bin/bash
 set -euo pipefail
 pg_ctlcluster 15 main start
-runuser -u postgres -- psql -qc "CREATE ROLE sample LOGIN PASSWORD '$E2E_DB_PASSWORD'"
+runuser -u postgres -- psql -qc "CREATE ROLE sample LOGIN SUPERUSER PASSWORD '$E2E_DB_PASSWORD'"
 runuser -u postgres -- createdb -O sample sample
 mkdir -p /etc/docker
 echo '{"insecure-registries": ["registry:5000"], "storage-driver": "vfs"}' > /etc/docker/daemon.json
@@ -56,7 +56,7 @@ const e2eConfig = `{"version": 1, "app": "sample", "environment": "e2e",
   "backend": {"image": "registry:5000/sample/backend", "network": "host", "port_env": "PORT", "health_path": "/api/v1/health",
     "migrate_command": ["/app/backend", "migrate"], "health_gate": {"interval": "500ms", "deadline": "60s", "consecutive_passes": 2}},
   "database": {"host": "127.0.0.1", "port": 5432, "name": "sample", "user": "sample", "password": "env:E2E_DB_PASSWORD",
-    "sslmode": "disable", "url_env": "SAMPLE_DATABASE_URL"},
+    "sslmode": "disable", "url_env": "SAMPLE_DATABASE_URL", "admin_user": "sample", "admin_password": "env:E2E_DB_PASSWORD"},
   "snapshots": {"store": "target"},
   "verification": {"categories": ["health"]},
   "rollback": {"watch_window": "3s"}}`

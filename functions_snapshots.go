@@ -21,18 +21,14 @@ func (m *LawskerDeploy) Snapshot(
 	// +optional
 	description string,
 ) (string, error) {
-	env, store, err := m.openStore(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer env.cleanup()
-	defer store.Close()
-	man, err := rollout.Snapshot(ctx, env.cfg, env.res, store, description)
-	if err != nil {
-		return "", failed("snapshot", env.red.Error(err), "")
-	}
-	data, _ := json.MarshalIndent(man, "", "  ")
-	return env.red.String(string(data)) + "\n", nil
+	return m.withStore(ctx, "snapshot", func(env *runEnv, store *rollout.Store) (string, error) {
+		man, err := rollout.Snapshot(ctx, env.cfg, env.res, store, description)
+		if err != nil {
+			return "", err
+		}
+		data, _ := json.MarshalIndent(man, "", "  ")
+		return string(data) + "\n", nil
+	})
 }
 
 // Snapshots lists the snapshots in the store, newest first, as JSON manifests.
@@ -40,19 +36,15 @@ func (m *LawskerDeploy) Snapshot(
 // Unreadable manifests are reported after the list.
 // +cache="never"
 func (m *LawskerDeploy) Snapshots(ctx context.Context) (string, error) {
-	env, store, err := m.openStore(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer env.cleanup()
-	defer store.Close()
-	ms, errs := snapshots.List(ctx, store.Store)
-	data, _ := json.MarshalIndent(ms, "", "  ")
-	text := string(data) + "\n"
-	for _, e := range errs {
-		text += "warning: " + e.Error() + "\n"
-	}
-	return env.red.String(text), nil
+	return m.withStore(ctx, "snapshots", func(_ *runEnv, store *rollout.Store) (string, error) {
+		ms, errs := snapshots.List(ctx, store.Store)
+		data, _ := json.MarshalIndent(ms, "", "  ")
+		text := string(data) + "\n"
+		for _, e := range errs {
+			text += "warning: " + e.Error() + "\n"
+		}
+		return text, nil
+	})
 }
 
 // DeleteSnapshot removes a snapshot from the store.
@@ -64,30 +56,33 @@ func (m *LawskerDeploy) DeleteSnapshot(
 	// The snapshot to delete (snap_YYYYMMDD_HHMMSS_xxxxxx).
 	id string,
 ) (string, error) {
-	env, store, err := m.openStore(ctx)
+	return m.withStore(ctx, "delete-snapshot", func(_ *runEnv, store *rollout.Store) (string, error) {
+		if _, err := snapshots.Load(ctx, store.Store, id); err != nil {
+			return "", err
+		}
+		if err := snapshots.Delete(ctx, store.Store, id); err != nil {
+			return "", err
+		}
+		return "deleted " + id + "\n", nil
+	})
+}
+
+// withStore runs f with the snapshot store open; its output and error are
+// masked.
+func (m *LawskerDeploy) withStore(ctx context.Context, verb string, f func(*runEnv, *rollout.Store) (string, error)) (string, error) {
+	env, err := m.env(ctx, true)
 	if err != nil {
 		return "", err
 	}
 	defer env.cleanup()
-	defer store.Close()
-	if _, err := snapshots.Load(ctx, store.Store, id); err != nil {
-		return "", err
-	}
-	if err := snapshots.Delete(ctx, store.Store, id); err != nil {
-		return "", failed("delete-snapshot", env.red.Error(err), "")
-	}
-	return "deleted " + id + "\n", nil
-}
-
-func (m *LawskerDeploy) openStore(ctx context.Context) (*runEnv, *rollout.Store, error) {
-	env, err := m.env(ctx, true)
-	if err != nil {
-		return nil, nil, err
-	}
 	store, err := rollout.OpenStore(ctx, env.cfg, env.res)
 	if err != nil {
-		env.cleanup()
-		return nil, nil, env.red.Error(err)
+		return "", failed(verb, env.red.Error(err), "")
 	}
-	return env, store, nil
+	defer store.Close()
+	out, err := f(env, store)
+	if err != nil {
+		return "", failed(verb, env.red.Error(err), "")
+	}
+	return env.red.String(out), nil
 }

@@ -159,63 +159,60 @@ type SecretUse struct {
 
 // SecretRefs lists every secret reference in the configuration, by path.
 func (c *Config) SecretRefs() []SecretUse {
-	var out []SecretUse
-	addRef := func(path string, r SecretRef) {
-		if !r.IsZero() {
-			out = append(out, SecretUse{Path: path, Ref: r})
-		}
-	}
+	var l refList
 	for i, t := range c.Targets {
-		addRef(indexPath("targets", i)+".ssh.key", t.SSH.Key)
+		l.add(indexPath("targets", i)+".ssh.key", t.SSH.Key)
 	}
 	if c.Registry != nil {
-		addRef("registry.password", c.Registry.Password)
+		l.add("registry.password", c.Registry.Password)
 	}
-	names := make([]string, 0, len(c.Backend.SecretEnv))
-	for k := range c.Backend.SecretEnv {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		addRef("backend.secret_env."+k, c.Backend.SecretEnv[k])
-	}
+	l.addMap("backend.secret_env.", c.Backend.SecretEnv)
 	if c.Database != nil {
-		addRef("database.password", c.Database.Password)
-		addRef("database.admin_password", c.Database.AdminPassword)
+		l.add("database.password", c.Database.Password)
+		l.add("database.admin_password", c.Database.AdminPassword)
 	}
 	if c.Redis != nil {
-		addRef("redis.password", c.Redis.Password)
+		l.add("redis.password", c.Redis.Password)
 	}
-	addRef("monitoring.grafana_admin_password", c.Monitoring.GrafanaAdminPassword)
-	addRef("verification.login.password", c.Verification.Login.Password)
+	l.add("monitoring.grafana_admin_password", c.Monitoring.GrafanaAdminPassword)
+	l.add("verification.login.password", c.Verification.Login.Password)
 	if c.Notifications.SMTP != nil {
-		addRef("notifications.smtp.password", c.Notifications.SMTP.Password)
+		l.add("notifications.smtp.password", c.Notifications.SMTP.Password)
 	}
-	return out
+	return l
 }
 
 // AllSecretRefs is SecretRefs and the references only some runs need: the
 // DNS provider's credentials (DNS-01 issuance), the snapshot store's S3
 // keys and the age identity (restores).
 func (c *Config) AllSecretRefs() []SecretUse {
-	out := c.SecretRefs()
-	addRef := func(path string, r SecretRef) {
-		if !r.IsZero() {
-			out = append(out, SecretUse{Path: path, Ref: r})
-		}
+	l := refList(c.SecretRefs())
+	l.addMap("tls.dns_credentials.", c.TLS.DNSCredentials)
+	l.add("snapshots.s3_access_key_id", c.Snapshots.S3AccessKeyID)
+	l.add("snapshots.s3_secret_access_key", c.Snapshots.S3SecretAccessKey)
+	l.add("snapshots.age_identity", c.Snapshots.AgeIdentity)
+	return l
+}
+
+// refList collects the set references, by path.
+type refList []SecretUse
+
+func (l *refList) add(path string, r SecretRef) {
+	if !r.IsZero() {
+		*l = append(*l, SecretUse{Path: path, Ref: r})
 	}
-	names := make([]string, 0, len(c.TLS.DNSCredentials))
-	for k := range c.TLS.DNSCredentials {
+}
+
+// addMap adds a map's references in the order of their keys.
+func (l *refList) addMap(prefix string, m map[string]SecretRef) {
+	names := make([]string, 0, len(m))
+	for k := range m {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		addRef("tls.dns_credentials."+k, c.TLS.DNSCredentials[k])
+		l.add(prefix+k, m[k])
 	}
-	addRef("snapshots.s3_access_key_id", c.Snapshots.S3AccessKeyID)
-	addRef("snapshots.s3_secret_access_key", c.Snapshots.S3SecretAccessKey)
-	addRef("snapshots.age_identity", c.Snapshots.AgeIdentity)
-	return out
 }
 
 // CheckSecrets returns one problem per secret reference that has no value.

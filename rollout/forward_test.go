@@ -100,6 +100,17 @@ func TestAReleaseTravelsThroughAForward(t *testing.T) {
 	require.NoError(t, err, "%+v", restored)
 	assert.Equal(t, "v1", r.version(t, "v1"))
 
+	// Restoring the database without its admin role is refused before the
+	// lock, saying what to set, with nothing changed.
+	noAdmin := *cfg
+	db := *cfg.Database
+	db.AdminPassword = ""
+	noAdmin.Database = &db
+	_, err = PrepareRestore(t.Context(), RestoreRequest{Config: &noAdmin, Resolver: r.resolver(), Store: s.Store, Manifest: m, Plan: &RestorePlan{Components: []snapshots.Component{snapshots.ComponentBackend, snapshots.ComponentDatabase}},
+		ID: report.NewID(time.Now()), Who: "tester@ci", WorkDir: t.TempDir()})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nothing was changed: restoring the database needs its admin role (database.admin_user and database.admin_password)")
+
 	// verify through the forward: the site through the target's SSH
 	// connection, the open-ports scan skipped with the reason (never a
 	// pass), the baseline from the store.

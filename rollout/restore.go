@@ -82,6 +82,15 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 		if m.Database == nil || m.Database.Name != cfg.Database.Name {
 			return nil, fmt.Errorf("snapshot %s holds a dump of database %q, not %q: nothing was changed", m.ID, dbName(m), cfg.Database.Name)
 		}
+		// Restoring creates a fresh database and swaps it in: the admin
+		// role does it. Said before the lock, not in the middle.
+		_, err := req.Resolver.Resolve(cfg.Database.AdminPassword)
+		if err == nil && cfg.Database.AdminUser == "" {
+			err = errors.New("database.admin_user is not set")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("nothing was changed: restoring the database needs its admin role (database.admin_user and database.admin_password): %w; set them, or roll back without the database (--components backend,frontend)", err)
+		}
 	}
 	restoreFolders := func(ctx context.Context, h *remote.Host) error {
 		var id age.Identity
