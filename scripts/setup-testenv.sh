@@ -5,7 +5,7 @@
 #   scripts/setup-testenv.sh           install + start dockerd
 #   scripts/setup-testenv.sh --check   report what is missing, install nothing
 #
-# Debian packages come from apt; registry, versitygw and pebble are built with
+# Debian packages come from apt; registry, versitygw, pebble and VictoriaLogs are built with
 # `go install` into .cache/bin (reused between runs: the first build takes
 # minutes). Per-test servers (PostgreSQL, Redis, sshd, nginx, registry, S3,
 # pebble, Prometheus) are started by the Go helpers in testenv/ on free
@@ -54,6 +54,7 @@ gotools=(
   "pebble github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1"
   "pebble-challtestsrv github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@v2.10.1"
   "actionlint github.com/rhysd/actionlint/cmd/actionlint@v1.7.7"
+  "victoria-logs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1"
 )
 for entry in "${gotools[@]}"; do
   name=${entry%% *}; pkg=${entry#* }

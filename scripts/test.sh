@@ -42,6 +42,9 @@ go test ./checks -run '^$' -bench 'LoadVsWrk|LoadMemory' -benchtime 1x
 # Snapshot into S3 and restore of a ~200 MB database against raw
 # pg_dump/pg_restore (medians of five and nine rounds), and the peak heap.
 go test ./snapshots -run '^$' -bench 'SnapshotAndRestore' -benchtime 1x
+# The log store (VictoriaLogs): `logs --since 10m` over 1,000,000 stored
+# lines, against the store's own unsorted answer.
+go test ./logstore -run '^$' -bench 'Since10mOnAMillionLines' -benchtime 1x
 # Three certificates against Pebble: our issuance against lego's own
 # library calls in a loop (medians of five rounds), and what ours adds per
 # domain outside lego.
