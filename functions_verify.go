@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/deploy"
@@ -83,6 +85,58 @@ func (m *LawskerDeploy) Verify(
 	text = env.red.String(text)
 	if run.Suite.Failed() {
 		return "", fmt.Errorf("verify failed: %d check(s) failed\n\n%s", run.Suite.Count(checks.Fail), text)
+	}
+	return text, nil
+}
+
+// Logs returns a release's backend output on every target, oldest first, every configured secret masked.
+//
+// --release is current (the default), previous, or a release id. No log
+// store runs on the targets yet: the lines are the backend containers' own
+// output, read with docker logs over SSH (the first line says so). A
+// function returns once: follow the output with the CLI (lawsker-deploy
+// logs --follow).
+// +cache="never"
+func (m *LawskerDeploy) Logs(
+	ctx context.Context,
+	// Whose output: current, previous, or a release id.
+	// +default="current"
+	release string,
+	// Only lines of the last duration, e.g. 10m (default: every line the container kept).
+	// +optional
+	since string,
+	// Only lines containing this text.
+	// +optional
+	grep string,
+	// At most the newest N lines of each target (0: all).
+	// +default=200
+	lines int,
+) (string, error) {
+	var window time.Duration
+	if since != "" {
+		d, err := time.ParseDuration(since)
+		if err != nil || d < 0 {
+			return "", fmt.Errorf("logs: --since %q is not a duration (10m, 1h30m)", since)
+		}
+		window = d
+	}
+	if lines < 0 {
+		return "", errors.New("logs: --lines cannot be negative")
+	}
+	env, err := m.env(ctx, false)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	var b strings.Builder
+	src, err := rollout.Logs(ctx, rollout.LogsRequest{Config: env.cfg, Resolver: env.res, Release: release, Since: window, Grep: grep, Lines: lines},
+		func(l rollout.LogLine) error {
+			fmt.Fprintf(&b, "%s %s %s %s\n", l.Time.UTC().Format(time.RFC3339), l.Target, l.Release, l.Message)
+			return nil
+		})
+	text := env.red.String("# " + src + "\n" + b.String())
+	if err != nil {
+		return "", failed("logs", env.red.Error(err), text)
 	}
 	return text, nil
 }

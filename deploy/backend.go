@@ -103,6 +103,23 @@ func (d Docker) Logs(name string, lines int) []string {
 	return d.cmd("logs", "--tail", strconv.Itoa(lines), name)
 }
 
+// Output is a container's output with timestamps, stderr merged into
+// stdout by a constant script (since 0: all it kept; tail 0: every line;
+// follow: until the session ends).
+func (d Docker) Output(name string, since time.Duration, tail int, follow bool) []string {
+	args := []string{"logs", "--timestamps"}
+	if since > 0 {
+		args = append(args, "--since", strconv.FormatInt(int64(max(since/time.Second, 1)), 10)+"s")
+	}
+	if tail > 0 {
+		args = append(args, "--tail", strconv.Itoa(tail))
+	}
+	if follow {
+		args = append(args, "--follow")
+	}
+	return append([]string{"sh", "-c", `exec "$@" 2>&1`, "sh"}, d.cmd(append(args, name)...)...)
+}
+
 // Running lists the names of running containers of the app deployed under
 // base (<root>/<app>).
 func (d Docker) Running(base string) []string {

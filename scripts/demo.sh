@@ -108,6 +108,10 @@ echo "requests during the deploy: $ok ok, $failed failed"
 say "verify: the whole suite against the deployment (table, JSON report, JUnit, Markdown)"
 bin/lawsker-deploy verify --config "$cfg"
 
+say "logs: what v2's backend printed (every secret masked), then v1's, still warm"
+bin/lawsker-deploy logs --config "$cfg" --since 10m --lines 5
+bin/lawsker-deploy logs --config "$cfg" --release previous --lines 3
+
 say "verify any URL with no configuration, as the old toolkit's deploy.py --action verify --base-url did (the old form is mapped)"
 (cd "$demo" && "$OLDPWD/bin/lawsker-deploy" --action verify --base-url "http://127.0.0.1:28080" --category health,security \
   --reports-dir "$OLDPWD/reports" --logs-dir "$OLDPWD/logs") || echo "(a failed check exits 1; the demo goes on)"

@@ -11,7 +11,8 @@
 // main.healthyAnswers=N (health returns 500 after N answers),
 // main.crashAfter=6s (serves, then exits with 1 six seconds after each
 // start), main.failEvery=N (every Nth answer of /api/v1/version is a 500;
-// health stays green), main.migrationFails=true (before any change), =halfway (after the
+// health stays green), main.leakEnv=NAME (prints NAME's value when it
+// starts, as a careless app does: logs must mask it), main.migrationFails=true (before any change), =halfway (after the
 // schema changed) or =hangs (after the schema changed, forever).
 package main
 
@@ -39,6 +40,7 @@ var (
 	healthyAnswers = "0" // 0: no limit
 	crashAfter     = ""  // a duration: the server exits with 1 that long after it starts
 	failEvery      = "0" // N: every Nth /api/v1/version answer is a 500 (0: none)
+	leakEnv        = ""  // an environment variable whose value is printed at start
 )
 
 // migrate does what an Alembic upgrade does to the schema: a new table and
@@ -213,6 +215,9 @@ func main() {
 		fmt.Fprintf(w, "# TYPE sample_up gauge\nsample_up{version=%q} 1\n", version)
 	})
 	srv := &http.Server{Addr: "127.0.0.1:" + port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if leakEnv != "" {
+		fmt.Println("config:", leakEnv+"="+os.Getenv(leakEnv))
+	}
 	fmt.Println("sample backend", version, "listening on", srv.Addr)
 	if err := srv.ListenAndServe(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
