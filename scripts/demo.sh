@@ -113,8 +113,11 @@ bin/lawsker-deploy logs --config "$cfg" --since 10m --lines 5
 bin/lawsker-deploy logs --config "$cfg" --release previous --lines 3
 
 say "verify any URL with no configuration, as the old toolkit's deploy.py --action verify --base-url did (the old form is mapped)"
-(cd "$demo" && "$OLDPWD/bin/lawsker-deploy" --action verify --base-url "http://127.0.0.1:28080" --category health,security \
+# In an empty folder: no deploy.json there (a later step writes one into $demo).
+noconf=$(mktemp -d)
+(cd "$noconf" && "$OLDPWD/bin/lawsker-deploy" --action verify --base-url "http://127.0.0.1:28080" --category health,security \
   --reports-dir "$OLDPWD/reports" --logs-dir "$OLDPWD/logs") || echo "(a failed check exits 1; the demo goes on)"
+rmdir "$noconf"
 
 say "every verb explains itself: rollback --help"
 bin/lawsker-deploy rollback --help
