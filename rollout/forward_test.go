@@ -23,8 +23,7 @@ import (
 // answers (its known_hosts entry under that name) and reaches it through a
 // forward, as the Dagger module reaches a --target-ssh service: every
 // connection must go through ssh.via.
-func (r *rig) throughForward(t *testing.T, cfg *config.Config) *testenv.Forward {
-	s := r.SSHD
+func throughForward(t *testing.T, s *testenv.SSHD, cfg *config.Config) *testenv.Forward {
 	fwd := testenv.StartForward(t, fmt.Sprintf("%s:%d", s.Host, s.Port), nil)
 	closed := testenv.FreePort(t)
 	kh := filepath.Join(t.TempDir(), "known_hosts")
@@ -41,7 +40,7 @@ func TestAReleaseTravelsThroughAForward(t *testing.T) {
 	r := newRig(t)
 	cfg := r.config(t, "")
 	cfg.Snapshots.Store = "target" // a file:// store would be the function's own, refused under Dagger
-	fwd := r.throughForward(t, cfg)
+	fwd := throughForward(t, r.SSHD, cfg)
 
 	_, out, err := r.release(t, cfg, r.Image(t, "./examples/sample/backend", "sample/backend", "v1"))
 	require.NoError(t, err, "%+v", out)
@@ -185,4 +184,64 @@ func TestVerifySeesATargetOnlyThroughItsForward(t *testing.T) {
 	assert.Equal(t, pipelines.Succeeded, states["ssh:hidden"].State, "%v", states["ssh:hidden"].Err)
 	assert.Equal(t, pipelines.Skipped, states["registry"].State)
 	assert.Contains(t, states["registry"].Reason, "pass --registry=tcp://localhost:5000 to probe it")
+}
+
+// A real application nobody here wrote, memos (from the Go module proxy),
+// reached only through a forward as `dagger call --target-ssh` reaches it:
+// its database bootstrapped through the tunnel, deploys of 0.21 and 0.22
+// (which migrates at its start), verify with the ports scan skipped, its
+// own output through logs, and rollback --snapshot with its database from
+// the target store.
+func TestMemosThroughAForward(t *testing.T) {
+	r := newAppRig(t, "memos")
+	v021 := r.ThirdPartyImage(t, memos021, "memos")
+	v022 := r.ThirdPartyImage(t, memos022, "memos")
+	cfg := r.config(t, `"port_env": "MEMOS_PORT", "health_path": "/healthz",
+	    "env": {"MEMOS_MODE": "prod", "MEMOS_ADDR": "127.0.0.1", "MEMOS_DATA": "/tmp", "MEMOS_DRIVER": "postgres"}`,
+		`"categories": ["health", "security"], "endpoints": [{"path": "/healthz"}]`)
+	cfg.Database.URLEnv = "MEMOS_DSN"
+	cfg.Snapshots.Store = "target"
+	fwd := throughForward(t, r.SSHD, cfg)
+
+	out, err := r.deploy(t, cfg, v021)
+	require.NoError(t, err, "%+v", out)
+	pre022ID := ""
+	out, err = r.deploy(t, cfg, v022)
+	require.NoError(t, err, "%+v", out)
+	pre022ID = out.PreSnapshot
+	assert.Equal(t, "0.21.0,0.22.0", r.psql(t, "SELECT string_agg(version, ',' ORDER BY version) FROM migration_history"))
+	assert.Positive(t, fwd.Accepted.Load())
+
+	vr, err := Verify(t.Context(), VerifyRequest{Config: cfg, Resolver: r.resolver()})
+	require.NoError(t, err)
+	for _, res := range vr.Suite.Results {
+		switch res.Name {
+		case "backend health /healthz":
+			assert.Equal(t, checks.Pass, res.Status, res.Message)
+		case "open ports local":
+			assert.Equal(t, checks.Skip, res.Status, res.Message)
+		}
+	}
+
+	var lines []LogLine
+	_, err = Logs(t.Context(), LogsRequest{Config: cfg, Resolver: r.resolver(), Lines: 50}, func(l LogLine) error { lines = append(lines, l); return nil })
+	require.NoError(t, err)
+	require.NotEmpty(t, lines, "memos 0.22 printed nothing")
+	for _, l := range lines {
+		assert.NotContains(t, l.Message, r.pg.Password)
+		assert.NotContains(t, l.Message, "app-pw-memos", "memos' database password is masked")
+	}
+
+	s, err := OpenStore(t.Context(), cfg, r.resolver())
+	require.NoError(t, err)
+	defer s.Close()
+	m, plan, err := PlanFor(t.Context(), cfg, r.resolver(), s, pre022ID, nil)
+	require.NoError(t, err)
+	assert.Contains(t, plan.Components, snapshots.ComponentDatabase, "0.22 changed the schema")
+	rs, err := PrepareRestore(t.Context(), RestoreRequest{Config: cfg, Resolver: r.resolver(), Store: s.Store, Manifest: m, Plan: plan, ID: report.NewID(time.Now()), Who: "tester@ci", WorkDir: t.TempDir()})
+	require.NoError(t, err)
+	defer rs.Close()
+	restored, err := rs.Finish(pipelines.Run(t.Context(), rs.Graph(), pipelines.Options{MaxWorkers: 4}))
+	require.NoError(t, err, "%+v", restored)
+	assert.Equal(t, "0.21.0", r.psql(t, "SELECT string_agg(version, ',') FROM migration_history"), "0.22's migration is undone")
 }
