@@ -4,10 +4,9 @@ import (
 	"context"
 	"net"
 	"time"
-)
 
-// DialFunc makes a connection; net.Dialer.DialContext has this shape.
-type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+	"github.com/lawsker/lawsker-deploy/internal/pgconfig"
+)
 
 // Route sends the suite's connections to some hosts another way than a
 // direct dial: through a target's SSH connection when the target itself is
@@ -18,8 +17,8 @@ type Route struct {
 	// Hosts are the host names and addresses whose connections go
 	// through Dial (as the URL or the configuration writes them).
 	Hosts map[string]bool
-	// Dial reaches host:port as the target does.
-	Dial DialFunc
+	// Dial reaches host:port as the target does (its DialTCP).
+	Dial pgconfig.Dialer
 	// Why is said when a check cannot run through the route (a port scan).
 	Why string
 }
@@ -36,7 +35,7 @@ func (r *Route) DialContext(ctx context.Context, network, addr string, timeout t
 		defer cancel()
 	}
 	if host, _, err := net.SplitHostPort(addr); err == nil && r.Routes(host) {
-		return r.Dial(ctx, network, addr)
+		return r.Dial(ctx, addr)
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)

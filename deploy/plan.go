@@ -200,7 +200,8 @@ func nonEmpty(names ...string) []string {
 	return out
 }
 
-func registryOf(image string) string {
+// RegistryOf is the registry part of an image reference (before the first /).
+func RegistryOf(image string) string {
 	host, _, _ := strings.Cut(image, "/")
 	return host
 }

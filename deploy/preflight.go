@@ -49,7 +49,7 @@ func Preflight(cfg *config.Config, res *config.Resolver, o PreflightOptions) (*p
 			Run: func(ctx context.Context) error { return checkSSH(ctx, fmt.Sprintf("targets[%d]", i), t, res) },
 		})
 	}
-	if host := registryOf(cfg.Backend.Image); host != "" {
+	if host := RegistryOf(cfg.Backend.Image); host != "" {
 		desc, dial := "registry "+host+" answers the OCI distribution API", ""
 		if o.RegistryVia != "" {
 			desc, dial = desc+" (through "+o.RegistryVia+")", o.RegistryVia
@@ -57,7 +57,7 @@ func Preflight(cfg *config.Config, res *config.Resolver, o PreflightOptions) (*p
 		steps = append(steps, pipelines.Step{
 			Name: "registry", Description: desc, Timeout: 15 * time.Second, Retry: network,
 			Run: func(ctx context.Context) error {
-				if h, _, err := net.SplitHostPort(host); o.InEngine && dial == "" && ((err == nil && isLoopback(h)) || isLoopback(host)) {
+				if o.InEngine && dial == "" && IsLoopback(host) {
 					return pipelines.Skip("registry %s is on your machine's loopback, which a Dagger function cannot reach (the engine itself pushes there): pass --registry=tcp://%s to probe it", host, strings.Replace(host, "127.0.0.1", "localhost", 1))
 				}
 				return checkRegistry(ctx, host, dial)
@@ -102,7 +102,7 @@ func checkSSH(ctx context.Context, path string, t config.Target, res *config.Res
 // assumes; others HTTPS.
 func checkRegistry(ctx context.Context, host, via string) error {
 	scheme := "https"
-	if h, _, err := net.SplitHostPort(host); (err == nil && isLoopback(h)) || isLoopback(host) {
+	if IsLoopback(host) {
 		scheme = "http"
 	}
 	url := scheme + "://" + host + "/v2/"
@@ -135,7 +135,12 @@ func checkRegistry(ctx context.Context, host, via string) error {
 	return fmt.Errorf("registry %s: status %d; is %s an OCI registry?", url, resp.StatusCode, host)
 }
 
-func isLoopback(h string) bool {
+// IsLoopback reports whether a host, or the host of a host:port, is this
+// machine's loopback (localhost, 127.0.0.0/8, ::1).
+func IsLoopback(h string) bool {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
 	if h == "localhost" {
 		return true
 	}

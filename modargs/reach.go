@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/deploy"
 )
 
 // CheckTargetServices checks the number of --target-ssh services against
@@ -35,7 +36,7 @@ func CheckLoopbackTargets(cfg *config.Config, services int) error {
 		return nil
 	}
 	for i, t := range cfg.Targets {
-		if ip := net.ParseIP(t.Host); t.Host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		if deploy.IsLoopback(t.Host) {
 			return fmt.Errorf("targets[%d] %s is at %s, your machine's loopback, which a Dagger function cannot reach (127.0.0.1 in a function is its own container): pass --target-ssh=tcp://localhost:%d to the module", i, t.Name, t.Host, t.SSH.Port)
 		}
 	}
@@ -89,24 +90,11 @@ func ProbeSSH(ctx context.Context, what, addr string, timeout time.Duration) err
 // registry (127.0.0.1:5000), never for a registry the engine reaches by
 // name, which would then be named twice.
 func CheckRegistryService(cfg *config.Config) error {
-	host := RegistryHost(cfg)
-	h, _, err := net.SplitHostPort(host)
-	if err != nil {
-		h = host
-	}
-	if ip := net.ParseIP(h); h == "localhost" || (ip != nil && ip.IsLoopback()) {
+	host := deploy.RegistryOf(cfg.Backend.Image)
+	if deploy.IsLoopback(host) {
 		return nil
 	}
 	return fmt.Errorf("--registry: a service and a registry host are both given: backend.image names the registry %s, which the engine reaches by name; --registry stands only for a registry on your machine's loopback (127.0.0.1:5000): drop it", host)
-}
-
-// RegistryHost is the registry of backend.image ("" for Docker Hub).
-func RegistryHost(cfg *config.Config) string {
-	first, _, ok := strings.Cut(cfg.Backend.Image, "/")
-	if !ok || !(strings.ContainsAny(first, ".:") || first == "localhost") {
-		return ""
-	}
-	return first
 }
 
 // CheckStore refuses a snapshot store in the function's own filesystem: a

@@ -1,11 +1,9 @@
 package rollout
 
 import (
-	"context"
-	"net"
-
 	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/deploy"
 	"github.com/lawsker/lawsker-deploy/remote"
 )
 
@@ -24,11 +22,11 @@ func RouteThrough(cfg *config.Config, h *remote.Host) *checks.Route {
 			continue
 		}
 		hosts := map[string]bool{t.Host: true}
-		if ip := net.ParseIP(t.Host); ip != nil && ip.IsLoopback() {
+		if deploy.IsLoopback(t.Host) {
 			hosts["localhost"] = true
 		}
 		return &checks.Route{Hosts: hosts, Why: "target " + t.Name + " is reached through a forward (" + t.SSH.Via + "), so its ports cannot be seen from here",
-			Dial: func(ctx context.Context, _, addr string) (net.Conn, error) { return h.DialTCP(ctx, addr) }}
+			Dial: h.DialTCP}
 	}
 	return nil
 }

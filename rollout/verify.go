@@ -109,11 +109,18 @@ func (r *Rollout) latestBaseline(ctx context.Context, h *remote.Host) checks.Bas
 		serving = r.pre.Images[snapshots.ComponentBackend]
 	}
 	r.mu.Unlock()
+	b, _ := baselineOf(ctx, store, serving)
+	return b
+}
+
+// baselineOf is the baseline of the newest post-deploy snapshot taken of
+// image (any image when ""), and that snapshot's id.
+func baselineOf(ctx context.Context, store snapshots.Store, image string) (checks.Baseline, string) {
 	ms, _ := snapshots.List(ctx, store)
 	for _, m := range ms {
-		if m.Trigger == "post-deploy" && len(m.Baseline) > 0 && (serving == "" || m.Images[snapshots.ComponentBackend] == serving) {
-			return checks.Baseline(m.Baseline)
+		if m.Trigger == "post-deploy" && len(m.Baseline) > 0 && (image == "" || m.Images[snapshots.ComponentBackend] == image) {
+			return checks.Baseline(m.Baseline), m.ID
 		}
 	}
-	return nil
+	return nil, ""
 }

@@ -95,11 +95,8 @@ func storeBaseline(ctx context.Context, cfg *config.Config, res *config.Resolver
 	if c, ok := store.(interface{ Close() error }); ok {
 		defer c.Close()
 	}
-	ms, _ := snapshots.List(ctx, store)
-	for _, m := range ms {
-		if m.Trigger == "post-deploy" && len(m.Baseline) > 0 && m.Images[snapshots.ComponentBackend] == cur.Image {
-			return checks.Baseline(m.Baseline), "snapshot " + m.ID, nil
-		}
+	if b, id := baselineOf(ctx, store, cur.Image); b != nil {
+		return b, "snapshot " + id, nil
 	}
 	return nil, "", nil
 }
