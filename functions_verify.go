@@ -89,11 +89,13 @@ func (m *LawskerDeploy) Verify(
 	return text, nil
 }
 
-// Logs returns a release's backend output on every target, oldest first, every configured secret masked.
+// Logs returns a release's backend output, or nginx's access and error logs, on every target, oldest first, every configured secret masked.
 //
-// --release is current (the default), previous, or a release id. No log
-// store runs on the targets yet: the lines are the backend containers' own
-// output, read with docker logs over SSH (the first line says so). A
+// --release is current (the default), previous, or a release id. With
+// monitoring.logs the lines come from the log store on each target
+// (VictoriaLogs, through SSH); where it is down, or without it, the
+// backend's output is read with docker logs over SSH (the first line says
+// which). A
 // function returns once: follow the output with the CLI (lawsker-deploy
 // logs --follow).
 // +cache="never"
@@ -111,6 +113,12 @@ func (m *LawskerDeploy) Logs(
 	// At most the newest N lines of each target (0: all).
 	// +default=200
 	lines int,
+	// What to read: backend (the release's output), access or error (nginx's logs, from the log store), or all.
+	// +default="backend"
+	source string,
+	// One JSON object a line (target, release, source, time, message) instead of text.
+	// +optional
+	json bool,
 ) (string, error) {
 	var window time.Duration
 	if since != "" {
@@ -129,12 +137,19 @@ func (m *LawskerDeploy) Logs(
 	}
 	defer env.cleanup()
 	var b strings.Builder
-	src, err := rollout.Logs(ctx, rollout.LogsRequest{Config: env.cfg, Resolver: env.res, Release: release, Since: window, Grep: grep, Lines: lines},
+	src, err := rollout.Logs(ctx, rollout.LogsRequest{Config: env.cfg, Resolver: env.res, Release: release, Source: source, Since: window, Grep: grep, Lines: lines},
 		func(l rollout.LogLine) error {
-			fmt.Fprintf(&b, "%s %s %s %s\n", l.Time.UTC().Format(time.RFC3339), l.Target, l.Release, l.Message)
+			if json {
+				return rollout.WriteLogJSON(&b, l)
+			}
+			fmt.Fprintf(&b, "%s %s %s %s %s\n", l.Time.UTC().Format(time.RFC3339), l.Target, l.Release, l.Source, l.Message)
 			return nil
 		})
-	text := env.red.String("# " + src + "\n" + b.String())
+	head := "# " + src + "\n"
+	if json {
+		head = ""
+	}
+	text := env.red.String(head + b.String())
 	if err != nil {
 		return "", failed("logs", env.red.Error(err), text)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/progress"
 	"github.com/lawsker/lawsker-deploy/redact"
 	"github.com/lawsker/lawsker-deploy/release"
+	"github.com/lawsker/lawsker-deploy/rollout"
 )
 
 // runEnv is what every function that reaches targets needs: the
@@ -118,6 +119,12 @@ func (e *runEnv) runRelease(ctx context.Context, verb, id string, rel release.Re
 		out.WriteString(e.red.String(checks.Markdown(v, fmt.Sprintf("Verification of %s (%s)", e.cfg.App, e.cfg.Environment))))
 	} else if v != nil {
 		out.WriteString(e.red.String(checks.Table(v)))
+	}
+	if lines := r.Outcome.ErrorLines; len(lines) > 0 {
+		out.WriteString(e.red.String("error lines of the new release (" + r.Outcome.ErrorLinesFrom + "):\n" + rollout.FormatErrorLines(lines)))
+	}
+	for _, w := range r.Outcome.Warnings {
+		out.WriteString(e.red.String("warning: " + w + "\n"))
 	}
 	data, _ := json.Marshal(map[string]any{"id": id, "targets": r.Targets, "outcome": r.Outcome, "notifications": r.Notifications})
 	text := out.String() + e.red.String(string(data)) + "\n"

@@ -185,7 +185,23 @@ type Monitoring struct {
 	NodeExporter         string    `json:"node_exporter,omitempty" format:"hostport" doc:"node_exporter to scrape (host:port as seen from the target); the disk and certificate alerts use it"`
 	NginxExporter        string    `json:"nginx_exporter,omitempty" format:"hostport" doc:"nginx-prometheus-exporter to scrape (host:port as seen from the target)"`
 	ExtraRules           string    `json:"extra_rules,omitempty" format:"path" doc:"a Prometheus rule file of yours, checked with promtool and applied beside the generated rules"`
+	Logs                 Logs      `json:"logs" doc:"log collection into VictoriaLogs on every target (on with monitoring.enabled)"`
 }
+
+// Logs configures log collection: the backend's output (Docker's syslog
+// driver) and nginx's access and error logs (its syslog: target) go to a
+// VictoriaLogs container on each target.
+type Logs struct {
+	Enabled    bool     `json:"enabled" default:"true" doc:"with monitoring.enabled: collect the backend's output and nginx's access and error logs on every target (false: none; logs then reads docker logs)"`
+	Image      string   `json:"image,omitempty" format:"imageref" default:"\"victoriametrics/victoria-logs:v1.52.1\"" doc:"VictoriaLogs image run on every target (network host)"`
+	URL        string   `json:"url,omitempty" format:"httpurl" default:"\"http://127.0.0.1:9428\"" doc:"the store's HTTP API on each target: a loopback address (it is never exposed; lawsker-deploy reaches it through SSH)"`
+	SyslogPort int      `json:"syslog_port,omitempty" min:"1" max:"65535" default:"5514" doc:"UDP port on 127.0.0.1 where the store takes syslog lines from Docker and nginx"`
+	Retention  Duration `json:"retention,omitempty" default:"\"168h\"" doc:"how long lines are kept (at least 24h)"`
+	ErrorLines int      `json:"error_lines,omitempty" min:"1" max:"1000" default:"20" doc:"most distinct error lines of a new release in its deploy's report and output"`
+}
+
+// LogsOn says whether logs are collected.
+func (m Monitoring) LogsOn() bool { return m.Enabled && m.Logs.Enabled }
 
 // Verification configures the verification suite.
 type Verification struct {

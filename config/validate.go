@@ -3,9 +3,11 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // validate applies the rules that involve more than one field. Field-level
@@ -162,6 +164,22 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 	}
 	if c.Verification.Login.Username != "" && c.Verification.Login.Password.IsZero() {
 		add("verification.login.password", "is required with verification.login.username (a secret reference)")
+	}
+	if lg := c.Monitoring.Logs; c.Monitoring.LogsOn() {
+		if u, err := url.Parse(lg.URL); err == nil {
+			if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
+				add("monitoring.logs.url", "must be a loopback address such as http://127.0.0.1:9428 (the store is never exposed; lawsker-deploy reaches it through SSH), got %s", quote(lg.URL))
+			}
+			if u.Path != "" && u.Path != "/" {
+				add("monitoring.logs.url", "must have no path, got %s", quote(lg.URL))
+			}
+		}
+		if lg.Retention.D() < 24*time.Hour {
+			add("monitoring.logs.retention", "must be at least 24h, got %s", lg.Retention)
+		}
+		if u, err := url.Parse(lg.URL); err == nil && u.Port() == strconv.Itoa(lg.SyslogPort) {
+			add("monitoring.logs.syslog_port", "is the port of monitoring.logs.url too; the HTTP API and the syslog listener need two ports")
+		}
 	}
 	if c.Execution.StepTimeout.D() <= 0 {
 		add("execution.step_timeout", "must be more than 0s")

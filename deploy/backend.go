@@ -54,6 +54,7 @@ func (d Docker) Run(spec ContainerSpec) []string {
 	}
 	args = append(args, "--name", spec.Name, "--env-file", spec.EnvFile,
 		"--label", "lawsker.app="+spec.App, "--label", "lawsker.base="+spec.Base, "--label", "lawsker.release="+spec.Release)
+	args = append(args, spec.Log...)
 	switch spec.Network {
 	case "host":
 		args = append(args, "--network", "host")
@@ -84,6 +85,9 @@ type ContainerSpec struct {
 	// ReplaceEntrypoint runs Command as the whole argv (--entrypoint).
 	ReplaceEntrypoint bool
 	Detach            bool
+	// Log are docker run's logging options (the log store's syslog
+	// driver; none: Docker's default).
+	Log []string
 }
 
 // Remove stops and removes a container (absent is fine: `|| true` is the

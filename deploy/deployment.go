@@ -34,6 +34,11 @@ type Request struct {
 	// restores the database brings the schema its release ran on.
 	NoMigrate bool
 	Force     bool // deploy even when the same release already serves
+	// LockWait waits that long for a held lock, in the target's queue
+	// (0: a held lock fails the deploy at once); Supersede replaces every
+	// older deploy of the app waiting there.
+	LockWait  time.Duration
+	Supersede bool
 	Logger    *slog.Logger
 	Hooks     Hooks
 	// ACMEClient reaches the ACME server (nil: system roots and
@@ -106,7 +111,8 @@ type Deployment struct {
 	// The hold (hold.go): from its start, to the last target's switch.
 	holdFrom, holdTo time.Time
 	holdLeft         map[*targetRun]bool
-	earlyRestore     bool // swap-database restored (or found the schema unchanged) before the reverts
+	earlyRestore     bool     // swap-database restored (or found the schema unchanged) before the reverts
+	storeDown        []string // targets whose log store could not run, and why
 	log              *slog.Logger
 }
 

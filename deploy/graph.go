@@ -23,6 +23,7 @@ const (
 	StepAfterRevert   = "restore-database"
 	StepCertificates  = "certificates"
 	StepMonitoring    = "monitoring"
+	StepLogStore      = "log-store"
 )
 
 // network is the retry policy of steps that open connections.
@@ -75,7 +76,7 @@ func (d *Deployment) once(name string, needs []string, timeout time.Duration, de
 
 // lockStep connects to a target and takes its deploy lock.
 func (d *Deployment) lockStep(tr *targetRun, description string) pipelines.Step {
-	return pipelines.Step{Name: StepLock + ":" + tr.cfg.Name, Timeout: 2 * time.Minute, Retry: network, Description: description,
+	return pipelines.Step{Name: StepLock + ":" + tr.cfg.Name, Timeout: 2*time.Minute + d.req.LockWait, Retry: network, Description: description,
 		Run: func(ctx context.Context) error { return d.lock(ctx, tr) }}
 }
 
@@ -138,7 +139,12 @@ func (d *Deployment) steps() []pipelines.Step {
 	}
 	var verifies []string
 	for i, tr := range d.targets {
-		start := b.add(d.onTarget(tr, StepStartBackend, []string{pulls[i], migrate, before, hold}, 0, "start the new backend beside the old one", d.start))
+		var store string
+		if cfg.Monitoring.LogsOn() {
+			store = b.add(d.onTarget(tr, StepLogStore, []string{prepares[i]}, 2*time.Minute,
+				"run the log store (VictoriaLogs, "+cfg.Monitoring.Logs.Image+") unless it runs with these settings; down: a warning, the deploy goes on", d.logStore))
+		}
+		start := b.add(d.onTarget(tr, StepStartBackend, []string{pulls[i], migrate, before, hold, store}, 0, "start the new backend beside the old one", d.start))
 		gate := cfg.Backend.HealthGate
 		health := b.add(d.onTarget(tr, StepHealthGate, []string{start}, gate.Deadline.D()+30*time.Second,
 			fmt.Sprintf("GET %s until %d passes in a row (every %s, deadline %s)", cfg.Backend.HealthPath, gate.ConsecutivePasses, gate.Interval, gate.Deadline), d.health))

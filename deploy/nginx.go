@@ -142,6 +142,11 @@ type SiteData struct {
 	// to the release, and its errors, there ("" writes none).
 	WatchLog   string
 	WatchUntil int64
+	// Syslog is the log store's syslog address (127.0.0.1:port; "" none):
+	// the access log goes there as JSON lines naming the release, the
+	// upstream, the status and the time taken, the error log beside it,
+	// tagged AccessTag and ErrorTag.
+	Syslog, AccessTag, ErrorTag string
 	// Hold renders the maintenance hold instead of the release: every
 	// request but ACME tokens gets 503 with Retry-After (no upstream).
 	Hold bool
@@ -190,6 +195,11 @@ map $http_user_agent ${{.Name}}_upstream {
     "~^lawsker-deploy" {{.Name}}_backend;
     default {{.Name}}_clients;
 }
+{{- end}}
+{{- if .Syslog}}
+
+# Access lines for the log store (JSON; the path without its query string).
+log_format {{.Name}}_json escape=json '{"time":"$time_iso8601","release":"{{.Release}}","method":"$request_method","path":"$uri","status":"$status","bytes":"$body_bytes_sent","request_time":"$request_time","upstream":"$upstream_addr","upstream_status":"$upstream_status","upstream_time":"$upstream_response_time","host":"$host","agent":"$http_user_agent"}';
 {{- end}}
 {{- if .WatchLog}}
 
@@ -251,6 +261,10 @@ server {
 {{- end}}
 {{- if .HostLog}}
     access_log {{.HostLog}} combined;
+{{- end}}
+{{- if .Syslog}}
+    access_log syslog:server={{.Syslog}},tag={{.AccessTag}},nohostname {{$.Name}}_json;
+    error_log syslog:server={{.Syslog}},tag={{.ErrorTag}},nohostname warn;
 {{- end}}
 
     gzip on;
@@ -343,10 +357,11 @@ func RenderSite(d SiteData) ([]byte, error) {
 	}
 	if err := siteTemplate.Execute(&b, struct {
 		App, Name, Release, Upstream, Fallback string
+		Syslog                                 string
 		Hold                                   bool
 		Servers                                []siteServer
 		WatchLog, WatchBefore                  string
-	}{d.App, d.Name, d.Release, d.Upstream, d.Fallback, d.Hold, servers, d.WatchLog, beforeRE(d.WatchUntil)}); err != nil {
+	}{d.App, d.Name, d.Release, d.Upstream, d.Fallback, d.Syslog, d.Hold, servers, d.WatchLog, beforeRE(d.WatchUntil)}); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil

@@ -93,7 +93,8 @@ func TestPlanFollowsTheConfig(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"pull:a", "snapshot-before", "prepare:a", "prepare:b"}, steps["migrate"].Needs, "migrations run once, on the first target, after the pre-deploy snapshot")
-	assert.Equal(t, []string{"pull:b", "migrate", "snapshot-before"}, steps["start-backend:b"].Needs)
+	assert.Equal(t, []string{"pull:b", "migrate", "snapshot-before", "log-store:b"}, steps["start-backend:b"].Needs, "the log store runs before the backend, so its first lines are kept")
+	assert.Equal(t, []string{"prepare:b"}, steps["log-store:b"].Needs)
 	assert.Equal(t, []string{"verify:a", "verify:b"}, steps["certificates"].Needs, "TLS: certificates once every target serves the release")
 	assert.Equal(t, []string{"certificates"}, steps["monitoring"].Needs, "monitoring once the certificates are in")
 	assert.Equal(t, []string{"monitoring"}, steps["verify-release"].Needs)

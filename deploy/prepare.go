@@ -30,8 +30,7 @@ func (d *Deployment) lock(ctx context.Context, tr *targetRun) error {
 		}
 		tr.host = h
 	}
-	err := AcquireLock(ctx, tr.host, tr.layout, LockInfo{ID: d.req.ID, Who: d.req.Who, When: time.Now().UTC(), Version: d.req.Image, Message: d.req.Message})
-	if err != nil {
+	if err := d.acquire(ctx, tr); err != nil {
 		return err
 	}
 	tr.mu.Lock()

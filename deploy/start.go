@@ -12,13 +12,56 @@ import (
 	"time"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	monitoringpkg "github.com/lawsker/lawsker-deploy/monitoring"
+	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/remote"
 )
 
 func (d *Deployment) spec(tr *targetRun, name string, detach bool, command []string) ContainerSpec {
 	b := d.req.Config.Backend
-	return ContainerSpec{Name: name, App: tr.layout.App, Base: tr.layout.Base, Release: d.req.ID, Image: d.req.Image, EnvFile: tr.layout.EnvFile(d.req.ID),
+	spec := ContainerSpec{Name: name, App: tr.layout.App, Base: tr.layout.Base, Release: d.req.ID, Image: d.req.Image, EnvFile: tr.layout.EnvFile(d.req.ID),
 		Network: b.Network, PortEnv: b.PortEnv, HostPort: tr.port, ContainerPort: b.Port, Command: command, Detach: detach}
+	if detach { // a long-running backend: its output goes to the log store too
+		spec.Log = monitoringpkg.BackendLogOptions(d.req.Config, tr.layout.Name, d.req.ID)
+	}
+	return spec
+}
+
+// logStore runs the target's log store (monitoring.logs) before the new
+// backend starts, so its first lines are kept. A store that cannot start
+// is a warning, never a failed deploy: the backend's output stays in
+// docker logs.
+func (d *Deployment) logStore(ctx context.Context, tr *targetRun) error {
+	s, err := monitoringpkg.LogStoreFor(d.req.Config)
+	if err == nil {
+		var state string
+		state, err = monitoringpkg.EnsureLogStore(ctx, d.monitoringTarget(tr), s)
+		if err == nil {
+			d.log.Info("log store", "target", tr.cfg.Name, "state", state, "listen", s.Listen)
+			return nil
+		}
+	}
+	d.mu.Lock()
+	d.storeDown = append(d.storeDown, tr.cfg.Name+": "+err.Error())
+	d.mu.Unlock()
+	return pipelines.Skip("the log store is not running (%v); the deploy goes on, the backend's output stays in docker logs", err)
+}
+
+// monitoringTarget is a target as package monitoring sees it.
+func (d *Deployment) monitoringTarget(tr *targetRun) monitoringpkg.Target {
+	return monitoringpkg.Target{Host: tr.host, Base: tr.layout.Base, App: d.req.Config.App, Name: tr.layout.Name, Docker: tr.docker}
+}
+
+// Warnings are what the run noticed without failing: one line for every
+// target whose log store could not run.
+func (d *Deployment) Warnings() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.storeDown) == 0 {
+		return nil
+	}
+	return []string{"the log store is not running on " + strings.Join(d.storeDown, "; ") +
+		" (the deploy went on; this release's output is in docker logs there, and logs reads it from there)"}
 }
 
 // migrate runs the migrations once. It records first that its container
@@ -252,3 +295,28 @@ func hostHeader(cfg *config.Config) string {
 	}
 	return ""
 }
+
+// LogTarget is a target where this run started the new release.
+type LogTarget struct {
+	Name   string
+	Host   *remote.Host
+	Layout Layout
+}
+
+// StartedOn lists the targets where this run started the new release,
+// with their connections (open until Close): where its lines are.
+func (d *Deployment) StartedOn() []LogTarget {
+	var out []LogTarget
+	for _, tr := range d.targets {
+		tr.mu.Lock()
+		ok := tr.noop == "" && tr.container != "" && tr.host != nil
+		tr.mu.Unlock()
+		if ok {
+			out = append(out, LogTarget{Name: tr.cfg.Name, Host: tr.host, Layout: tr.layout})
+		}
+	}
+	return out
+}
+
+// ID is the deploy's (and the new release's) id.
+func (d *Deployment) ID() string { return d.req.ID }

@@ -170,6 +170,10 @@ func (d *Deployment) siteData(tr *targetRun) (SiteData, bool) {
 	if a := tr.cfg.Nginx.AccessLog; a != "off" {
 		data.HostLog = a
 	}
+	if cfg.Monitoring.LogsOn() {
+		data.Syslog = fmt.Sprintf("127.0.0.1:%d", cfg.Monitoring.Logs.SyslogPort)
+		data.AccessTag, data.ErrorTag = monitoringpkg.AccessTag(l.Name), monitoringpkg.ErrorTag(l.Name)
+	}
 	// The release that serves now stays warm behind the new one for
 	// clients, unless this run changes what both depend on (a database
 	// swapped under a hold: the previous code must not serve on it).
@@ -296,7 +300,7 @@ func (d *Deployment) monitoring(ctx context.Context, tr *targetRun) error {
 }
 
 func (d *Deployment) applyMonitoring(ctx context.Context, tr *targetRun, port int, release string, check bool) error {
-	files, err := monitoringpkg.Render(d.req.Config, monitoringpkg.Input{Backends: []string{fmt.Sprintf("127.0.0.1:%d", port)}, Release: release})
+	files, err := monitoringpkg.Render(d.req.Config, monitoringpkg.Input{Backends: []string{fmt.Sprintf("127.0.0.1:%d", port)}, Release: release, Name: tr.layout.Name})
 	if err != nil {
 		return err
 	}
@@ -305,7 +309,7 @@ func (d *Deployment) applyMonitoring(ctx context.Context, tr *targetRun, port in
 			return err
 		}
 	}
-	res, err := monitoringpkg.Apply(ctx, d.req.Config, d.req.Resolver, monitoringpkg.Target{Host: tr.host, Base: tr.layout.Base, App: d.req.Config.App, Docker: tr.docker}, files)
+	res, err := monitoringpkg.Apply(ctx, d.req.Config, d.req.Resolver, d.monitoringTarget(tr), files)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,8 +47,11 @@ type Entry struct {
 type Query struct {
 	Since  time.Duration     // only lines of the last Since (0: no bound)
 	Fields map[string]string // exact values of fields (release, source)
-	Grep   string            // a phrase the message contains
-	Limit  int               // the newest Limit lines (0: all)
+	Grep   string            // text the message contains
+	// Filter is more LogsQL, written by this program (never a user's
+	// text): e.g. (i(error) OR i(panic)).
+	Filter string
+	Limit  int // the newest Limit lines (0: all)
 }
 
 // LogsQL is the query in VictoriaLogs' language; every value is quoted.
@@ -65,7 +69,11 @@ func (q Query) LogsQL() string {
 		parts = append(parts, quoteField(k)+":="+strconv.Quote(q.Fields[k]))
 	}
 	if q.Grep != "" {
-		parts = append(parts, "_msg:"+strconv.Quote(q.Grep))
+		// A substring, like grep: a regexp of the text, quoted.
+		parts = append(parts, "_msg:~"+strconv.Quote(regexp.QuoteMeta(q.Grep)))
+	}
+	if q.Filter != "" {
+		parts = append(parts, q.Filter)
 	}
 	if len(parts) == 0 {
 		parts = append(parts, "*")
@@ -133,6 +141,34 @@ func (c *Client) Tail(ctx context.Context, q Query, fn func(Entry) error) error 
 		return nil
 	}
 	return err
+}
+
+// Health says whether the store answers.
+func (c *Client) Health(ctx context.Context) error {
+	return c.get(ctx, "/health")
+}
+
+// Flush makes the lines received so far searchable at once (VictoriaLogs
+// otherwise takes up to a second or so).
+func (c *Client) Flush(ctx context.Context) error {
+	return c.get(ctx, "/internal/force_flush")
+}
+
+func (c *Client) get(ctx context.Context, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.down(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return c.refused(resp)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return nil
 }
 
 // Ingest writes lines (JSON lines with app, release and source as the

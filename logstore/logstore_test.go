@@ -21,7 +21,8 @@ func TestLogsQLQuotesEveryValue(t *testing.T) {
 		{Query{}, "*"},
 		{Query{Since: 10 * time.Minute}, "_time:10m"},
 		{Query{Since: 90 * time.Second, Fields: map[string]string{"release": "r1", "source": "backend"}}, `_time:90s release:="r1" source:="backend"`},
-		{Query{Since: 2 * time.Hour, Grep: `say "hi" | delete`}, `_time:2h _msg:"say \"hi\" | delete"`},
+		{Query{Since: 2 * time.Hour, Grep: `say "hi" | delete`}, `_time:2h _msg:~"say \"hi\" \\| delete"`},
+		{Query{Grep: "a.b", Filter: "(i(error) OR i(panic))"}, `_msg:~"a\\.b" (i(error) OR i(panic))`},
 		{Query{Fields: map[string]string{"odd key": `x"y`}}, `"odd key":="x\"y"`},
 	} {
 		assert.Equal(t, tc.want, tc.q.LogsQL())

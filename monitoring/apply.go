@@ -102,6 +102,9 @@ type Result struct {
 	Files      []string `json:"files"`
 	Prometheus string   `json:"prometheus"` // started, reloaded
 	Grafana    string   `json:"grafana,omitempty"`
+	// LogStores is what became of each target's log store (monitoring.logs):
+	// running, started, restarted, or why it is not running.
+	LogStores map[string]string `json:"log_stores,omitempty"`
 }
 
 // Apply writes the checked files to the target (each atomically; the
@@ -173,6 +176,9 @@ func grafana(ctx context.Context, cfg *config.Config, res *config.Resolver, t Ta
 	}
 	_, port, _ := net.SplitHostPort(u)
 	env := fmt.Sprintf("GF_SECURITY_ADMIN_PASSWORD=%s\nGF_SERVER_HTTP_PORT=%s\nGF_PATHS_PROVISIONING=/etc/lawsker-monitoring/grafana/provisioning\n", pw, port)
+	if m.LogsOn() { // the log store's data source
+		env += "GF_INSTALL_PLUGINS=" + LogsPlugin + "\n"
+	}
 	if err := t.Host.WriteFile(path.Join(dir, "grafana.env"), []byte(env), 0o600); err != nil {
 		return "", err
 	}

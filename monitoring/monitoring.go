@@ -34,6 +34,9 @@ type Input struct {
 	Backends []string
 	// Release is the serving release (a label on every series).
 	Release string
+	// Name is the deployment's (deploy.Layout's): the log store's tags
+	// are made of it (the error lines panel).
+	Name string
 }
 
 var prometheusTemplate = template.Must(template.New("prometheus").Parse(`# lawsker-deploy: {{.App}} ({{.Env}}) monitoring (generated; edits are replaced by the next apply)
@@ -150,7 +153,7 @@ datasources:
     access: proxy
     url: http://%s
     isDefault: true
-`, self))
+`, self) + logsDatasource(cfg))
 	files["grafana/provisioning/dashboards/lawsker.yml"] = []byte(`apiVersion: 1
 providers:
   - name: lawsker
@@ -159,7 +162,7 @@ providers:
     options:
       path: /etc/lawsker-monitoring/grafana/dashboards
 `)
-	dash, err := dashboard(cfg.App)
+	dash, err := dashboard(cfg, in)
 	if err != nil {
 		return nil, err
 	}
@@ -180,25 +183,65 @@ func listenAddr(raw string) (string, error) {
 	return net.JoinHostPort(u.Hostname(), port), nil
 }
 
+// LogsDatasourceUID is the provisioned VictoriaLogs data source's uid.
+const LogsDatasourceUID = "lawsker-logs"
+
+// LogsPlugin is Grafana's VictoriaLogs data source plugin.
+const LogsPlugin = "victoriametrics-logs-datasource"
+
+// logsDatasource is the provisioned log store data source (none without
+// monitoring.logs). Grafana runs on the first target, beside its store.
+func logsDatasource(cfg *config.Config) string {
+	if !cfg.Monitoring.LogsOn() {
+		return ""
+	}
+	s, err := LogStoreFor(cfg)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf(`  - name: VictoriaLogs
+    uid: %s
+    type: %s
+    access: proxy
+    url: http://%s
+`, LogsDatasourceUID, LogsPlugin, s.Listen)
+}
+
+// ErrorLinesPanelQuery is the LogsQL of the dashboard's error lines
+// panel: the serving release's backend lines with an error word.
+func ErrorLinesPanelQuery(name, release string) string {
+	return "app_name:=" + strconv.Quote(BackendTag(name, release)) + " " + ErrorLinesLogsQL()
+}
+
 // dashboard is the app's Grafana dashboard: requests, errors, latency,
-// resources, and deploy annotations (the release label changing).
-func dashboard(app string) ([]byte, error) {
+// resources, and deploy annotations (the release label changing); with
+// monitoring.logs, the serving release's error lines beside them.
+func dashboard(cfg *config.Config, in Input) ([]byte, error) {
+	app := cfg.App
 	panel := func(id int, title, expr, unit string, x, y int) map[string]any {
 		return map[string]any{"id": id, "title": title, "type": "timeseries", "datasource": map[string]string{"type": "prometheus", "uid": "lawsker-prometheus"},
 			"gridPos":     map[string]int{"h": 8, "w": 12, "x": x, "y": y},
 			"fieldConfig": map[string]any{"defaults": map[string]any{"unit": unit}},
 			"targets":     []map[string]string{{"expr": expr, "refId": "A"}}}
 	}
+	panels := []any{
+		panel(1, "Requests per second", `sum(rate(http_requests_total{job="backend"}[5m]))`, "reqps", 0, 0),
+		panel(2, "Error rate", `sum(rate(http_requests_total{job="backend",status=~"5.."}[5m])) / clamp_min(sum(rate(http_requests_total{job="backend"}[5m])), 1e-9)`, "percentunit", 12, 0),
+		panel(3, "Latency p95", `histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{job="backend"}[5m])))`, "s", 0, 8),
+		panel(4, "Backend up", `up{job="backend"}`, "none", 12, 8),
+		panel(5, "CPU", `1 - avg(rate(node_cpu_seconds_total{mode="idle"}[5m]))`, "percentunit", 0, 16),
+		panel(6, "Memory", `1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes`, "percentunit", 12, 16),
+	}
+	if cfg.Monitoring.LogsOn() && in.Name != "" && in.Release != "" {
+		panels = append(panels, map[string]any{"id": 7, "title": "Error lines of release " + in.Release, "type": "logs",
+			"datasource": map[string]string{"type": LogsPlugin, "uid": LogsDatasourceUID},
+			"gridPos":    map[string]int{"h": 10, "w": 24, "x": 0, "y": 24},
+			"options":    map[string]any{"showTime": true, "wrapLogMessage": true, "sortOrder": "Descending"},
+			"targets":    []map[string]string{{"expr": ErrorLinesPanelQuery(in.Name, in.Release), "refId": "A", "queryType": "instant"}}})
+	}
 	d := map[string]any{
 		"uid": "lawsker-" + app, "title": "lawsker: " + app, "schemaVersion": 39, "refresh": "30s", "time": map[string]string{"from": "now-6h", "to": "now"},
-		"panels": []any{
-			panel(1, "Requests per second", `sum(rate(http_requests_total{job="backend"}[5m]))`, "reqps", 0, 0),
-			panel(2, "Error rate", `sum(rate(http_requests_total{job="backend",status=~"5.."}[5m])) / clamp_min(sum(rate(http_requests_total{job="backend"}[5m])), 1e-9)`, "percentunit", 12, 0),
-			panel(3, "Latency p95", `histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{job="backend"}[5m])))`, "s", 0, 8),
-			panel(4, "Backend up", `up{job="backend"}`, "none", 12, 8),
-			panel(5, "CPU", `1 - avg(rate(node_cpu_seconds_total{mode="idle"}[5m]))`, "percentunit", 0, 16),
-			panel(6, "Memory", `1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes`, "percentunit", 12, 16),
-		},
+		"panels": panels,
 		"annotations": map[string]any{"list": []any{map[string]any{
 			"name": "Deploys", "enable": true, "iconColor": "blue", "datasource": map[string]string{"type": "prometheus", "uid": "lawsker-prometheus"},
 			"expr": `changes(max(up{job="backend"} * on(instance) group_left(release) up{job="backend"})[2m:]) > 0`, "titleFormat": "deploy", "textFormat": "release {{release}}",

@@ -27,6 +27,9 @@ type Release struct {
 	Kind   Kind
 	Graph  *pipelines.Graph
 	Finish func(*pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error)
+	// ErrorLines adds the new release's error lines to the outcome (a
+	// deploy with monitoring.logs; nil: none).
+	ErrorLines func(context.Context, *rollout.Outcome)
 	// Plan is a rollback's plan, for its notification.
 	Plan *rollout.RestorePlan
 }
@@ -36,7 +39,7 @@ func Deploy(r *rollout.Rollout) Release {
 	return Release{Kind: KindDeploy, Graph: r.Graph(), Finish: func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
 		out, err := r.Finish(res)
 		return r.Deployment().Outcomes(), out, err
-	}}
+	}, ErrorLines: r.ReadErrorLines}
 }
 
 // Rollback is a rollback to a snapshot.
@@ -98,6 +101,9 @@ func Options(cfg *config.Config, req Request) pipelines.Options {
 func Run(ctx context.Context, req Request, rel Release) Result {
 	res := pipelines.Run(ctx, rel.Graph, Options(req.Config, req))
 	targets, outcome, err := rel.Finish(res)
+	if rel.ErrorLines != nil {
+		rel.ErrorLines(context.WithoutCancel(ctx), &outcome)
+	}
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	mask := req.Mask

@@ -30,6 +30,9 @@ const (
 	StatusCancelled = "cancelled"
 	// StatusInvalid: the run could not start (bad config or arguments).
 	StatusInvalid = "invalid"
+	// StatusSuperseded: a deploy waiting for the lock was replaced by a
+	// newer one (--supersede); nothing was changed.
+	StatusSuperseded = "superseded"
 )
 
 // Report is one run's JSON report.

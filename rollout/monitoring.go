@@ -28,7 +28,43 @@ func ApplyMonitoring(ctx context.Context, cfg *config.Config, res *config.Resolv
 		}
 	}
 	r, err := monitoring.Apply(ctx, cfg, res, monitoring.Target{Host: h, Base: l.Base, App: cfg.App, Name: l.Name, Docker: deploy.Docker{Host: t.Docker.Host}}, files)
-	return r, files, err
+	if err != nil || !cfg.Monitoring.LogsOn() {
+		return r, files, err
+	}
+	r.LogStores = ensureLogStores(ctx, cfg, res, h)
+	return r, files, nil
+}
+
+// ensureLogStores runs the log store on every target (primary: its
+// connection is h), and says what became of each.
+func ensureLogStores(ctx context.Context, cfg *config.Config, res *config.Resolver, primary *remote.Host) map[string]string {
+	out := map[string]string{}
+	s, err := monitoring.LogStoreFor(cfg)
+	for i, t := range cfg.Targets {
+		if err != nil {
+			out[t.Name] = err.Error()
+			continue
+		}
+		h := primary
+		if i > 0 {
+			e, eerr := deploy.Endpoint(t, res)
+			if eerr == nil {
+				h, eerr = remote.Connect(ctx, e, 2)
+			}
+			if eerr != nil {
+				out[t.Name] = "not reached: " + eerr.Error()
+				continue
+			}
+			defer h.Close()
+		}
+		l := deploy.NewLayout(cfg, t)
+		state, serr := monitoring.EnsureLogStore(ctx, monitoring.Target{Host: h, Base: l.Base, App: cfg.App, Name: l.Name, Docker: deploy.Docker{Host: t.Docker.Host}}, s)
+		if serr != nil {
+			state = "not running: " + serr.Error()
+		}
+		out[t.Name] = state
+	}
+	return out
 }
 
 // MonitoringFiles renders the monitoring for the release serving on the
@@ -74,5 +110,5 @@ func monitoringFiles(ctx context.Context, cfg *config.Config, res *config.Resolv
 
 // RenderMonitoring renders the monitoring of a release.
 func RenderMonitoring(cfg *config.Config, r deploy.Release) (monitoring.Files, error) {
-	return monitoring.Render(cfg, monitoring.Input{Backends: []string{fmt.Sprintf("127.0.0.1:%d", r.Port)}, Release: r.ID})
+	return monitoring.Render(cfg, monitoring.Input{Backends: []string{fmt.Sprintf("127.0.0.1:%d", r.Port)}, Release: r.ID, Name: deploy.PrimaryLayout(cfg).Name})
 }

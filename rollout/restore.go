@@ -254,6 +254,11 @@ func (r *Restore) databaseOnly(cfg *config.Config, req RestoreRequest, restoreDB
 				if err := monitoring.Reload(ctx, h, cfg); err != nil {
 					return fmt.Errorf("reloading Prometheus with the restored configuration: %w", err)
 				}
+				// The log store runs with the settings the snapshot holds.
+				l := deploy.NewLayout(cfg, t)
+				if _, err := monitoring.RestoreLogStore(ctx, monitoring.Target{Host: h, Base: l.Base, App: cfg.App, Name: l.Name, Docker: deploy.Docker{Host: t.Docker.Host}}); err != nil {
+					return fmt.Errorf("the log store with the restored settings: %w", err)
+				}
 			}
 			return r.verify(ctx, h)
 		})

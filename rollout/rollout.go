@@ -18,6 +18,7 @@ import (
 	"github.com/lawsker/lawsker-deploy/certs"
 	"github.com/lawsker/lawsker-deploy/checks"
 	"github.com/lawsker/lawsker-deploy/deploy"
+	"github.com/lawsker/lawsker-deploy/monitoring"
 	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/remote"
 	"github.com/lawsker/lawsker-deploy/snapshots"
@@ -72,6 +73,11 @@ type Outcome struct {
 	// every request while a rollback swapped its database in and started
 	// the snapshot's backend (0: no hold).
 	HoldSeconds float64 `json:"hold_seconds,omitempty"`
+	// ErrorLines are the new release's distinct error lines from the log
+	// store (monitoring.logs), secrets masked; ErrorLinesFrom says where
+	// they were read, or why not.
+	ErrorLines     []monitoring.ErrorLine `json:"error_lines,omitempty"`
+	ErrorLinesFrom string                 `json:"error_lines_from,omitempty"`
 }
 
 // Rollout is a prepared release.
@@ -85,12 +91,13 @@ type Rollout struct {
 	kept  bool // verification passed or was overridden (auto off)
 	// keepOnTrigger records a trigger without reverting (rollbacks).
 	keepOnTrigger bool
+	began         time.Time // Prepare's time: the new release's lines are after it
 }
 
 // Prepare checks the request and builds the graph; nothing on any target
 // is touched until it runs.
 func Prepare(req Request) (*Rollout, error) {
-	r := &Rollout{req: req}
+	r := &Rollout{req: req, began: time.Now()}
 	cfg := req.Deploy.Config
 	h := deploy.PlanHooks(cfg, req.Deploy.NoSnapshot)
 	// The plan's conditions decide which hooks exist; these do the work.
@@ -134,6 +141,7 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 	out := r.out
 	out.Certificates = r.d.TLSResults()
 	out.HoldSeconds = r.d.HoldLength().Seconds()
+	out.Warnings = append(out.Warnings, r.d.Warnings()...)
 	runErr := res.Err()
 	if runErr != nil && out.Trigger == nil && !refusedAtTheLock(res) {
 		out.Trigger = &Trigger{Kind: TriggerDeployFailure, Reason: firstFailure(res)}

@@ -5,8 +5,10 @@
 # sshd on 127.0.0.1:2222, a registry on 127.0.0.1:5000, nginx on
 # 127.0.0.1:28080), builds the CLI and the sample app's images, validates the
 # configuration, shows the plan, runs preflight, deploys v1 then v2 with zero
-# downtime (each deploy: a pre-deploy snapshot, migrations, the verification
-# suite and a watch window, a post-deploy snapshot), verifies, deploys a v3
+# downtime, reads logs from the log store on the target (and shows the
+# fallback when it is down) (each deploy: a pre-deploy snapshot, migrations,
+# the verification suite and a watch window, a post-deploy snapshot),
+# verifies, deploys a v3
 # that fails after the switch and rolls itself back with its database,
 # is refused a switch back to the warm previous release (v1: the schema is
 # v2's), rolls back to v1's
@@ -54,6 +56,20 @@ image() { # version [ldflags] -> repo@sha256 digest, pushed to the local registr
   docker inspect --format '{{index .RepoDigests 0}}' "127.0.0.1:5000/sample/backend:$v"
 }
 v1=$(image v1); v2=$(image v2)
+
+say "monitoring images for the local target (nothing is pulled here): Prometheus from Debian's binary, VictoriaLogs (the log store) from the binary setup-testenv built"
+monimage() { # ref entrypoint src:dst... -> pushed to the local registry
+  local ref=$1 entry=$2 work="$demo/mon-image"; shift 2
+  rm -rf "$work" && mkdir -p "$work/root/tmp"
+  for pair in "$@"; do mkdir -p "$work/root/$(dirname "${pair#*:}")"; cp -L "${pair%%:*}" "$work/root/${pair#*:}"; done
+  tar -C "$work/root" -cf "$work/layer.tar" .
+  docker import --change "ENTRYPOINT [\"$entry\"]" "$work/layer.tar" "$ref" >/dev/null
+  docker push --quiet "$ref" >/dev/null
+  echo "$ref"
+}
+monimage 127.0.0.1:5000/mon/prometheus:demo /bin/prometheus "$(command -v prometheus):bin/prometheus" \
+  /lib/x86_64-linux-gnu/libc.so.6:lib/x86_64-linux-gnu/libc.so.6 /lib64/ld-linux-x86-64.so.2:lib64/ld-linux-x86-64.so.2
+monimage 127.0.0.1:5000/mon/victoria-logs:v1.52.1 /app/victoria-logs .cache/bin/victoria-logs:app/victoria-logs
 # v3's health fails after its 20th answer: it passes the health gate and the
 # switch, then the verification suite and the watch window see it fail.
 v3=$(image v3 "-X main.healthyAnswers=20")
@@ -108,9 +124,18 @@ echo "requests during the deploy: $ok ok, $failed failed"
 say "verify: the whole suite against the deployment (table, JSON report, JUnit, Markdown)"
 bin/lawsker-deploy verify --config "$cfg"
 
-say "logs: what v2's backend printed (every secret masked), then v1's, still warm"
+say "logs from the log store on the target (VictoriaLogs, fed by Docker's syslog driver and nginx): v2's output (every secret masked), v1's, still warm, nginx's access lines as JSON"
 bin/lawsker-deploy logs --config "$cfg" --since 10m --lines 5
 bin/lawsker-deploy logs --config "$cfg" --release previous --lines 3
+bin/lawsker-deploy logs --config "$cfg" --source access --grep /api/v1/health --lines 2
+bin/lawsker-deploy logs --config "$cfg" --source access --lines 1 --json
+
+say "the log store goes down: logs falls back to docker logs and says so; monitoring apply starts it again"
+store=$(docker ps --filter label=lawsker.role=logs --filter label=lawsker.base=/var/tmp/lawsker-demo/srv/sample --format '{{.Names}}')
+docker stop "$store" >/dev/null
+bin/lawsker-deploy logs --config "$cfg" --lines 2
+bin/lawsker-deploy monitoring apply --config "$cfg"
+echo
 
 say "verify any URL with no configuration, as the old toolkit's deploy.py --action verify --base-url did (the old form is mapped)"
 # In an empty folder: no deploy.json there (a later step writes one into $demo).
@@ -125,7 +150,7 @@ bin/lawsker-deploy rollback --help
 say "the same deploy again is a no-op"
 bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2"
 
-say "deploy v3: it migrates, passes the health gate, then fails after the switch: automatic rollback, database included"
+say "deploy v3: it migrates, passes the health gate, then fails after the switch: automatic rollback, database included; its error lines come from the log store"
 set +e
 bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v3" --frontend-dir "$demo/frontend-v2" --message "third release (broken)"
 code=$?

@@ -62,7 +62,8 @@ for entry in "${gotools[@]}"; do
   if [ -x "$bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$pkg" ]; then continue; fi
   if [ "$check_only" = 1 ]; then log "missing $name ($pkg)"; exit 1; fi
   log "building $name ($pkg) into .cache/bin (first time only)"
-  GOBIN="$bin" GOFLAGS=-mod=mod go install "$pkg"
+  # Static (CGO off): a binary can also be the whole of an image (the log store on a target).
+  CGO_ENABLED=0 GOBIN="$bin" GOFLAGS=-mod=mod go install "$pkg"
   echo "$pkg" > "$stamp"
 done
 

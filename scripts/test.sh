@@ -15,6 +15,11 @@ export DOCKER_HOST="unix://$PWD/.cache/docker/docker.sock"
 
 scripts/lint.sh
 
+# Figures the integration tests measure (testenv.Figure), printed at the end.
+LAWSKER_FIGURES=$(mktemp)
+export LAWSKER_FIGURES
+trap 'echo "== figures measured by the tests"; cat "$LAWSKER_FIGURES"; rm -f "$LAWSKER_FIGURES"' EXIT
+
 module=$(go list -m)
 pkgs=$(go list -e ./... | grep -v -x "$module")
 echo "== go test (unit and integration, -race)"

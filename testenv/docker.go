@@ -77,6 +77,22 @@ func (d *Docker) MustRun(t testing.TB, args ...string) string {
 // removes it when the test ends.
 func (d *Docker) ImportBinary(t testing.TB, binary, ref string, args ...string) {
 	t.Helper()
+	cmd, _ := json.Marshal(append([]string{"/app/" + filepath.Base(binary)}, args...))
+	d.importBinary(t, binary, ref, "CMD "+string(cmd))
+}
+
+// ImportVictoriaLogs makes an image of the VictoriaLogs binary built by
+// setup-testenv (static) as ref, the binary its ENTRYPOINT like the
+// published image's: what a target runs when monitoring.logs.image is ref.
+func (d *Docker) ImportVictoriaLogs(t testing.TB, ref string) {
+	t.Helper()
+	bin := Bin(t, "victoria-logs")
+	entry, _ := json.Marshal([]string{"/app/" + filepath.Base(bin)})
+	d.importBinary(t, bin, ref, "ENTRYPOINT "+string(entry))
+}
+
+func (d *Docker) importBinary(t testing.TB, binary, ref, change string) {
+	t.Helper()
 	data, err := os.ReadFile(binary)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
@@ -105,8 +121,7 @@ func (d *Docker) ImportBinary(t testing.TB, binary, ref string, args ...string) 
 	if err := os.WriteFile(tarPath, buf.Bytes(), 0o644); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	cmd, _ := json.Marshal(append([]string{"/app/" + name}, args...))
-	d.MustRun(t, "import", "--change", "CMD "+string(cmd), tarPath, ref)
+	d.MustRun(t, "import", "--change", change, tarPath, ref)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

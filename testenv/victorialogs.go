@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -37,3 +38,18 @@ func StartVictoriaLogs(t testing.TB) *VictoriaLogs {
 
 // Stop ends the store (a test of a store that is down).
 func (v *VictoriaLogs) Stop() { v.proc.Stop() }
+
+// SendSyslog sends one RFC 5424 line over UDP to addr, tagged app (what
+// Docker's syslog driver and nginx's syslog: target send).
+func SendSyslog(t testing.TB, addr, app, msg string) {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	defer c.Close()
+	line := fmt.Sprintf("<14>1 %s testhost %s - - - %s", time.Now().UTC().Format(time.RFC3339Nano), app, msg)
+	if _, err := c.Write([]byte(line)); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+}

@@ -33,6 +33,9 @@ const (
 	// exitLocked: `lock status` found a target locked.
 	exitLocked = 3
 	exitUsage  = 2
+	// exitSuperseded: a newer deploy replaced this one in the lock's
+	// queue (--supersede); nothing was changed.
+	exitSuperseded = 4
 )
 
 type cli struct {
@@ -491,6 +494,12 @@ func (c *cli) preflight(ctx context.Context, args []string) error {
 func (c *cli) failed(s *session, runErr error) error {
 	if runErr == nil {
 		return nil
+	}
+	if errors.Is(runErr, deploy.ErrSuperseded) {
+		if !c.jsonOut {
+			fmt.Fprintln(c.stderr, "error:", s.red.Error(runErr))
+		}
+		return failureCode(exitSuperseded)
 	}
 	if c.jsonOut {
 		return failureCode(exitFailed)

@@ -56,6 +56,8 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 	message := fs.String("message", "", "what this release is, for the history and the lock")
 	noSnapshot := fs.Bool("no-snapshot", false, "deploy without a pre-deploy snapshot")
 	force := fs.Bool("force", false, "deploy even when the same release already serves")
+	lockWait := fs.Duration("lock-wait", 0, "wait up to this long for a held deploy lock (in the target's queue, oldest first, showing the holder) instead of failing at once, e.g. 10m")
+	supersede := fs.Bool("supersede", false, "with --lock-wait: replace every older deploy of the app waiting for the lock (it exits 4 naming this one), so a burst of pushes deploys only the last")
 	s, l, err := c.begin("deploy", fs, args)
 	if err != nil {
 		return err
@@ -64,8 +66,13 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 		s.end(report.StatusInvalid, errors.New("--backend-image is required"), nil)
 		return usageError{"deploy: --backend-image is required (REGISTRY/REPO@sha256:...)"}
 	}
+	if *lockWait < 0 || *supersede && *lockWait == 0 {
+		err := errors.New("--lock-wait must be a positive duration, and --supersede needs it (a deploy replaces others only while they wait)")
+		s.end(report.StatusInvalid, err, nil)
+		return usageError{"deploy: " + err.Error()}
+	}
 	ro, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: l.Config, Resolver: s.res, Image: *image, FrontendDir: *front, Message: *message,
-		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, Logger: s.log.Logger}})
+		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, LockWait: *lockWait, Supersede: *supersede, Logger: s.log.Logger}})
 	if err != nil {
 		s.end(report.StatusInvalid, err, nil)
 		return err
@@ -105,6 +112,11 @@ func (c *cli) finishRelease(s *session, r release.Result, verb string, plan *rol
 		}
 		if t := out.Trigger; t != nil {
 			s.out("rollback trigger: %s: %s\n", t.Kind, s.red.String(t.Reason))
+		}
+		if len(out.ErrorLines) > 0 {
+			s.out("error lines of the new release (%s):\n%s", out.ErrorLinesFrom, s.red.String(rollout.FormatErrorLines(out.ErrorLines)))
+		} else if out.ErrorLinesFrom != "" && out.ErrorLinesFrom != "the log store" {
+			s.out("error lines of the new release: %s\n", s.red.String(out.ErrorLinesFrom))
 		}
 		if len(out.RolledBack) > 0 {
 			s.out("rolled back: %s\n", snapshots.Names(out.RolledBack))
@@ -204,6 +216,9 @@ func (c *cli) snapshotOfDeployment(ctx context.Context, s *session, cfg *config.
 
 func (c *cli) finishTargetsWith(s *session, res *pipelines.Result, outcomes []deploy.TargetOutcome, verb string, details any, runErr error) error {
 	s.report.Details = details
+	if errors.Is(runErr, deploy.ErrSuperseded) {
+		s.report.Status = report.StatusSuperseded
+	}
 	path := s.write(runErr)
 	out := deployResult{ID: s.id, Status: s.report.Status, Targets: outcomes, Report: path, LogFile: s.log.Path, Duration: res.Duration().Round(time.Millisecond).String()}
 	if _, plain := details.([]deploy.TargetOutcome); !plain {

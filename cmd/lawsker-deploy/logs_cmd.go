@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -19,6 +19,7 @@ func (c *cli) logs(ctx context.Context, args []string) error {
 	grep := fs.String("grep", "", "only lines containing this text")
 	lines := fs.Int("lines", 200, "at most the newest N lines of each target (0: all); not with --follow")
 	follow := fs.Bool("follow", false, "go on printing lines as they are written, until Ctrl-C")
+	source := fs.String("source", "backend", "what to read: backend (the release's output), access or error (nginx's logs, from the log store), or all")
 	s, l, err := c.begin("logs", fs, args)
 	if err != nil {
 		return err
@@ -28,7 +29,7 @@ func (c *cli) logs(ctx context.Context, args []string) error {
 		s.end(report.StatusInvalid, err, nil)
 		return err
 	}
-	req := rollout.LogsRequest{Config: l.Config, Resolver: s.res, Release: *release, Since: *since, Grep: *grep, Lines: *lines, Follow: *follow}
+	req := rollout.LogsRequest{Config: l.Config, Resolver: s.res, Release: *release, Source: *source, Since: *since, Grep: *grep, Lines: *lines, Follow: *follow}
 	if *follow {
 		req.Lines = 0
 	}
@@ -36,18 +37,18 @@ func (c *cli) logs(ctx context.Context, args []string) error {
 	src, runErr := rollout.Logs(ctx, req, func(line rollout.LogLine) error {
 		n++
 		if c.jsonOut {
-			data, err := json.Marshal(line)
-			if err != nil {
+			var b bytes.Buffer
+			if err := rollout.WriteLogJSON(&b, line); err != nil {
 				return err
 			}
-			_, err = c.stdout.Write(append(s.red.Bytes(data), '\n'))
+			_, err := c.stdout.Write(s.red.Bytes(b.Bytes()))
 			return err
 		}
 		stamp := "-"
 		if !line.Time.IsZero() {
 			stamp = line.Time.Local().Format(time.RFC3339)
 		}
-		s.out("%s %s %s %s\n", stamp, line.Target, line.Release, line.Message)
+		s.out("%s %s %s %s %s\n", stamp, line.Target, line.Release, line.Source, line.Message)
 		return nil
 	})
 	if !c.jsonOut {
@@ -57,6 +58,6 @@ func (c *cli) logs(ctx context.Context, args []string) error {
 	if runErr != nil {
 		status = report.StatusFailed
 	}
-	s.end(status, runErr, map[string]any{"release": *release, "source": src, "lines": n})
+	s.end(status, runErr, map[string]any{"release": *release, "source": *source, "read_from": src, "lines": n})
 	return c.failed(s, runErr)
 }

@@ -42,6 +42,11 @@ func (c *cli) monitoringCmd(ctx context.Context, args []string) error {
 	if res.Grafana != "" {
 		s.out(", Grafana %s", res.Grafana)
 	}
+	for _, t := range cfg.Targets {
+		if st, ok := res.LogStores[t.Name]; ok {
+			s.out("; log store on %s: %s", t.Name, s.red.String(st))
+		}
+	}
 	path := s.end(report.StatusSucceeded, nil, res)
 	s.out("\nreport: %s\n", path)
 	return nil

@@ -101,6 +101,13 @@ func main() {
 	mux.HandleFunc("/api/v1/health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if healthy != "true" || (limit > 0 && answers.Add(1) > int64(limit)) {
+			// What a real app prints when its database is away (with its
+			// URL when it is careless: logs and reports must mask it).
+			msg := "ERROR health: database unreachable"
+			if leakEnv != "" {
+				msg += " at " + os.Getenv(leakEnv)
+			}
+			fmt.Fprintln(os.Stderr, msg)
 			w.WriteHeader(http.StatusInternalServerError)
 			json.NewEncoder(w).Encode(map[string]string{"status": "error", "version": version, "error": "database unreachable"})
 			return
