@@ -60,7 +60,24 @@ func (m *LawskerDeploy) Deploy(
 	// Print the verification as Markdown (for a GitHub job summary) instead of a table.
 	// +optional
 	markdown bool,
+	// Wait up to this long for a held deploy lock (in the target's queue, oldest first) instead of failing at once, e.g. 10m.
+	// +optional
+	lockWait string,
+	// With --lock-wait: replace every older deploy of the app waiting for the lock (a burst of pushes deploys only the last).
+	// +optional
+	supersede bool,
 ) (string, error) {
+	var wait time.Duration
+	if lockWait != "" {
+		d, err := time.ParseDuration(lockWait)
+		if err != nil || d <= 0 {
+			return "", fmt.Errorf("deploy: --lock-wait %q is not a positive duration (10m, 1h)", lockWait)
+		}
+		wait = d
+	}
+	if supersede && wait == 0 {
+		return "", errors.New("deploy: --supersede needs --lock-wait (a deploy replaces others only while they wait)")
+	}
 	if backendImage == "" && frontend != nil {
 		return "", errors.New("deploy: --frontend goes with --backend-image (prebuilt artifacts); without them deploy builds both from the module's source")
 	}
@@ -83,7 +100,7 @@ func (m *LawskerDeploy) Deploy(
 	defer env.cleanup()
 	env.markdown = markdown
 	return m.deploy(ctx, env, deployArgs{backendImage: backendImage, frontend: frontend, gitSha: gitSha, skipRehearsal: skipRehearsal,
-		message: message, noSnapshot: noSnapshot, force: force})
+		message: message, noSnapshot: noSnapshot, force: force, lockWait: wait, supersede: supersede})
 }
 
 // deployArgs are Deploy's arguments.
@@ -91,7 +108,8 @@ type deployArgs struct {
 	backendImage, gitSha, message string
 	frontend                      *dagger.Directory
 	skipRehearsal, noSnapshot     bool
-	force                         bool
+	force, supersede              bool
+	lockWait                      time.Duration
 }
 
 // deploy is Deploy on a prepared run (the end-to-end check prepares its own).
@@ -118,7 +136,7 @@ func (m *LawskerDeploy) deploy(ctx context.Context, env *runEnv, a deployArgs) (
 	}
 	id := report.NewID(time.Now())
 	r, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: env.cfg, Resolver: env.res, Image: a.backendImage, FrontendDir: frontendDir,
-		Message: a.message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: a.noSnapshot, Force: a.force}})
+		Message: a.message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: a.noSnapshot, Force: a.force, LockWait: a.lockWait, Supersede: a.supersede}})
 	if err != nil {
 		return "", failed("deploy", env.red.Error(err), prelude)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -152,6 +153,36 @@ func (m *LawskerDeploy) Logs(
 	text := env.red.String(head + b.String())
 	if err != nil {
 		return "", failed("logs", env.red.Error(err), text)
+	}
+	return text, nil
+}
+
+// Maintenance turns maintenance mode on or off on every web target, or shows it.
+//
+// on: nginx answers 503 with Retry-After and the maintenance page
+// (maintenance.page, or a plain page with --message), the health path and
+// ACME tokens still served; deploys and switches are refused until off
+// puts the serving release back. Taken under each target's deploy lock;
+// all or nothing.
+// +cache="never"
+func (m *LawskerDeploy) Maintenance(
+	ctx context.Context,
+	// on, off or status.
+	action string,
+	// With on: the page's text (default maintenance.message).
+	// +optional
+	message string,
+) (string, error) {
+	env, err := m.env(ctx, false)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	states, err := rollout.Maintenance(ctx, rollout.MaintenanceRequest{Config: env.cfg, Resolver: env.res, Action: action, Message: message, Who: "dagger@" + hostname()})
+	data, _ := json.MarshalIndent(states, "", "  ")
+	text := env.red.String(string(data)) + "\n"
+	if err != nil {
+		return "", failed("maintenance", env.red.Error(err), text)
 	}
 	return text, nil
 }

@@ -90,7 +90,7 @@ func TestParseProblems(t *testing.T) {
   "colour": "blue"
 }`, []string{
 			`targets[0].ssh.prot: unknown key; did you mean "port"? (line 3)`,
-			`colour: unknown key; known keys: app, backend, database, domains, environment, execution, frontend, monitoring, notifications, redis, registry, rollback, snapshots, targets, tls, verification, version (line 5)`,
+			`colour: unknown key; known keys: app, backend, database, domains, environment, execution, frontend, maintenance, monitoring, notifications, redis, registry, rollback, rollout, snapshots, targets, tls, verification, version (line 5)`,
 		}},
 		{"hostile strings", `{
   "version": 1,

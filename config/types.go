@@ -37,16 +37,55 @@ type Config struct {
 	Snapshots     Snapshots     `json:"snapshots" doc:"pre- and post-deploy snapshots: images, database dump, frontend, configuration"`
 	Notifications Notifications `json:"notifications" doc:"where deploy and rollback events are sent"`
 	Execution     Execution     `json:"execution" doc:"how the deployment pipeline runs its steps"`
+	Maintenance   Maintenance   `json:"maintenance" doc:"the page nginx answers with in maintenance mode and during a rollback's database hold"`
+	Rollout       Rollout       `json:"rollout" doc:"how a release reaches the hosts: all at once, in batches of web hosts, or as a canary"`
+}
+
+// Rollout says how a release reaches the web hosts.
+type Rollout struct {
+	Batch      string   `json:"batch,omitempty" doc:"web hosts per batch: a count (\"1\") or a percentage (\"25%\"); each batch is started, health-gated, switched and verified before the next; empty: every host at once"`
+	BatchWatch Duration `json:"batch_watch,omitempty" default:"\"2s\"" doc:"how long a switched batch is watched (health through nginx, its backends running steadily) before the next batch starts"`
+	Canary     *Canary  `json:"canary,omitempty" doc:"send a share of the traffic to the new release beside the serving one, compare both from nginx's access log, then promote or abort; omit for none"`
+}
+
+// Canary is an analysed canary on plain nginx.
+type Canary struct {
+	Weight          int      `json:"weight" required:"true" min:"1" max:"50" doc:"percent of the clients sent to the new release"`
+	Duration        Duration `json:"duration,omitempty" default:"\"5m\"" doc:"how long both releases serve before the verdict"`
+	Sticky          bool     `json:"sticky" default:"true" doc:"a cookie keeps each client on the release it first got"`
+	MaxErrorRate    float64  `json:"max_error_rate,omitempty" min:"0" max:"1" default:"0.01" doc:"the canary's 5xx rate (0-1) above which it is aborted"`
+	MaxLatencyRatio float64  `json:"max_latency_ratio,omitempty" min:"1" max:"100" default:"1.5" doc:"the canary's p95 over the serving release's above which it is aborted (with 50 ms of slack)"`
+	MinRequests     int      `json:"min_requests,omitempty" min:"1" max:"1000000" default:"100" doc:"requests the canary must have served for a verdict; fewer means wait, not pass"`
+}
+
+// Maintenance is what nginx answers while the app is in maintenance mode
+// (lawsker-deploy maintenance on) or a rollback holds it: 503 with
+// Retry-After and a page; the health path and ACME tokens are still served.
+type Maintenance struct {
+	Message    string   `json:"message,omitempty" default:"\"We are updating the service. Please retry in a few minutes.\"" doc:"text of the default page (maintenance on --message replaces it)"`
+	Page       string   `json:"page,omitempty" format:"path" doc:"an HTML file served instead of the default page ({{message}} in it is replaced by the message)"`
+	RetryAfter Duration `json:"retry_after,omitempty" default:"\"30s\"" doc:"the Retry-After header of maintenance answers (whole seconds)"`
 }
 
 // Target is one host the release goes to.
 type Target struct {
-	Name   string `json:"name" required:"true" format:"name" doc:"short name of the host, unique in the file"`
-	Host   string `json:"host" required:"true" format:"host" doc:"host name or IP address reached over SSH"`
-	SSH    SSH    `json:"ssh" doc:"how to reach the host"`
-	Root   string `json:"root,omitempty" format:"abspath" default:"\"/srv\"" doc:"folder under which <app>/releases, <app>/current and the state file live"`
-	Docker Docker `json:"docker" doc:"the Docker engine on the host"`
-	Nginx  Nginx  `json:"nginx" doc:"the nginx on the host that serves the app"`
+	Name   string   `json:"name" required:"true" format:"name" doc:"short name of the host, unique in the file"`
+	Host   string   `json:"host" required:"true" format:"host" doc:"host name or IP address reached over SSH"`
+	SSH    SSH      `json:"ssh" doc:"how to reach the host"`
+	Root   string   `json:"root,omitempty" format:"abspath" default:"\"/srv\"" doc:"folder under which <app>/releases, <app>/current and the state file live"`
+	Docker Docker   `json:"docker" doc:"the Docker engine on the host"`
+	Nginx  Nginx    `json:"nginx" doc:"the nginx on the host that serves the app"`
+	Roles  []string `json:"roles,omitempty" enum:"web|worker" default:"[\"web\"]" doc:"what the host runs: web (the backend behind nginx) and/or worker (backend.worker_command, no nginx)"`
+}
+
+// HasRole says whether the target runs role.
+func (t Target) HasRole(role string) bool {
+	for _, r := range t.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
 }
 
 // Docker says how to reach the Docker engine on a target.
@@ -101,6 +140,7 @@ type Backend struct {
 	HealthPath        string               `json:"health_path,omitempty" format:"urlpath" default:"\"/api/v1/health\"" doc:"health endpoint used by the health gate"`
 	Routes            []string             `json:"routes,omitempty" items:"route" doc:"with a frontend (required then): the paths nginx sends to the backend, any method; \"/v1/\" or \"/v1/*\" is a prefix, \"/healthcheck\" one exact path; the health path is added when no route covers it; every other path is the frontend's. Without a frontend everything goes to the backend"`
 	MigrateCommand    []string             `json:"migrate_command,omitempty" doc:"the full argv run once in the new image before the switch, e.g. [\"alembic\", \"upgrade\", \"head\"] (it replaces the image's ENTRYPOINT unless migrate_entrypoint is \"keep\"); empty: no migrations"`
+	WorkerCommand     []string             `json:"worker_command,omitempty" doc:"the argv workers run in the release's image (targets with role worker; it replaces the image's ENTRYPOINT like migrate_command)"`
 	MigrateEntrypoint string               `json:"migrate_entrypoint,omitempty" enum:"replace|keep" default:"\"replace\"" doc:"replace: migrate_command is the whole argv (the image's ENTRYPOINT is not run); keep: migrate_command is passed to the image's ENTRYPOINT as its arguments"`
 	ASGIApp           string               `json:"asgi_app,omitempty" format:"asgiapp" default:"\"app.main:app\"" doc:"module:attribute uvicorn serves in the Python preset (no Dockerfile)"`
 	Env               map[string]string    `json:"env,omitempty" keys:"envname" doc:"plain environment variables of the backend"`

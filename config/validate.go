@@ -181,6 +181,34 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 			add("monitoring.logs.syslog_port", "is the port of monitoring.logs.url too; the HTTP API and the syslog listener need two ports")
 		}
 	}
+	workers, webs := 0, 0
+	for i, t := range c.Targets {
+		if len(t.Roles) == 0 {
+			add(indexPath("targets", i)+".roles", `must list at least one role ("web", "worker")`)
+		}
+		if t.HasRole("worker") {
+			workers++
+		}
+		if t.HasRole("web") {
+			webs++
+		}
+	}
+	if len(c.Targets) > 0 && !c.Targets[0].HasRole("web") {
+		add("targets[0].roles", "the first target runs migrations, snapshots and monitoring beside nginx: it must have the web role")
+	}
+	if workers > 0 && len(c.Backend.WorkerCommand) == 0 {
+		add("backend.worker_command", `is required when a target has the worker role (the argv workers run, e.g. ["celery", "worker"])`)
+	}
+	if b := strings.TrimSpace(c.Rollout.Batch); b != "" {
+		n, pct := strings.CutSuffix(b, "%")
+		v, err := strconv.Atoi(n)
+		switch {
+		case err != nil || v < 1 || pct && v > 100:
+			add("rollout.batch", `must be a count of hosts ("1") or a percentage ("25%%"), got %s`, quote(b))
+		case c.Rollout.Canary != nil:
+			add("rollout.batch", "and rollout.canary exclude each other: a canary serves both releases on every host; keep one")
+		}
+	}
 	if c.Execution.StepTimeout.D() <= 0 {
 		add("execution.step_timeout", "must be more than 0s")
 	}

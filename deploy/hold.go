@@ -129,8 +129,15 @@ func (d *Deployment) holdSites(ctx context.Context) error {
 		if tr.noop != "" {
 			continue
 		}
+		// The maintenance page, with a retry in a second: the hold lasts
+		// the swap, the new backend's start and its gate.
+		if err := writeMaintenancePage(d.req.Config, tr.host, tr.layout, "The service is switching to another release; it is back in a moment."); err != nil {
+			return err
+		}
 		data, _ := d.siteData(tr)
 		data.Release, data.Hold = holdRelease(d.req.ID), true
+		data.Maintenance = &MaintenancePage{Dir: maintenancePages(tr.layout), RetryAfter: 1}
+		data.Upstream = "" // nothing is proxied: the database under both releases is changing
 		site, err := RenderSite(data)
 		if err != nil {
 			return err

@@ -147,10 +147,23 @@ type SiteData struct {
 	// upstream, the status and the time taken, the error log beside it,
 	// tagged AccessTag and ErrorTag.
 	Syslog, AccessTag, ErrorTag string
+	// Maintenance (with Hold) answers 503 with Retry-After and the page in
+	// Dir, and proxies the health path to Upstream (when set).
+	Maintenance *MaintenancePage
 	// Hold renders the maintenance hold instead of the release: every
 	// request but ACME tokens gets 503 with Retry-After (no upstream).
 	Hold bool
 }
+
+// MaintenancePage is what a maintenance site answers.
+type MaintenancePage struct {
+	Dir        string // holds MaintenancePageFile
+	RetryAfter int    // seconds
+	HealthPath string // proxied to the serving backend ("" none)
+}
+
+// MaintenancePageFile is the page's file name (and its internal URI).
+const MaintenancePageFile = "lawsker-maintenance.html"
 
 // TLSServer is one domain's HTTPS server.
 type TLSServer struct {
@@ -178,6 +191,12 @@ type siteServer struct {
 // server with its certificate, TLS 1.2/1.3 only, modern AEAD ciphers, HSTS,
 // and OCSP stapling when its certificate names a responder.
 var siteTemplate = template.Must(template.New("site").Parse(`# lawsker-deploy: {{.App}} {{if .Hold}}maintenance hold {{end}}release {{.Release}} (generated; edits are replaced by the next deploy)
+{{- if .MaintUpstream}}
+upstream {{.Name}}_backend {
+    server {{.Upstream}} max_fails=0;
+    keepalive 16;
+}
+{{- end}}
 {{- if not .Hold}}
 upstream {{.Name}}_backend {
     server {{.Upstream}} max_fails=0;
@@ -245,6 +264,26 @@ server {
         return 301 https://$host{{.Redirect}}$request_uri;
     }
 }
+{{- else if .Maintenance}}{{$srv := .}}{{with .Maintenance}}
+{{- if and .HealthPath $.MaintUpstream}}
+
+    location = {{.HealthPath}} {{"{"}}{{template "proxy" $}}
+    }
+{{- end}}
+
+    error_page 503 /{{$.PageFile}};
+    location = /{{$.PageFile}} {
+        root {{.Dir}};
+        internal;
+        default_type text/html;
+        add_header Retry-After "{{.RetryAfter}}" always;
+        add_header Cache-Control "no-store" always;{{template "headers" $srv}}
+    }
+
+    location / {
+        return 503;
+    }
+}{{end}}
 {{- else if .Hold}}
 
     location / {
@@ -357,11 +396,12 @@ func RenderSite(d SiteData) ([]byte, error) {
 	}
 	if err := siteTemplate.Execute(&b, struct {
 		App, Name, Release, Upstream, Fallback string
-		Syslog                                 string
-		Hold                                   bool
+		Syslog, PageFile                       string
+		Hold, MaintUpstream                    bool
 		Servers                                []siteServer
 		WatchLog, WatchBefore                  string
-	}{d.App, d.Name, d.Release, d.Upstream, d.Fallback, d.Syslog, d.Hold, servers, d.WatchLog, beforeRE(d.WatchUntil)}); err != nil {
+	}{d.App, d.Name, d.Release, d.Upstream, d.Fallback, d.Syslog, MaintenancePageFile, d.Hold, d.Hold && d.Maintenance != nil && d.Upstream != "",
+		servers, d.WatchLog, beforeRE(d.WatchUntil)}); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil

@@ -30,6 +30,9 @@ func (d *Deployment) lock(ctx context.Context, tr *targetRun) error {
 		}
 		tr.host = h
 	}
+	if err := refuseInMaintenance(tr.host, tr.cfg, tr.layout); err != nil {
+		return err
+	}
 	if err := d.acquire(ctx, tr); err != nil {
 		return err
 	}

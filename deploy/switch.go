@@ -183,16 +183,9 @@ func (d *Deployment) siteData(tr *targetRun) (SiteData, bool) {
 	if d.local != nil {
 		data.Frontend, data.Routes = l.Frontend(d.req.ID), cfg.Routes()
 	}
-	if !cfg.TLS.Enabled {
-		return data, false
-	}
-	var servers []TLSServer
-	for _, dom := range cfg.Domains {
-		c, err := certs.ReadInstalled(tr.host, l.Base, dom)
-		if err != nil || c == nil {
-			return data, false // not yet: the certificates step issues them, then renders TLS
-		}
-		servers = append(servers, TLSServer{Name: dom, Cert: certs.CertPath(l.Base, dom), Key: certs.KeyPath(l.Base, dom), Stapling: len(c.OCSPServer) > 0})
+	servers, ok := installedTLS(cfg, tr.host, l)
+	if !ok {
+		return data, false // not yet: the certificates step issues them, then renders TLS
 	}
 	data.TLS = servers
 	data.ListenTLS = listenOn(tr.cfg.Nginx.ListenAddress, tr.cfg.Nginx.ListenTLS)

@@ -120,6 +120,9 @@ func describeFrom(cfg *config.Config, froms []string) string {
 	if len(fell) == 0 {
 		return LogsFromStore
 	}
+	if len(fell) == len(froms) {
+		return "the backend's output, read with docker logs over SSH: the log store does not answer on " + strings.Join(fell, "; ")
+	}
 	return LogsFromStore + "; docker logs instead on " + strings.Join(fell, "; ")
 }
 

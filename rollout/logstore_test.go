@@ -159,7 +159,7 @@ func TestLogsGoToTheStoreOnTheTarget(t *testing.T) {
 	assert.Contains(t, out.Warnings[0], "the log store is not running on local")
 	lines, src, err = read(LogsRequest{})
 	require.NoError(t, err)
-	assert.Contains(t, src, "docker logs instead on local: the log store does not answer")
+	assert.Contains(t, src, "read with docker logs over SSH: the log store does not answer on local")
 	assert.Contains(t, joinLines(lines), "sample backend v3 listening on")
 	_, _, err = read(LogsRequest{Source: SourceAccess})
 	require.Error(t, err)
