@@ -66,6 +66,9 @@ func (m *LawskerDeploy) Deploy(
 	// With --lock-wait: replace every older deploy of the app waiting for the lock (a burst of pushes deploys only the last).
 	// +optional
 	supersede bool,
+	// Targets (comma-separated names) the deploy goes on without when they cannot be reached; never the first.
+	// +optional
+	skipUnreachable string,
 ) (string, error) {
 	var wait time.Duration
 	if lockWait != "" {
@@ -100,7 +103,18 @@ func (m *LawskerDeploy) Deploy(
 	defer env.cleanup()
 	env.markdown = markdown
 	return m.deploy(ctx, env, deployArgs{backendImage: backendImage, frontend: frontend, gitSha: gitSha, skipRehearsal: skipRehearsal,
-		message: message, noSnapshot: noSnapshot, force: force, lockWait: wait, supersede: supersede})
+		message: message, noSnapshot: noSnapshot, force: force, lockWait: wait, supersede: supersede, skipUnreachable: splitNames(skipUnreachable)})
+}
+
+// splitNames splits a comma-separated list, dropping empty names.
+func splitNames(s string) []string {
+	var out []string
+	for _, n := range strings.Split(s, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // deployArgs are Deploy's arguments.
@@ -110,6 +124,7 @@ type deployArgs struct {
 	skipRehearsal, noSnapshot     bool
 	force, supersede              bool
 	lockWait                      time.Duration
+	skipUnreachable               []string
 }
 
 // deploy is Deploy on a prepared run (the end-to-end check prepares its own).
@@ -136,7 +151,7 @@ func (m *LawskerDeploy) deploy(ctx context.Context, env *runEnv, a deployArgs) (
 	}
 	id := report.NewID(time.Now())
 	r, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: env.cfg, Resolver: env.res, Image: a.backendImage, FrontendDir: frontendDir,
-		Message: a.message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: a.noSnapshot, Force: a.force, LockWait: a.lockWait, Supersede: a.supersede}})
+		Message: a.message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: a.noSnapshot, Force: a.force, LockWait: a.lockWait, Supersede: a.supersede, SkipUnreachable: a.skipUnreachable}})
 	if err != nil {
 		return "", failed("deploy", env.red.Error(err), prelude)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,8 +40,11 @@ type Request struct {
 	// older deploy of the app waiting there.
 	LockWait  time.Duration
 	Supersede bool
-	Logger    *slog.Logger
-	Hooks     Hooks
+	// SkipUnreachable names targets the deploy goes on without when they
+	// cannot be reached (never the first: it migrates and snapshots).
+	SkipUnreachable []string
+	Logger          *slog.Logger
+	Hooks           Hooks
 	// ACMEClient reaches the ACME server (nil: system roots and
 	// tls.acme_ca_bundle).
 	ACMEClient *http.Client
@@ -111,8 +115,10 @@ type Deployment struct {
 	// The hold (hold.go): from its start, to the last target's switch.
 	holdFrom, holdTo time.Time
 	holdLeft         map[*targetRun]bool
-	earlyRestore     bool     // swap-database restored (or found the schema unchanged) before the reverts
-	storeDown        []string // targets whose log store could not run, and why
+	earlyRestore     bool         // swap-database restored (or found the schema unchanged) before the reverts
+	storeDown        []string     // targets whose log store could not run, and why
+	unreachable      []string     // targets skipped (--skip-unreachable), and why
+	claimed          map[int]bool // ports picked by this run's targets
 	log              *slog.Logger
 }
 
@@ -147,6 +153,7 @@ type targetRun struct {
 	lease     *lease
 	stats     UploadStats
 	release   string // the release now serving when it is not the request's (switch back)
+	skipped   bool   // unreachable and named by --skip-unreachable
 	image     string
 }
 
@@ -284,6 +291,20 @@ func Prepare(req Request) (*Deployment, error) {
 	if err := checkBeforeLock(req); err != nil {
 		return nil, err
 	}
+	for _, name := range req.SkipUnreachable {
+		found := false
+		for i, t := range cfg.Targets {
+			if t.Name == name {
+				found = true
+				if i == 0 {
+					return nil, fmt.Errorf("--skip-unreachable %s: the first target runs the migrations, snapshots and monitoring; it cannot be skipped", name)
+				}
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("--skip-unreachable %s: no such target (the targets are %s)", name, targetList(cfg))
+		}
+	}
 	d.configHash = configHash(cfg)
 	g, err := pipelines.New(d.steps()...)
 	if err != nil {
@@ -357,4 +378,12 @@ func Endpoint(t config.Target, res *config.Resolver) (remote.Endpoint, error) {
 		e.PrivateKey = []byte(key)
 	}
 	return e, nil
+}
+
+func targetList(cfg *config.Config) string {
+	names := make([]string, len(cfg.Targets))
+	for i, t := range cfg.Targets {
+		names[i] = t.Name
+	}
+	return strings.Join(names, ", ")
 }

@@ -24,6 +24,9 @@ const (
 	StepCertificates  = "certificates"
 	StepMonitoring    = "monitoring"
 	StepLogStore      = "log-store"
+	// StepBatch is the watch between two batches (rollout.batch):
+	// batch-1, batch-2, ...
+	StepBatch = "batch"
 )
 
 // network is the retry policy of steps that open connections.
@@ -137,24 +140,54 @@ func (d *Deployment) steps() []pipelines.Step {
 			"maintenance hold on every target (nginx answers 503 with Retry-After, ACME tokens still served), then "+hk.Description+"; the switch ends the hold",
 			d.hold))
 	}
-	var verifies []string
-	for i, tr := range d.targets {
-		var store string
-		if cfg.Monitoring.LogsOn() {
-			store = b.add(d.onTarget(tr, StepLogStore, []string{prepares[i]}, 2*time.Minute,
+	stores := make([]string, len(d.targets))
+	if cfg.Monitoring.LogsOn() {
+		for i, tr := range d.targets {
+			stores[i] = b.add(d.onTarget(tr, StepLogStore, []string{prepares[i]}, 2*time.Minute,
 				"run the log store (VictoriaLogs, "+cfg.Monitoring.Logs.Image+") unless it runs with these settings; down: a warning, the deploy goes on", d.logStore))
 		}
-		start := b.add(d.onTarget(tr, StepStartBackend, []string{pulls[i], migrate, before, hold, store}, 0, "start the new backend beside the old one", d.start))
-		gate := cfg.Backend.HealthGate
-		health := b.add(d.onTarget(tr, StepHealthGate, []string{start}, gate.Deadline.D()+30*time.Second,
-			fmt.Sprintf("GET %s until %d passes in a row (every %s, deadline %s)", cfg.Backend.HealthPath, gate.ConsecutivePasses, gate.Interval, gate.Deadline), d.health))
-		switchNeeds := []string{health}
-		if d.local != nil {
-			switchNeeds = append(switchNeeds, b.add(d.onTarget(tr, StepUpload, []string{prepares[i]}, 0, "upload changed frontend files into the release folder", d.upload)))
+	}
+	// Nothing starts before every target is locked and prepared: a host
+	// that cannot be reached fails the deploy with nothing changed.
+	startNeeds := func(i int, more ...string) []string {
+		return append(append([]string{pulls[i], migrate, before, hold, stores[i]}, more...), prepares...)
+	}
+	var verifies []string
+	batches := d.batches()
+	gateBefore := ""
+	for bi, batch := range batches {
+		var inBatch []string
+		for _, i := range batch {
+			tr := d.targets[i]
+			start := b.add(d.onTarget(tr, StepStartBackend, startNeeds(i, gateBefore), 0, "start the new backend beside the old one", d.start))
+			gate := cfg.Backend.HealthGate
+			health := b.add(d.onTarget(tr, StepHealthGate, []string{start}, gate.Deadline.D()+30*time.Second,
+				fmt.Sprintf("GET %s until %d passes in a row (every %s, deadline %s)", cfg.Backend.HealthPath, gate.ConsecutivePasses, gate.Interval, gate.Deadline), d.health))
+			switchNeeds := []string{health}
+			if d.local != nil {
+				switchNeeds = append(switchNeeds, b.add(d.onTarget(tr, StepUpload, []string{prepares[i]}, 0, "upload changed frontend files into the release folder", d.upload)))
+			}
+			sw := b.add(d.onTarget(tr, StepSwitch, switchNeeds, 2*time.Minute,
+				"point nginx at the new release (nginx -t, reload): backend and frontend switch together; the target switches back by itself if this run dies before the release is verified", d.switchOver))
+			inBatch = append(inBatch, b.add(d.onTarget(tr, StepVerify, []string{sw}, time.Minute, "GET "+cfg.Backend.HealthPath+" through nginx", d.verify)))
 		}
-		sw := b.add(d.onTarget(tr, StepSwitch, switchNeeds, 2*time.Minute,
-			"point nginx at the new release (nginx -t, reload): backend and frontend switch together; the target switches back by itself if this run dies before the release is verified", d.switchOver))
-		verifies = append(verifies, b.add(d.onTarget(tr, StepVerify, []string{sw}, time.Minute, "GET "+cfg.Backend.HealthPath+" through nginx", d.verify)))
+		verifies = append(verifies, inBatch...)
+		if bi < len(batches)-1 {
+			watch := cfg.Rollout.BatchWatch.D()
+			gateBefore = b.add(d.once(fmt.Sprintf("%s-%d", StepBatch, bi+1), inBatch, watch+time.Minute,
+				fmt.Sprintf("batch %d of %d (%s) switched: watch it for %s (health through nginx, backends running steadily) before batch %d starts; a failure puts every switched host back",
+					bi+1, len(batches), d.targetNames(batch), watch, bi+2),
+				func(ctx context.Context) error { return d.watchBatch(ctx, batch) }))
+		}
+	}
+	for i, tr := range d.targets {
+		if !tr.cfg.HasRole("worker") {
+			continue
+		}
+		start := b.add(d.onTarget(tr, StepStartWorker, startNeeds(i), 0,
+			fmt.Sprintf("start the new worker (`%s`) and watch it run steadily for %s", strings.Join(cfg.Backend.WorkerCommand, " "), d.workerGate()), d.startWorker))
+		verifies = append(verifies, b.add(d.onTarget(tr, StepSwitchWorker, []string{start}, 2*time.Minute,
+			"stop the previous release's worker (it starts again if the deploy is undone)", d.switchWorker)))
 	}
 	kept := verifies
 	if cfg.TLS.Enabled {

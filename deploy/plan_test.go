@@ -42,12 +42,13 @@ func TestPlanOfTheLocalExample(t *testing.T) {
 	assert.Equal(t, [][]string{
 		{"lock:local"},
 		{"prepare:local"},
-		{"pull:local", "snapshot-before", "upload-frontend:local"},
+		{"pull:local", "snapshot-before", "log-store:local", "upload-frontend:local"},
 		{"migrate"},
 		{"start-backend:local"},
 		{"health-gate:local"},
 		{"switch:local"},
 		{"verify:local"},
+		{"monitoring"},
 		{"verify-release"},
 		{"prune:local"},
 		{"snapshot-after"},
@@ -93,7 +94,8 @@ func TestPlanFollowsTheConfig(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"pull:a", "snapshot-before", "prepare:a", "prepare:b"}, steps["migrate"].Needs, "migrations run once, on the first target, after the pre-deploy snapshot")
-	assert.Equal(t, []string{"pull:b", "migrate", "snapshot-before", "log-store:b"}, steps["start-backend:b"].Needs, "the log store runs before the backend, so its first lines are kept")
+	assert.Equal(t, []string{"pull:b", "migrate", "snapshot-before", "log-store:b", "prepare:a", "prepare:b"}, steps["start-backend:b"].Needs,
+		"the log store runs before the backend, so its first lines are kept; nothing starts before every target is locked and prepared")
 	assert.Equal(t, []string{"prepare:b"}, steps["log-store:b"].Needs)
 	assert.Equal(t, []string{"verify:a", "verify:b"}, steps["certificates"].Needs, "TLS: certificates once every target serves the release")
 	assert.Equal(t, []string{"certificates"}, steps["monitoring"].Needs, "monitoring once the certificates are in")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,8 +21,22 @@ func (d *Deployment) lock(ctx context.Context, tr *targetRun) error {
 		if err != nil {
 			return err
 		}
-		h, err := remote.Connect(ctx, e, 1)
+		skippable := slices.Contains(d.req.SkipUnreachable, tr.cfg.Name)
+		attempts := 1
+		if skippable {
+			attempts = 3 // then skipped, not retried
+		}
+		h, err := remote.Connect(ctx, e, attempts)
 		var ne *remote.NetError
+		if errors.As(err, &ne) && skippable {
+			tr.mu.Lock()
+			tr.skipped, tr.noop = true, "unreachable, skipped (--skip-unreachable): "+err.Error()
+			tr.mu.Unlock()
+			d.mu.Lock()
+			d.unreachable = append(d.unreachable, tr.cfg.Name+": "+err.Error())
+			d.mu.Unlock()
+			return pipelines.Skip("%s", tr.noop)
+		}
 		if errors.As(err, &ne) {
 			return pipelines.Retriable(err)
 		}
@@ -46,6 +61,9 @@ func (d *Deployment) lock(ctx context.Context, tr *targetRun) error {
 // to do, then opens this run's journal (its first undo: the release folder)
 // before it creates the folder, picks a port and writes the env file.
 func (d *Deployment) prepare(ctx context.Context, tr *targetRun) error {
+	if tr.skipped {
+		return pipelines.Skip("%s", tr.noop)
+	}
 	h, l := tr.host, tr.layout
 	st, err := d.loadState(ctx, tr)
 	if err != nil {
@@ -98,22 +116,39 @@ func (d *Deployment) prepare(ctx context.Context, tr *targetRun) error {
 		}
 	}
 	b := d.req.Config.Backend
-	port, err := FreePort(ctx, h, b.HostPortMin, b.HostPortMax, used)
+	// Ports another target of this run picked are not taken twice: hosts
+	// that share a loopback (containers of several "hosts" on one engine)
+	// would otherwise pick the same free port before either binds it.
+	port, extra, err := func() (int, map[string]int, error) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.claimed == nil {
+			d.claimed = map[int]bool{}
+		}
+		for p := range d.claimed {
+			used[p] = true
+		}
+		port, err := FreePort(ctx, h, b.HostPortMin, b.HostPortMax, used)
+		if err != nil {
+			return 0, nil, err
+		}
+		used[port], d.claimed[port] = true, true
+		var extra map[string]int
+		for _, name := range b.ExtraPorts {
+			p, err := FreePort(ctx, h, b.HostPortMin, b.HostPortMax, used)
+			if err != nil {
+				return 0, nil, fmt.Errorf("backend.extra_ports %s: %w", name, err)
+			}
+			used[p], d.claimed[p] = true, true
+			if extra == nil {
+				extra = map[string]int{}
+			}
+			extra[name] = p
+		}
+		return port, extra, nil
+	}()
 	if err != nil {
 		return err
-	}
-	used[port] = true
-	var extra map[string]int
-	for _, name := range b.ExtraPorts {
-		p, err := FreePort(ctx, h, b.HostPortMin, b.HostPortMax, used)
-		if err != nil {
-			return fmt.Errorf("backend.extra_ports %s: %w", name, err)
-		}
-		used[p] = true
-		if extra == nil {
-			extra = map[string]int{}
-		}
-		extra[name] = p
 	}
 	tr.mu.Lock()
 	tr.port, tr.ports, tr.container = port, extra, l.Container(d.req.ID)

@@ -23,8 +23,10 @@ func (d *Deployment) prune(ctx context.Context, tr *targetRun) error {
 	}
 	// First the switch is disarmed: a kill after this leaves the journal,
 	// so the next run undoes the release (the safe side).
-	if err := tr.lease.end(); err != nil {
-		return fmt.Errorf("keeping the release: %w", err)
+	if tr.lease != nil { // none on a worker-only target: no site to put back
+		if err := tr.lease.end(); err != nil {
+			return fmt.Errorf("keeping the release: %w", err)
+		}
 	}
 	tr.lease = nil
 	h, l, st := tr.host, tr.layout, tr.state

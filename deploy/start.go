@@ -57,11 +57,15 @@ func (d *Deployment) monitoringTarget(tr *targetRun) monitoringpkg.Target {
 func (d *Deployment) Warnings() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if len(d.storeDown) == 0 {
-		return nil
+	var out []string
+	if len(d.unreachable) > 0 {
+		out = append(out, "deployed without the unreachable target(s) "+strings.Join(d.unreachable, "; ")+" (--skip-unreachable): they still run their previous release; deploy again once they are back")
 	}
-	return []string{"the log store is not running on " + strings.Join(d.storeDown, "; ") +
-		" (the deploy went on; this release's output is in docker logs there, and logs reads it from there)"}
+	if len(d.storeDown) == 0 {
+		return out
+	}
+	return append(out, "the log store is not running on "+strings.Join(d.storeDown, "; ")+
+		" (the deploy went on; this release's output is in docker logs there, and logs reads it from there)")
 }
 
 // migrate runs the migrations once. It records first that its container

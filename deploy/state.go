@@ -66,8 +66,17 @@ func (l Layout) Current() string            { return path.Join(l.Base, "current"
 func (l Layout) StateFile() string          { return path.Join(l.Base, "state.json") }
 func (l Layout) LockDir() string            { return path.Join(l.Base, ".lock") }
 func (l Layout) CurrentContainer() string   { return path.Join(l.Base, "current.container") }
-func (l Layout) Container(id string) string { return l.App + "-" + id }
-func (l Layout) Migration(id string) string { return l.App + "-migrate-" + id }
+func (l Layout) Container(id string) string { return l.App + "-" + id + "-" + l.baseTag() }
+func (l Layout) Migration(id string) string { return l.App + "-migrate-" + id + "-" + l.baseTag() }
+func (l Layout) Worker(id string) string    { return l.App + "-worker-" + id + "-" + l.baseTag() }
+
+// baseTag tells apart the containers of two hosts, or two roots, that
+// share a Docker engine: a hash of the base folder and the environment
+// (the deployment's name).
+func (l Layout) baseTag() string {
+	sum := sha256.Sum256([]byte(l.Name + "\x00" + l.Base))
+	return hex.EncodeToString(sum[:3])
+}
 func (l Layout) SiteConf(id string) string  { return path.Join(l.Release(id), "nginx.conf") }
 func (l Layout) EnvFile(id string) string   { return path.Join(l.Release(id), "backend.env") }
 func (l Layout) Frontend(id string) string  { return path.Join(l.Release(id), "frontend") }

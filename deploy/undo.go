@@ -185,6 +185,11 @@ func (u undoEnv) undo(ctx context.Context, e Undo) error {
 			return nil // the schema had not changed: nothing to restore
 		}
 		return err
+	case UndoStart:
+		if _, err := u.host.Run(ctx, u.docker.Start(e.Container)...); err != nil && !strings.Contains(err.Error(), "No such container") {
+			return err
+		}
+		return nil
 	case UndoUnhold:
 		if u.unhold == nil {
 			return fmt.Errorf("the interrupted run %s swapped a database in under a hold; putting it back (%s) needs `lawsker-deploy deploy` or `lawsker-deploy rollback` with this configuration's database section", u.state.InProgress.ID, e.Token)

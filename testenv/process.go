@@ -229,3 +229,11 @@ func commandIn(dir, name string, args ...string) *exec.Cmd {
 	cmd.Dir = dir
 	return cmd
 }
+
+// Signal sends sig to the process (not its group).
+func (p *Process) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("testenv: signal %s: %v", p.Name, err)
+	}
+}

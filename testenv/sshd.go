@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,13 +33,25 @@ func StartSSHD(t testing.TB) *SSHD { t.Helper(); return StartSSHDIn(t, nil) }
 // StartSSHDIn starts sshd inside a network namespace (nil: this one's).
 func StartSSHDIn(t testing.TB, ns *Netns) *SSHD {
 	t.Helper()
+	return startSSHD(t, ns, "127.0.0.1")
+}
+
+// StartSSHDOn starts sshd on another loopback address (127.0.0.2, ...):
+// one "host" of a fleet.
+func StartSSHDOn(t testing.TB, addr string) *SSHD {
+	t.Helper()
+	return startSSHD(t, nil, addr)
+}
+
+func startSSHD(t testing.TB, ns *Netns, addr string) *SSHD {
+	t.Helper()
 	keygen := Bin(t, "ssh-keygen")
 	dir := TempDir(t, "sshd")
 	u, err := user.Current()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	s := &SSHD{Host: "127.0.0.1", Port: FreePort(t), User: u.Username, Dir: dir,
+	s := &SSHD{Host: addr, Port: FreePort(t), User: u.Username, Dir: dir,
 		KeyPath: filepath.Join(dir, "id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts")}
 	hostKey := filepath.Join(dir, "ssh_host_ed25519_key")
 	MustRun(t, keygen, "-q", "-t", "ed25519", "-N", "", "-C", "lawsker-test-host", "-f", hostKey)
@@ -98,4 +111,24 @@ func writeFile(t testing.TB, path, content string, mode os.FileMode) {
 	if err := os.WriteFile(path, []byte(content), mode); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
+}
+
+// DenyForwarding makes sshd refuse TCP forwarding from its next
+// connection on (a host whose sshd forbids tunnels: everything lawsker-deploy
+// reaches through them there fails, e.g. a health gate).
+// It returns what allows them again.
+func (s *SSHD) DenyForwarding(t testing.TB) (allow func()) {
+	t.Helper()
+	cfg := filepath.Join(s.Dir, "sshd_config")
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	reload := func(content string) {
+		writeFile(t, cfg, content, 0o644)
+		s.proc.Signal(t, syscall.SIGHUP)
+		time.Sleep(300 * time.Millisecond) // sshd re-executes itself with the new configuration
+	}
+	reload(string(data) + "AllowTcpForwarding no\nAllowStreamLocalForwarding no\n")
+	return func() { reload(string(data)) }
 }

@@ -58,6 +58,8 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 	force := fs.Bool("force", false, "deploy even when the same release already serves")
 	lockWait := fs.Duration("lock-wait", 0, "wait up to this long for a held deploy lock (in the target's queue, oldest first, showing the holder) instead of failing at once, e.g. 10m")
 	supersede := fs.Bool("supersede", false, "with --lock-wait: replace every older deploy of the app waiting for the lock (it exits 4 naming this one), so a burst of pushes deploys only the last")
+	var skip stringList
+	fs.Var(&skip, "skip-unreachable", "a target (by name; repeat, or comma-separate) the deploy goes on without when it cannot be reached; never the first")
 	s, l, err := c.begin("deploy", fs, args)
 	if err != nil {
 		return err
@@ -72,7 +74,7 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 		return usageError{"deploy: " + err.Error()}
 	}
 	ro, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: l.Config, Resolver: s.res, Image: *image, FrontendDir: *front, Message: *message,
-		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, LockWait: *lockWait, Supersede: *supersede, Logger: s.log.Logger}})
+		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, LockWait: *lockWait, Supersede: *supersede, SkipUnreachable: skip, Logger: s.log.Logger}})
 	if err != nil {
 		s.end(report.StatusInvalid, err, nil)
 		return err
@@ -413,4 +415,18 @@ func shortImage(ref string) string {
 		repo = repo[i+1:]
 	}
 	return repo + "@" + digest[:min(12, len(digest))]
+}
+
+// stringList is a repeatable, comma-separated flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@
 // a static binary with the endpoints a Lawsker-like backend has.
 //
 //	backend            serve on $PORT (default 8000)
+//	backend worker     take jobs until stopped (what worker hosts run)
 //	backend migrate    run "migrations": with SAMPLE_DATABASE_URL set, records
 //	                   the version in alembic_version and creates table
 //	                   release_<version>, as an Alembic migration would
@@ -12,7 +13,8 @@
 // main.crashAfter=6s (serves, then exits with 1 six seconds after each
 // start), main.failEvery=N (every Nth answer of /api/v1/version is a 500;
 // health stays green), main.leakEnv=NAME (prints NAME's value when it
-// starts, as a careless app does: logs must mask it), main.migrationFails=true (before any change), =halfway (after the
+// starts, as a careless app does: logs must mask it), main.workerFails=true
+// (backend worker exits at once), main.migrationFails=true (before any change), =halfway (after the
 // schema changed) or =hangs (after the schema changed, forever).
 package main
 
@@ -41,7 +43,24 @@ var (
 	crashAfter     = ""  // a duration: the server exits with 1 that long after it starts
 	failEvery      = "0" // N: every Nth /api/v1/version answer is a 500 (0: none)
 	leakEnv        = ""  // an environment variable whose value is printed at start
+	workerFails    = "false"
 )
+
+// worker is what a worker host runs: it takes jobs from a queue until it
+// is stopped (a line a second); with main.workerFails=true it cannot
+// reach its queue and exits.
+func worker() {
+	fmt.Println("worker", version, "started")
+	if workerFails == "true" {
+		time.Sleep(500 * time.Millisecond)
+		fmt.Fprintln(os.Stderr, "ERROR worker: the queue is unreachable")
+		os.Exit(1)
+	}
+	for n := 1; ; n++ {
+		time.Sleep(time.Second)
+		fmt.Println("worker", version, "processed job", n)
+	}
+}
 
 // migrate does what an Alembic upgrade does to the schema: a new table and
 // the version row.
@@ -60,6 +79,10 @@ func migrate(ctx context.Context, url string) error {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		worker()
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "migrate" {
 		if migrationFails == "true" {
 			fmt.Fprintln(os.Stderr, "migration 0042_add_cases failed: relation \"cases\" already exists")
