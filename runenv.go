@@ -120,6 +120,9 @@ func (e *runEnv) runRelease(ctx context.Context, verb, id string, rel release.Re
 	} else if v != nil {
 		out.WriteString(e.red.String(checks.Table(v)))
 	}
+	if c := r.Outcome.Canary; c != nil {
+		out.WriteString(e.red.String("canary: " + c.String() + "\n"))
+	}
 	if lines := r.Outcome.ErrorLines; len(lines) > 0 {
 		out.WriteString(e.red.String("error lines of the new release (" + r.Outcome.ErrorLinesFrom + "):\n" + rollout.FormatErrorLines(lines)))
 	}

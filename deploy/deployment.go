@@ -43,8 +43,11 @@ type Request struct {
 	// SkipUnreachable names targets the deploy goes on without when they
 	// cannot be reached (never the first: it migrates and snapshots).
 	SkipUnreachable []string
-	Logger          *slog.Logger
-	Hooks           Hooks
+	// NoCanary switches every client at once whatever rollout.canary says
+	// (rollbacks: the release going back is known).
+	NoCanary bool
+	Logger   *slog.Logger
+	Hooks    Hooks
 	// ACMEClient reaches the ACME server (nil: system roots and
 	// tls.acme_ca_bundle).
 	ACMEClient *http.Client
@@ -119,6 +122,8 @@ type Deployment struct {
 	storeDown        []string     // targets whose log store could not run, and why
 	unreachable      []string     // targets skipped (--skip-unreachable), and why
 	claimed          map[int]bool // ports picked by this run's targets
+	canaryOver       bool         // the canary's verdict is in: sites render without the split
+	canaryResult     *CanaryResult
 	log              *slog.Logger
 }
 

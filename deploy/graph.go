@@ -190,6 +190,11 @@ func (d *Deployment) steps() []pipelines.Step {
 			"stop the previous release's worker (it starts again if the deploy is undone)", d.switchWorker)))
 	}
 	kept := verifies
+	if c := cfg.Rollout.Canary; c != nil && !d.req.NoCanary {
+		kept = []string{b.add(d.once(StepCanary, verifies, 3*c.Duration.D()+2*time.Minute,
+			fmt.Sprintf("canary: %d%% of the clients on the new release%s for %s, both releases' error rate and p95 from nginx's canary log; promote (every client on the new release), or abort (every target back) over max_error_rate %.2f%% or max_latency_ratio %.1fx; fewer than %d requests: wait (up to 3x)",
+				c.Weight, map[bool]string{true: " (sticky cookie)", false: ""}[c.Sticky], c.Duration, 100*c.MaxErrorRate, c.MaxLatencyRatio, c.MinRequests), d.canary))}
+	}
 	if cfg.TLS.Enabled {
 		kept = []string{b.add(d.once(StepCertificates, verifies, 15*time.Minute,
 			fmt.Sprintf("check DNS, obtain or renew certificates for %s (%s), install them, switch the site to HTTPS", strings.Join(cfg.Domains, ", "), cfg.TLS.Challenge), d.certificates))}

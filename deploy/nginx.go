@@ -147,12 +147,33 @@ type SiteData struct {
 	// upstream, the status and the time taken, the error log beside it,
 	// tagged AccessTag and ErrorTag.
 	Syslog, AccessTag, ErrorTag string
+	// Canary splits the clients between this release and the previous
+	// one (nil: every client gets this release).
+	Canary *CanarySite
+	// ReleaseValue is what the release header and the access log's
+	// release field say: the release, or during a canary the variable
+	// naming the release that answered (set by RenderSite).
+	ReleaseValue string
 	// Maintenance (with Hold) answers 503 with Retry-After and the page in
 	// Dir, and proxies the health path to Upstream (when set).
 	Maintenance *MaintenancePage
 	// Hold renders the maintenance hold instead of the release: every
 	// request but ACME tokens gets 503 with Retry-After (no upstream).
 	Hold bool
+}
+
+// CanarySite is a canary's split: Weight percent of the clients get the
+// new release, the others the previous one at Previous; lawsker-deploy's
+// own requests always get the new one (they judge it). With Sticky a
+// cookie keeps a client on its release. Log is the release's canary log:
+// every client request's time, release, status and time taken.
+type CanarySite struct {
+	Weight          int
+	Sticky          bool
+	Cookie          string // the cookie's name
+	Previous        string // 127.0.0.1:port
+	PreviousRelease string
+	Log             string
 }
 
 // MaintenancePage is what a maintenance site answers.
@@ -218,7 +239,43 @@ map $http_user_agent ${{.Name}}_upstream {
 {{- if .Syslog}}
 
 # Access lines for the log store (JSON; the path without its query string).
-log_format {{.Name}}_json escape=json '{"time":"$time_iso8601","release":"{{.Release}}","method":"$request_method","path":"$uri","status":"$status","bytes":"$body_bytes_sent","request_time":"$request_time","upstream":"$upstream_addr","upstream_status":"$upstream_status","upstream_time":"$upstream_response_time","host":"$host","agent":"$http_user_agent"}';
+log_format {{.Name}}_json escape=json '{"time":"$time_iso8601","release":"{{.ReleaseValue}}","method":"$request_method","path":"$uri","status":"$status","bytes":"$body_bytes_sent","request_time":"$request_time","upstream":"$upstream_addr","upstream_status":"$upstream_status","upstream_time":"$upstream_response_time","host":"$host","agent":"$http_user_agent"}';
+{{- end}}
+{{- with .Canary}}
+
+# Canary: {{.Weight}}% of the clients get release {{$.Release}}, the others {{.PreviousRelease}}{{if .Sticky}}, kept by the cookie {{.Cookie}}{{end}}.
+upstream {{$.Name}}_previous {
+    server {{.Previous}} max_fails=0;
+    keepalive 16;
+}
+split_clients "${request_id}" ${{$.Name}}_pick {
+    {{.Weight}}% new;
+    * old;
+}
+{{- if .Sticky}}
+map $cookie_{{.Cookie}} ${{$.Name}}_sticky {
+    "new" new;
+    "old" old;
+    default ${{$.Name}}_pick;
+}
+{{- end}}
+map $http_user_agent ${{$.Name}}_variant {
+    "~^lawsker-deploy" new;
+    default ${{$.Name}}_{{if .Sticky}}sticky{{else}}pick{{end}};
+}
+map ${{$.Name}}_variant ${{$.Name}}_canary {
+    new {{$.Name}}_backend;
+    default {{$.Name}}_previous;
+}
+map ${{$.Name}}_variant ${{$.Name}}_release {
+    new "{{$.Release}}";
+    default "{{.PreviousRelease}}";
+}
+map $http_user_agent ${{$.Name}}_client {
+    "~^lawsker-deploy" 0;
+    default 1;
+}
+log_format {{$.Name}}_canary '$msec ${{$.Name}}_variant $status $request_time';
 {{- end}}
 {{- if .WatchLog}}
 
@@ -301,6 +358,9 @@ server {
 {{- if .HostLog}}
     access_log {{.HostLog}} combined;
 {{- end}}
+{{- with .Canary}}
+    access_log {{.Log}} {{$.Name}}_canary if=${{$.Name}}_client;
+{{- end}}
 {{- if .Syslog}}
     access_log syslog:server={{.Syslog}},tag={{.AccessTag}},nohostname {{$.Name}}_json;
     error_log syslog:server={{.Syslog}},tag={{.ErrorTag}},nohostname warn;
@@ -348,7 +408,7 @@ server {
 {{- end}}
 {{end}}
 {{- define "proxy"}}
-        proxy_pass http://{{if .Fallback}}${{.Name}}_upstream{{else}}{{.Name}}_backend{{end}};
+        proxy_pass http://{{if .Canary}}${{.Name}}_canary{{else if .Fallback}}${{.Name}}_upstream{{else}}{{.Name}}_backend{{end}};
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $host;
@@ -361,7 +421,10 @@ server {
     add_header X-Content-Type-Options "nosniff" always;
     add_header X-Frame-Options "DENY" always;
     add_header Referrer-Policy "strict-origin-when-cross-origin" always;
-    add_header X-Lawsker-Release "{{.Release}}" always;
+    add_header X-Lawsker-Release "{{.ReleaseValue}}" always;
+{{- with .Canary}}{{if .Sticky}}
+    add_header Set-Cookie "{{.Cookie}}=${{$.Name}}_variant; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax" always;
+{{- end}}{{end}}
 {{- if .TLS}}
     add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
 {{- end}}
@@ -373,6 +436,14 @@ server {
 func RenderSite(d SiteData) ([]byte, error) {
 	if d.ServerNames == "" {
 		d.ServerNames = "_"
+	}
+	if d.Name == "" {
+		d.Name = d.App
+	}
+	d.ReleaseValue = d.Release
+	if d.Canary != nil {
+		d.ReleaseValue = "$" + d.Name + "_release"
+		d.Fallback = "" // the split is the fallback: each client has its release
 	}
 	var servers []siteServer
 	if len(d.TLS) == 0 {
@@ -396,11 +467,12 @@ func RenderSite(d SiteData) ([]byte, error) {
 	}
 	if err := siteTemplate.Execute(&b, struct {
 		App, Name, Release, Upstream, Fallback string
-		Syslog, PageFile                       string
+		Syslog, PageFile, ReleaseValue         string
+		Canary                                 *CanarySite
 		Hold, MaintUpstream                    bool
 		Servers                                []siteServer
 		WatchLog, WatchBefore                  string
-	}{d.App, d.Name, d.Release, d.Upstream, d.Fallback, d.Syslog, MaintenancePageFile, d.Hold, d.Hold && d.Maintenance != nil && d.Upstream != "",
+	}{d.App, d.Name, d.Release, d.Upstream, d.Fallback, d.Syslog, MaintenancePageFile, d.ReleaseValue, d.Canary, d.Hold, d.Hold && d.Maintenance != nil && d.Upstream != "",
 		servers, d.WatchLog, beforeRE(d.WatchUntil)}); err != nil {
 		return nil, err
 	}

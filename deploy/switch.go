@@ -180,6 +180,7 @@ func (d *Deployment) siteData(tr *targetRun) (SiteData, bool) {
 	if tr.previous != nil && tr.previous.Port > 0 && d.req.Hooks.Hold == nil {
 		data.Fallback = fmt.Sprintf("127.0.0.1:%d", tr.previous.Port)
 	}
+	data.Canary = d.canarySite(tr)
 	if d.local != nil {
 		data.Frontend, data.Routes = l.Frontend(d.req.ID), cfg.Routes()
 	}

@@ -69,7 +69,7 @@ func PrepareRestore(ctx context.Context, req RestoreRequest) (*Restore, error) {
 		cfg = &merged
 	}
 	r := &Restore{plan: p, manifest: m}
-	dr := deploy.Request{Config: cfg, Resolver: req.Resolver, Who: req.Who, ID: req.ID, NoSnapshot: true, Force: true, Logger: req.Logger,
+	dr := deploy.Request{Config: cfg, Resolver: req.Resolver, Who: req.Who, ID: req.ID, NoSnapshot: true, Force: true, Logger: req.Logger, NoCanary: true,
 		Message: "rollback to " + m.ID}
 	// A rollback whose verification fails is reported, not reverted: the
 	// release it replaced is the one that was rolled back from.

@@ -78,6 +78,9 @@ type Outcome struct {
 	// they were read, or why not.
 	ErrorLines     []monitoring.ErrorLine `json:"error_lines,omitempty"`
 	ErrorLinesFrom string                 `json:"error_lines_from,omitempty"`
+	// Canary is the canary's verdict and both releases' figures
+	// (rollout.canary).
+	Canary *deploy.CanaryResult `json:"canary,omitempty"`
 }
 
 // Rollout is a prepared release.
@@ -142,6 +145,7 @@ func (r *Rollout) Finish(res *pipelines.Result) (Outcome, error) {
 	out.Certificates = r.d.TLSResults()
 	out.HoldSeconds = r.d.HoldLength().Seconds()
 	out.Warnings = append(out.Warnings, r.d.Warnings()...)
+	out.Canary = r.d.CanaryResult()
 	runErr := res.Err()
 	if runErr != nil && out.Trigger == nil && !refusedAtTheLock(res) {
 		out.Trigger = &Trigger{Kind: TriggerDeployFailure, Reason: firstFailure(res)}

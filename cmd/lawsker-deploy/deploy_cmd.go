@@ -109,6 +109,9 @@ func (c *cli) finishRelease(s *session, r release.Result, verb string, plan *rol
 		if out.Verification != nil {
 			s.out("%s", s.red.String(checks.Table(out.Verification)))
 		}
+		if c := out.Canary; c != nil {
+			s.out("canary: %s\n", c)
+		}
 		if w := out.Watch; w != nil && w.Checks > 0 {
 			s.out("watch: %d health checks over %s, %d failed (at most %d in a row; threshold %d)\n", w.Checks, w.Window, w.Failures, w.MaxConsecutive, w.Threshold)
 		}
