@@ -69,6 +69,9 @@ func (m *LawskerDeploy) Deploy(
 	// Targets (comma-separated names) the deploy goes on without when they cannot be reached; never the first.
 	// +optional
 	skipUnreachable string,
+	// With rollout.canary: stop after the analysis with both releases serving; promote or abort finishes it.
+	// +optional
+	canaryHold bool,
 ) (string, error) {
 	var wait time.Duration
 	if lockWait != "" {
@@ -103,7 +106,7 @@ func (m *LawskerDeploy) Deploy(
 	defer env.cleanup()
 	env.markdown = markdown
 	return m.deploy(ctx, env, deployArgs{backendImage: backendImage, frontend: frontend, gitSha: gitSha, skipRehearsal: skipRehearsal,
-		message: message, noSnapshot: noSnapshot, force: force, lockWait: wait, supersede: supersede, skipUnreachable: splitNames(skipUnreachable)})
+		message: message, noSnapshot: noSnapshot, force: force, lockWait: wait, supersede: supersede, skipUnreachable: splitNames(skipUnreachable), canaryHold: canaryHold})
 }
 
 // splitNames splits a comma-separated list, dropping empty names.
@@ -125,6 +128,7 @@ type deployArgs struct {
 	force, supersede              bool
 	lockWait                      time.Duration
 	skipUnreachable               []string
+	canaryHold                    bool
 }
 
 // deploy is Deploy on a prepared run (the end-to-end check prepares its own).
@@ -151,7 +155,7 @@ func (m *LawskerDeploy) deploy(ctx context.Context, env *runEnv, a deployArgs) (
 	}
 	id := report.NewID(time.Now())
 	r, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: env.cfg, Resolver: env.res, Image: a.backendImage, FrontendDir: frontendDir,
-		Message: a.message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: a.noSnapshot, Force: a.force, LockWait: a.lockWait, Supersede: a.supersede, SkipUnreachable: a.skipUnreachable}})
+		Message: a.message, Who: "dagger@" + hostname(), ID: id, NoSnapshot: a.noSnapshot, Force: a.force, LockWait: a.lockWait, Supersede: a.supersede, SkipUnreachable: a.skipUnreachable, CanaryHold: a.canaryHold}})
 	if err != nil {
 		return "", failed("deploy", env.red.Error(err), prelude)
 	}
@@ -310,4 +314,37 @@ func rollback(ctx context.Context, env *runEnv, a rollbackArgs) (string, error) 
 		return "", fmt.Errorf("%w\nrollback plan:\n%s", err, env.red.String(string(planJSON)))
 	}
 	return env.red.String("rollback plan:\n"+string(planJSON)+"\n") + text, nil
+}
+
+// Promote finishes a canary held by deploy --canary-hold: every client on the new release, the release kept, the lock released.
+// +cache="never"
+func (m *LawskerDeploy) Promote(ctx context.Context) (string, error) {
+	env, err := m.env(ctx, false)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	held, err := rollout.Promote(ctx, env.cfg, env.res)
+	data, _ := json.MarshalIndent(held, "", "  ")
+	text := env.red.String(string(data)) + "\n"
+	if err != nil {
+		return "", failed("promote", env.red.Error(err), text)
+	}
+	return text, nil
+}
+
+// Abort ends a canary held by deploy --canary-hold: the previous release serves every client again, the new one is removed, the database restored when the release changed it.
+// +cache="never"
+func (m *LawskerDeploy) Abort(ctx context.Context) (string, error) {
+	env, err := m.env(ctx, true)
+	if err != nil {
+		return "", err
+	}
+	defer env.cleanup()
+	r, err := rollout.PrepareAbort(ctx, env.cfg, env.res, "dagger@"+hostname(), deploy.Request{})
+	if err != nil {
+		return "", failed("abort", env.red.Error(err), "")
+	}
+	defer r.Close()
+	return env.runRelease(ctx, "abort", r.Deployment().ID(), release.Abort(r))
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -204,10 +205,86 @@ func (d *Deployment) canary(ctx context.Context) error {
 			d.setCanary(res)
 			return fmt.Errorf("%w: %s", ErrCanaryAborted, res)
 		}
+		if d.req.CanaryHold {
+			res.Verdict = CanaryHeld
+			d.setCanary(res)
+			return d.holdCanary(ctx, targets, res)
+		}
 		d.setCanary(res)
 		d.log.Info("canary promoted", "result", res.String())
 		return d.promote(ctx, targets)
 	}
+}
+
+// CanaryHeld is the verdict of a canary held by deploy --canary-hold:
+// both releases serve until promote or abort.
+const CanaryHeld = "held"
+
+// HeldCanary is what a held canary leaves on each target
+// (<base>/canary.json): promote and abort finish it.
+type HeldCanary struct {
+	Deploy   string       `json:"deploy"` // the deploy id, holding the lock
+	Release  string       `json:"release"`
+	Previous string       `json:"previous"`
+	Who      string       `json:"who"`
+	Since    time.Time    `json:"since"`
+	Result   CanaryResult `json:"result"`
+}
+
+func heldCanaryFile(l Layout) string { return path.Join(l.Base, "canary.json") }
+
+// promotedSite is the release's site without the split, ready for promote.
+func promotedSite(l Layout, id string) string { return path.Join(l.Release(id), "promoted.nginx.conf") }
+
+// holdCanary ends the run with the canary serving: on each target the site
+// without the split is written beside it (promote switches to it), the
+// canary is recorded, the dead man's switch is disarmed, and the lock and
+// the journal stay (abort replays it); every later step skips.
+func (d *Deployment) holdCanary(ctx context.Context, targets []*targetRun, res CanaryResult) error {
+	d.mu.Lock()
+	d.held = true // the sites render without the split from here
+	d.mu.Unlock()
+	for _, tr := range targets {
+		data, _ := d.siteData(tr)
+		site, err := RenderSite(data)
+		if err != nil {
+			return err
+		}
+		if err := tr.host.WriteFile(promotedSite(tr.layout, d.req.ID), site, 0o644); err != nil {
+			return err
+		}
+	}
+	for _, tr := range d.targets {
+		if tr.noop != "" {
+			continue
+		}
+		hc := HeldCanary{Deploy: d.req.ID, Release: d.req.ID, Who: d.req.Who, Since: time.Now().UTC(), Result: res}
+		if tr.previous != nil {
+			hc.Previous = tr.previous.ID
+		}
+		data, _ := json.MarshalIndent(hc, "", "  ")
+		if err := tr.host.WriteFile(heldCanaryFile(tr.layout), data, 0o644); err != nil {
+			return err
+		}
+		if tr.lease != nil {
+			if err := tr.lease.end(); err != nil {
+				return fmt.Errorf("%s: disarming the dead man's switch for the held canary: %w", tr.cfg.Name, err)
+			}
+			tr.lease = nil
+		}
+		tr.mu.Lock()
+		tr.completed = true // nothing to revert: the canary stays
+		tr.mu.Unlock()
+	}
+	d.log.Info("canary held", "result", res.String())
+	return nil
+}
+
+// holdingCanary says the run ended holding its canary.
+func (d *Deployment) holdingCanary() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.held
 }
 
 func (d *Deployment) setCanary(r CanaryResult) {
@@ -237,3 +314,5 @@ func (d *Deployment) promote(ctx context.Context, targets []*targetRun) error {
 	}
 	return nil
 }
+
+const canaryHeldNote = "the canary is held (--canary-hold): both releases serve until `lawsker-deploy promote` or `lawsker-deploy abort`"

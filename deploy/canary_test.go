@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lawsker/lawsker-deploy/config"
+	"github.com/lawsker/lawsker-deploy/pipelines"
 	"github.com/lawsker/lawsker-deploy/testenv"
 )
 
@@ -160,4 +161,67 @@ func TestCanaryPromotesAndAborts(t *testing.T) {
 	r.serves(t, "v2")
 	assert.Equal(t, run.d.ID(), r.state(t).Releases[len(r.state(t).Releases)-1].ID, "v2 is current again")
 	r.unlocked(t)
+}
+
+// deploy --canary-hold stops after the analysis with both releases
+// serving and the lock held; promote finishes it (the new release alone),
+// abort puts the previous release back alone (the new one removed).
+func TestCanaryHoldThenPromoteOrAbort(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config(t, `, "rollout": {"canary": {"weight": 50, "duration": "2s", "sticky": false, "min_requests": 5}}`)
+	require.NoError(t, r.deploy(t, cfg, r.image(t, "v1"), frontend(t, "v1")).res.Err())
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() {
+		client := &http.Client{Timeout: 5 * time.Second}
+		for ctx.Err() == nil {
+			if resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/version", r.AppPort)); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	hold := func(r2 *Request) { r2.CanaryHold = true }
+	held := r.deploy(t, cfg, r.image(t, "v2"), frontend(t, "v2"), hold)
+	require.NoError(t, held.res.Err())
+	res := held.d.CanaryResult()
+	require.NotNil(t, res)
+	assert.Equal(t, CanaryHeld, res.Verdict)
+	seen := map[string]bool{}
+	for range 40 {
+		_, v := r.get(t, "/api/v1/version")
+		seen[v] = true
+	}
+	assert.Equal(t, map[string]bool{"v1": true, "v2": true}, seen, "both releases serve while the canary is held")
+	refused := r.deploy(t, cfg, r.image(t, "v3"), frontend(t, "v3"))
+	require.Error(t, refused.res.Err())
+	assert.ErrorIs(t, refused.res.Err(), ErrLocked, "the held canary keeps the lock")
+
+	h, err := connectTarget(t.Context(), r.sshd, mustRead(t, r.sshd.KeyPath))
+	require.NoError(t, err)
+	defer h.Close()
+	hc, err := PromoteCanary(t.Context(), cfg, cfg.Primary(), h)
+	require.NoError(t, err)
+	assert.Equal(t, held.d.ID(), hc.Release)
+	r.serves(t, "v2")
+	r.unlocked(t)
+	assert.True(t, r.state(t).Releases[len(r.state(t).Releases)-1].Verified)
+	_, err = PromoteCanary(t.Context(), cfg, cfg.Primary(), h)
+	assert.ErrorIs(t, err, ErrNoHeldCanary)
+
+	held = r.deploy(t, cfg, r.image(t, "v3"), frontend(t, "v3"), hold)
+	require.NoError(t, held.res.Err())
+	d, err := PrepareAbort(t.Context(), Request{Config: cfg, Resolver: sampleResolver(), Who: "tester@ci"})
+	require.NoError(t, err)
+	t.Cleanup(d.Close)
+	ab := pipelines.Run(t.Context(), d.Graph(), pipelines.Options{MaxWorkers: 4, ContinueOnFailure: true})
+	require.NoError(t, ab.Err())
+	cancel()
+	r.serves(t, "v2")
+	r.unlocked(t)
+	for _, name := range r.running(t) {
+		assert.NotContains(t, name, held.d.ID(), "the aborted release's backend is removed")
+	}
+	assert.Equal(t, hc.Release, r.state(t).Releases[len(r.state(t).Releases)-1].ID)
 }

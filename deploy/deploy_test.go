@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -449,4 +450,56 @@ func TestAMigrationThatServesIsStoppedAndSaysSo(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "migration `/app/backend` failed; nothing was switched: stopped after 3s (the step's timeout, execution.step_timeout 3s, or a cancel)")
 	r.serves(t, "v1")
+}
+
+// Two apps on one host stay independent: each its own site, port,
+// containers, state and lock; deploying one never touches the other.
+func TestTwoAppsOnOneHost(t *testing.T) {
+	r := newRig(t)
+	sample := r.config(t, "")
+	sample.Backend.HostPortMax = r.portLo + 19
+	ledger := r.config(t, "")
+	ledger.App = "ledger"
+	ledgerPort := testenv.ReservePorts(t, 1)
+	ledger.Targets[0].Nginx.SitePath = filepath.Join(r.nginx.Dir, "sites", "ledger.conf")
+	ledger.Targets[0].Nginx.Listen = ledgerPort
+	ledger.Backend.HostPortMin, ledger.Backend.HostPortMax = r.portLo+20, r.portLo+40
+	t.Cleanup(func() {
+		out, _ := r.docker.Run(context.Background(), "ps", "-aq", "--filter", "label=lawsker.base="+filepath.Join(r.root, "ledger"))
+		for _, id := range strings.Fields(out) {
+			_, _ = r.docker.Run(context.Background(), "rm", "-f", id)
+		}
+	})
+	get := func(port int) string {
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/version", port))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(body))
+	}
+	var wg sync.WaitGroup
+	runs := make([]run, 2)
+	for i, c := range []struct {
+		cfg     *config.Config
+		version string
+	}{{sample, "v1"}, {ledger, "v2"}} {
+		wg.Add(1)
+		go func() { defer wg.Done(); runs[i] = r.deploy(t, c.cfg, r.image(t, c.version), frontend(t, c.version)) }()
+	}
+	wg.Wait()
+	require.NoError(t, runs[0].res.Err())
+	require.NoError(t, runs[1].res.Err())
+	r.serves(t, "v1")
+	assert.Equal(t, "v2", get(ledgerPort))
+	ledgerContainers := r.docker.MustRun(t, "ps", "--filter", "label=lawsker.base="+filepath.Join(r.root, "ledger"), "--format", "{{.Names}}")
+	require.NotEmpty(t, ledgerContainers)
+
+	run := r.deploy(t, sample, r.image(t, "v2"), frontend(t, "v2"))
+	require.NoError(t, run.res.Err())
+	r.serves(t, "v2")
+	assert.Equal(t, "v2", get(ledgerPort), "the other app still serves its release")
+	assert.Equal(t, ledgerContainers, r.docker.MustRun(t, "ps", "--filter", "label=lawsker.base="+filepath.Join(r.root, "ledger"), "--format", "{{.Names}}"),
+		"its containers untouched")
+	_, err := os.Stat(filepath.Join(r.root, "ledger", ".lock"))
+	assert.True(t, os.IsNotExist(err), "its lock free")
 }

@@ -46,8 +46,11 @@ type Request struct {
 	// NoCanary switches every client at once whatever rollout.canary says
 	// (rollbacks: the release going back is known).
 	NoCanary bool
-	Logger   *slog.Logger
-	Hooks    Hooks
+	// CanaryHold ends the run after the canary's analysis with both
+	// releases serving: promote or abort finish it.
+	CanaryHold bool
+	Logger     *slog.Logger
+	Hooks      Hooks
 	// ACMEClient reaches the ACME server (nil: system roots and
 	// tls.acme_ca_bundle).
 	ACMEClient *http.Client
@@ -124,6 +127,7 @@ type Deployment struct {
 	claimed          map[int]bool // ports picked by this run's targets
 	canaryOver       bool         // the canary's verdict is in: sites render without the split
 	canaryResult     *CanaryResult
+	held             bool // the run ended holding its canary (--canary-hold)
 	log              *slog.Logger
 }
 

@@ -61,6 +61,9 @@ func (d *Deployment) guarded(tr *targetRun, name string, needs []string, timeout
 			if tr.noop != "" {
 				return pipelines.Skip("%s", tr.noop)
 			}
+			if d.holdingCanary() {
+				return pipelines.Skip("%s", canaryHeldNote)
+			}
 			return run(ctx, tr)
 		}}
 }
@@ -72,6 +75,9 @@ func (d *Deployment) once(name string, needs []string, timeout time.Duration, de
 		Run: func(ctx context.Context) error {
 			if d.allNoop() {
 				return pipelines.Skip("%s", d.primary().noop)
+			}
+			if d.holdingCanary() {
+				return pipelines.Skip("%s", canaryHeldNote)
 			}
 			return run(ctx)
 		}}

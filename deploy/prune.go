@@ -15,6 +15,9 @@ import (
 // releases beyond keep_releases go and the previous backend is stopped
 // after the rollback window, in the background on the target.
 func (d *Deployment) prune(ctx context.Context, tr *targetRun) error {
+	if d.holdingCanary() {
+		return pipelines.Skip("%s", canaryHeldNote)
+	}
 	if tr.noop != "" {
 		tr.mu.Lock()
 		tr.completed = true
@@ -131,6 +134,9 @@ func (d *Deployment) unlock(ctx context.Context, tr *targetRun) error {
 	tr.mu.Unlock()
 	if !locked {
 		return pipelines.Skip("the lock was never taken")
+	}
+	if d.holdingCanary() {
+		return pipelines.Skip("the held canary keeps the deploy lock until `lawsker-deploy promote` or `abort`")
 	}
 	if err := ReleaseLock(ctx, tr.host, tr.layout, d.req.ID, false); err != nil {
 		return err

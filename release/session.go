@@ -20,6 +20,7 @@ const (
 	KindDeploy     Kind = "deploy"
 	KindRollback   Kind = "rollback"    // to a snapshot
 	KindSwitchBack Kind = "switch_back" // to the warm previous release
+	KindAbort      Kind = "abort"       // of a held canary
 )
 
 // Release is a prepared graph and how to read its result.
@@ -54,6 +55,14 @@ func Rollback(r *rollout.Restore, plan *rollout.RestorePlan) Release {
 func SwitchBack(d *deploy.Deployment) Release {
 	return Release{Kind: KindSwitchBack, Graph: d.Graph(), Finish: func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
 		return d.Outcomes(), rollout.Outcome{}, res.Err()
+	}}
+}
+
+// Abort is the abort of a held canary.
+func Abort(r *rollout.Rollout) Release {
+	return Release{Kind: KindAbort, Graph: r.Graph(), Finish: func(res *pipelines.Result) ([]deploy.TargetOutcome, rollout.Outcome, error) {
+		out, err := r.FinishAbort(res)
+		return r.Deployment().Outcomes(), out, err
 	}}
 }
 

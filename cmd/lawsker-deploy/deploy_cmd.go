@@ -58,6 +58,7 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 	force := fs.Bool("force", false, "deploy even when the same release already serves")
 	lockWait := fs.Duration("lock-wait", 0, "wait up to this long for a held deploy lock (in the target's queue, oldest first, showing the holder) instead of failing at once, e.g. 10m")
 	supersede := fs.Bool("supersede", false, "with --lock-wait: replace every older deploy of the app waiting for the lock (it exits 4 naming this one), so a burst of pushes deploys only the last")
+	canaryHold := fs.Bool("canary-hold", false, "with rollout.canary: stop after the analysis with both releases serving; `promote` or `abort` finishes it")
 	var skip stringList
 	fs.Var(&skip, "skip-unreachable", "a target (by name; repeat, or comma-separate) the deploy goes on without when it cannot be reached; never the first")
 	s, l, err := c.begin("deploy", fs, args)
@@ -68,13 +69,18 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 		s.end(report.StatusInvalid, errors.New("--backend-image is required"), nil)
 		return usageError{"deploy: --backend-image is required (REGISTRY/REPO@sha256:...)"}
 	}
+	if *canaryHold && l.Config.Rollout.Canary == nil {
+		err := errors.New("--canary-hold needs rollout.canary in the configuration")
+		s.end(report.StatusInvalid, err, nil)
+		return usageError{"deploy: " + err.Error()}
+	}
 	if *lockWait < 0 || *supersede && *lockWait == 0 {
 		err := errors.New("--lock-wait must be a positive duration, and --supersede needs it (a deploy replaces others only while they wait)")
 		s.end(report.StatusInvalid, err, nil)
 		return usageError{"deploy: " + err.Error()}
 	}
 	ro, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: l.Config, Resolver: s.res, Image: *image, FrontendDir: *front, Message: *message,
-		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, LockWait: *lockWait, Supersede: *supersede, SkipUnreachable: skip, Logger: s.log.Logger}})
+		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, LockWait: *lockWait, Supersede: *supersede, SkipUnreachable: skip, CanaryHold: *canaryHold, Logger: s.log.Logger}})
 	if err != nil {
 		s.end(report.StatusInvalid, err, nil)
 		return err
@@ -432,4 +438,47 @@ func (l *stringList) Set(v string) error {
 		}
 	}
 	return nil
+}
+
+// promote finishes a held canary: every client on the new release.
+func (c *cli) promote(ctx context.Context, args []string) error {
+	fs := c.newFlagSet("promote")
+	s, l, err := c.begin("promote", fs, args)
+	if err != nil {
+		return err
+	}
+	held, runErr := rollout.Promote(ctx, l.Config, s.res)
+	if c.jsonOut {
+		if err := s.jsonOut(held); err != nil {
+			return err
+		}
+	}
+	for _, hc := range held {
+		if !c.jsonOut {
+			s.out("promoted release %s of deploy %s (serving before: %s; canary: %s)\n", hc.Release, hc.Deploy, hc.Previous, hc.Result)
+		}
+	}
+	status := report.StatusSucceeded
+	if runErr != nil {
+		status = report.StatusFailed
+	}
+	s.end(status, runErr, held)
+	return c.failed(s, runErr)
+}
+
+// abortCanary ends a held canary: the previous release alone again, database
+// included when the release changed it.
+func (c *cli) abortCanary(ctx context.Context, args []string) error {
+	fs := c.newFlagSet("abort")
+	s, l, err := c.begin("abort", fs, args)
+	if err != nil {
+		return err
+	}
+	r, err := rollout.PrepareAbort(ctx, l.Config, s.res, who(), deploy.Request{Logger: s.log.Logger})
+	if err != nil {
+		s.end(report.StatusFailed, err, nil)
+		return c.failed(s, err)
+	}
+	defer r.Close()
+	return c.finishRelease(s, s.runRelease(ctx, l.Config, release.Abort(r)), "aborted", nil)
 }
