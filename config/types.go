@@ -225,6 +225,7 @@ type Monitoring struct {
 	NodeExporter         string    `json:"node_exporter,omitempty" format:"hostport" doc:"node_exporter to scrape (host:port as seen from the target); the disk and certificate alerts use it"`
 	NginxExporter        string    `json:"nginx_exporter,omitempty" format:"hostport" doc:"nginx-prometheus-exporter to scrape (host:port as seen from the target)"`
 	ExtraRules           string    `json:"extra_rules,omitempty" format:"path" doc:"a Prometheus rule file of yours, checked with promtool and applied beside the generated rules"`
+	MetricsPath          string    `json:"metrics_path,omitempty" default:"\"/metrics\"" doc:"the path of the backend's Prometheus metrics; \"none\" when the app has none (its backend is then not scraped)"`
 	Logs                 Logs      `json:"logs" doc:"log collection into VictoriaLogs on every target (on with monitoring.enabled)"`
 }
 

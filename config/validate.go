@@ -165,6 +165,9 @@ func (c *Config) validate(col *collector, lines map[string]int) {
 	if c.Verification.Login.Username != "" && c.Verification.Login.Password.IsZero() {
 		add("verification.login.password", "is required with verification.login.username (a secret reference)")
 	}
+	if mp := c.Monitoring.MetricsPath; mp != "none" && (!strings.HasPrefix(mp, "/") || strings.ContainsAny(mp, " ?#\"")) {
+		add("monitoring.metrics_path", `must be a path such as "/metrics", or "none" when the app serves no metrics; got %s`, quote(mp))
+	}
 	if lg := c.Monitoring.Logs; c.Monitoring.LogsOn() {
 		if u, err := url.Parse(lg.URL); err == nil {
 			if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {

@@ -40,6 +40,9 @@ type Request struct {
 	// older deploy of the app waiting there.
 	LockWait  time.Duration
 	Supersede bool
+	// Waiting is told, as it changes, who holds the lock a deploy waits
+	// for (--lock-wait): the front door shows it (nil: the log only).
+	Waiting func(string)
 	// SkipUnreachable names targets the deploy goes on without when they
 	// cannot be reached (never the first: it migrates and snapshots).
 	SkipUnreachable []string

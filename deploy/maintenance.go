@@ -147,6 +147,9 @@ func MaintenanceOn(ctx context.Context, cfg *config.Config, t config.Target, h *
 		if err := pointSite(ctx, h, t, l, maintenanceSite(l), l.SiteConf(cur.ID)); err != nil {
 			return MaintenanceState{}, err
 		}
+		if err := WaitServing(ctx, h, "http://"+nginxAddr(t.Nginx), releaseProbe, hostHeader(cfg), cur.ID+"-maintenance", 15*time.Second); err != nil {
+			return MaintenanceState{}, fmt.Errorf("%s: %w", t.Name, err)
+		}
 		m := MaintenanceState{Target: t.Name, On: true, Since: time.Now().UTC(), Who: who, Message: message, Release: cur.ID}
 		if old, err := ReadMaintenance(h, l); err == nil && old.On {
 			m.Since = old.Since
@@ -175,6 +178,9 @@ func MaintenanceOff(ctx context.Context, cfg *config.Config, t config.Target, h 
 		}
 		if err := pointSite(ctx, h, t, l, l.SiteConf(cur.ID), maintenanceSite(l)); err != nil {
 			return m, err
+		}
+		if err := WaitServing(ctx, h, "http://"+nginxAddr(t.Nginx), releaseProbe, hostHeader(cfg), cur.ID, 15*time.Second); err != nil {
+			return m, fmt.Errorf("%s: %w", t.Name, err)
 		}
 		if err := h.Remove(maintenanceMarker(l)); err != nil {
 			return m, err

@@ -100,7 +100,11 @@ func (d *Deployment) acquire(ctx context.Context, tr *targetRun) error {
 			}
 		}
 		if what != shown {
-			d.log.Info("waiting for the deploy lock (--lock-wait)", "target", tr.cfg.Name, "lock", what, "left", time.Until(deadline).Round(time.Second).String())
+			left := time.Until(deadline).Round(time.Second).String()
+			d.log.Info("waiting for the deploy lock (--lock-wait)", "target", tr.cfg.Name, "lock", what, "left", left)
+			if d.req.Waiting != nil {
+				d.req.Waiting(fmt.Sprintf("%s: waiting for the deploy lock, %s (up to %s more)", tr.cfg.Name, what, left))
+			}
 			shown = what
 		}
 		if time.Now().After(deadline) {

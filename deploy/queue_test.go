@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,10 +32,16 @@ func TestDeployQueueWaitsAndSupersedes(t *testing.T) {
 	holder := LockInfo{ID: "20261206_000000_aaaaaa", Who: "someone@laptop", When: time.Now().UTC(), Message: "a long deploy"}
 	require.NoError(t, AcquireLock(ctx, h, l, holder))
 
+	var waitMu sync.Mutex
+	var waits []string
 	start := func(version string, supersede bool) (<-chan *pipelines.Result, string) {
 		id := report.NewID(time.Now())
 		d, err := Prepare(Request{Config: cfg, Image: r.image(t, version), FrontendDir: frontend(t, version), Who: "ci@" + version, ID: id,
-			Resolver: sampleResolver(), LockWait: time.Minute, Supersede: supersede})
+			Resolver: sampleResolver(), LockWait: time.Minute, Supersede: supersede, Waiting: func(msg string) {
+				waitMu.Lock()
+				waits = append(waits, version+": "+msg)
+				waitMu.Unlock()
+			}})
 		require.NoError(t, err)
 		t.Cleanup(d.Close)
 		ch := make(chan *pipelines.Result, 1)
@@ -76,6 +84,9 @@ func TestDeployQueueWaitsAndSupersedes(t *testing.T) {
 		ids = append(ids, rel.Who)
 	}
 	assert.Equal(t, []string{"ci@v3", "ci@v4"}, ids, "v2 never deployed; v3 before v4")
+	waitMu.Lock()
+	assert.Contains(t, strings.Join(waits, "\n"), "v2: local: waiting for the deploy lock, held by deploy 20261206_000000_aaaaaa by someone@laptop", "the holder is shown while waiting")
+	waitMu.Unlock()
 	r.unlocked(t)
 	entries, _ := os.ReadDir(filepath.Join(r.root, "sample", ".queue"))
 	assert.Empty(t, entries, "the queue is empty")

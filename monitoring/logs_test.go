@@ -130,3 +130,16 @@ func TestLogStoreOnATarget(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "victoria-logs.json: not the settings of a log store")
 }
+
+// An app with no Prometheus metrics (memos): monitoring.metrics_path
+// "none" leaves its backend unscraped; another path is scraped there.
+func TestMetricsPathOfTheApp(t *testing.T) {
+	files, err := Render(parse(t, `, "metrics_path": "none"`), Input{Backends: []string{"127.0.0.1:18000"}, Release: "r1"})
+	require.NoError(t, err)
+	assert.NotContains(t, string(files["prometheus.yml"]), "job_name: backend")
+	require.NoError(t, Check(t.Context(), files))
+	files, err = Render(parse(t, `, "metrics_path": "/internal/metrics"`), Input{Backends: []string{"127.0.0.1:18000"}, Release: "r1"})
+	require.NoError(t, err)
+	assert.Contains(t, string(files["prometheus.yml"]), `metrics_path: "/internal/metrics"`)
+	require.NoError(t, Check(t.Context(), files))
+}

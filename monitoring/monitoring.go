@@ -51,12 +51,14 @@ rule_files:
   - rules/*.yml
 
 scrape_configs:
+{{- if ne .MetricsPath "none"}}
   - job_name: backend
-    metrics_path: /metrics
+    metrics_path: {{printf "%q" .MetricsPath}}
     static_configs:
       - targets: [{{range $i, $b := .Backends}}{{if $i}}, {{end}}{{printf "%q" $b}}{{end}}]
         labels:
           release: {{printf "%q" .Release}}
+{{- end}}
 {{- if .Node}}
   - job_name: node
     static_configs:
@@ -124,7 +126,7 @@ func Render(cfg *config.Config, in Input) (Files, error) {
 	}
 	data := map[string]any{
 		"App": cfg.App, "Env": cfg.Environment, "Interval": interval.String(), "Backends": in.Backends, "Release": in.Release,
-		"Node": m.NodeExporter, "Nginx": m.NginxExporter, "Self": self,
+		"Node": m.NodeExporter, "Nginx": m.NginxExporter, "Self": self, "MetricsPath": metricsPath(m.MetricsPath),
 		"ErrorRate":    strconv.FormatFloat(cfg.Rollback.ErrorRateThreshold, 'f', -1, 64),
 		"ErrorRatePct": strconv.FormatFloat(100*cfg.Rollback.ErrorRateThreshold, 'f', -1, 64),
 		"P95Seconds":   strconv.FormatFloat(float64(cfg.Verification.Thresholds.ResponseTimeMS)/1000, 'f', -1, 64),
@@ -272,4 +274,12 @@ func (f Files) Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// metricsPath is the backend's metrics path ("/metrics" when unset).
+func metricsPath(p string) string {
+	if p == "" {
+		return "/metrics"
+	}
+	return p
 }

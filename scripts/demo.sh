@@ -190,6 +190,35 @@ bin/lawsker-deploy rollback --snapshot "$snap_v1" --dry-run --config "$cfg"
 bin/lawsker-deploy rollback --snapshot "$snap_v1" --config "$cfg"
 echo "through nginx: backend $(page /api/v1/version), $(page / | grep -o '<h1>[^<]*</h1>'); migration version $(sql 'SELECT version_num FROM alembic_version'); notes: $(sql "SELECT coalesce(to_regclass('notes')::text, 'gone (written after the snapshot)')")"
 
+say "maintenance mode: nginx answers 503 with Retry-After and the page, the health path still the release's; a deploy is refused until it is off"
+bin/lawsker-deploy maintenance on --config "$cfg" --message "Database upgrade, back at 14:00"
+sleep 0.3
+curl -s -o /dev/null -w "GET / -> %{http_code}, Retry-After: " http://127.0.0.1:28080/ && curl -sI http://127.0.0.1:28080/ | grep -i '^retry-after' | tr -d '\r' | cut -d' ' -f2
+curl -s http://127.0.0.1:28080/api/v1/cases | grep -o 'Database upgrade[^<]*'
+echo "GET /api/v1/health -> $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:28080/api/v1/health) (the release's)"
+bin/lawsker-deploy maintenance status --config "$cfg"
+set +e
+bin/lawsker-deploy deploy --config "$cfg" --backend-image "$v2" --frontend-dir "$demo/frontend-v2" >/dev/null 2>"$demo/refused.err"
+echo "deploy while in maintenance: exit code $?: $(grep -o 'maintenance mode is on[^:]*' "$demo/refused.err" | head -n 1)"
+set -e
+bin/lawsker-deploy maintenance off --config "$cfg"
+echo "through nginx: backend $(page /api/v1/version)"
+
+say "a canary on plain nginx: v2 to 20% of the clients (sticky cookie), both releases measured from nginx's access log, held (--canary-hold), then promoted"
+canary="$demo/canary.deploy.json"
+sed 's/"rollback": {/"rollout": { "canary": { "weight": 20, "duration": "8s", "min_requests": 20 } },\n  "rollback": {/' "$cfg" > "$canary"
+stop=$(mktemp)
+( while [ ! -s "$stop" ]; do curl -s -o /dev/null --max-time 2 http://127.0.0.1:28080/api/v1/version; sleep 0.02; done ) &
+poller=$!
+bin/lawsker-deploy deploy --config "$canary" --backend-image "$v2" --frontend-dir "$demo/frontend-v2" --message "canary" --canary-hold
+echo stop > "$stop"; wait "$poller"; rm -f "$stop"
+for _ in $(seq 20); do curl -s -D - -o /dev/null http://127.0.0.1:28080/api/v1/version | grep -i '^x-lawsker-release' | tr -d '\r'; done | sort | uniq -c
+bin/lawsker-deploy promote --config "$canary"
+echo "through nginx: backend $(page /api/v1/version)"
+
+say "a fleet: three web hosts in batches of one and a worker (examples/fleet.deploy.json), as plan draws it"
+bin/lawsker-deploy plan --config examples/fleet.deploy.json | grep -E '^(Deploy plan|  (start|switch|batch|start-worker|switch-worker|migrate))'
+
 say "Lawsker's legacy deployment_config.json, read directly"
 legacy=config/testdata/lawsker_deployment_config.json
 DB_PASSWORD="${DB_PASSWORD:-demo-db-password}" bin/lawsker-deploy validate --config "$legacy"

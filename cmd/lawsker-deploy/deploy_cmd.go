@@ -80,7 +80,8 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 		return usageError{"deploy: " + err.Error()}
 	}
 	ro, err := rollout.Prepare(rollout.Request{Deploy: deploy.Request{Config: l.Config, Resolver: s.res, Image: *image, FrontendDir: *front, Message: *message,
-		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, LockWait: *lockWait, Supersede: *supersede, SkipUnreachable: skip, CanaryHold: *canaryHold, Logger: s.log.Logger}})
+		Who: who(), ID: s.id, NoSnapshot: *noSnapshot, Force: *force, LockWait: *lockWait, Supersede: *supersede, SkipUnreachable: skip, CanaryHold: *canaryHold, Logger: s.log.Logger,
+		Waiting: func(msg string) { fmt.Fprintln(c.stderr, s.red.String(msg)) }}})
 	if err != nil {
 		s.end(report.StatusInvalid, err, nil)
 		return err
@@ -117,6 +118,9 @@ func (c *cli) finishRelease(s *session, r release.Result, verb string, plan *rol
 		}
 		if c := out.Canary; c != nil {
 			s.out("canary: %s\n", c)
+			if c.Verdict == deploy.CanaryHeld {
+				s.out("both releases serve and the deploy lock is kept: `lawsker-deploy promote` sends every client to the new release, `lawsker-deploy abort` puts the previous one back\n")
+			}
 		}
 		if w := out.Watch; w != nil && w.Checks > 0 {
 			s.out("watch: %d health checks over %s, %d failed (at most %d in a row; threshold %d)\n", w.Checks, w.Window, w.Failures, w.MaxConsecutive, w.Threshold)
