@@ -155,7 +155,12 @@ func (c *Client) Flush(ctx context.Context) error {
 }
 
 func (c *Client) get(ctx context.Context, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+path, nil)
+	return c.send(ctx, http.MethodGet, path, nil)
+}
+
+// send makes a request whose answer is only its status.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.URL+path, body)
 	if err != nil {
 		return err
 	}
@@ -192,20 +197,7 @@ func (c *Client) Ingest(ctx context.Context, entries []Entry) error {
 		}
 	}
 	v := url.Values{"_stream_fields": {"app,release,source"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+"/insert/jsonline?"+v.Encode(), &body)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return c.down(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return c.refused(resp)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return nil
+	return c.send(ctx, http.MethodPost, "/insert/jsonline?"+v.Encode(), &body)
 }
 
 // stream POSTs a query and calls fn for each JSON line of the answer.

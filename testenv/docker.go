@@ -195,3 +195,14 @@ func (d *Docker) ImportFiles(t testing.TB, ref string, files map[string]string) 
 		_, _ = d.Run(ctx, "image", "rm", "-f", ref)
 	})
 }
+
+// removeDeployed removes the containers of the deployment under base (its
+// lawsker.base label): never another test's, though they share the engine.
+func (d *Docker) removeDeployed(base string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, _ := d.Run(ctx, "ps", "-aq", "--filter", "label=lawsker.base="+base)
+	for _, id := range strings.Fields(out) {
+		_, _ = d.Run(ctx, "rm", "-f", id)
+	}
+}

@@ -1,13 +1,11 @@
 package testenv
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // FleetHost is one host of a fleet: its own loopback address, sshd, deploy
@@ -72,13 +70,8 @@ func StartFleet(t testing.TB, app string, web, workers int) *Fleet {
   }`, strings.Join(upstream, "\n")))
 	f.FrontPort = f.Front.Port
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
 		for _, h := range f.Hosts {
-			out, _ := f.Docker.Run(ctx, "ps", "-aq", "--filter", "label=lawsker.base="+filepath.Join(h.Root, app))
-			for _, id := range strings.Fields(out) {
-				_, _ = f.Docker.Run(ctx, "rm", "-f", id)
-			}
+			f.Docker.removeDeployed(filepath.Join(h.Root, app))
 		}
 	})
 	return f

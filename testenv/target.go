@@ -1,12 +1,9 @@
 package testenv
 
 import (
-	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 )
 
 // TargetHost is a deploy target on this machine: sshd (the host), the
@@ -35,14 +32,7 @@ func StartTargetHost(t testing.TB, app string) *TargetHost {
 		t.Fatalf("testenv: %v", err)
 	}
 	h.AppPort = FreePort(t)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		out, _ := h.Docker.Run(ctx, "ps", "-aq", "--filter", "label=lawsker.base="+filepath.Join(h.Root, app))
-		for _, id := range strings.Fields(out) {
-			_, _ = h.Docker.Run(ctx, "rm", "-f", id)
-		}
-	})
+	t.Cleanup(func() { h.Docker.removeDeployed(filepath.Join(h.Root, app)) })
 	return h
 }
 
