@@ -193,6 +193,21 @@ func TestFleetRollingBatchesBehindAFrontLoadBalancer(t *testing.T) {
 	assert.Contains(t, f.workerLog(t, workers[0]), "worker v2 started")
 	t.Logf("rolling deploy over 3 hosts: %s", took)
 
+	// A switch back through the front load balancer: every host on v1
+	// again, the worker too; then v2 again.
+	sb, err := PrepareSwitchBack(Request{Config: cfg, Who: "tester@ci", ID: report.NewID(time.Now()), Resolver: sampleResolver()})
+	require.NoError(t, err)
+	t.Cleanup(sb.Close)
+	require.NoError(t, pipelines.Run(t.Context(), sb.Graph(), pipelines.Options{MaxWorkers: 4}).Err())
+	for _, h := range web {
+		assert.Equal(t, "v1", f.version(t, h), "%s switched back", h.Name)
+	}
+	workers = f.runningWorkers(t, worker)
+	require.Len(t, workers, 1, "%v", workers)
+	assert.Contains(t, f.workerLog(t, workers[0]), "worker v1 started")
+	res, _ = f.deploy(t, cfg, f.image(t, "v2"), func(r *Request) { r.Force = true })
+	require.NoError(t, res.Err())
+
 	// v3 fails on the second host: its sshd refuses tunnels, so its health
 	// gate cannot reach the backend. The first host is put back on v2.
 	allow := web[1].SSHD.DenyForwarding(t)
@@ -238,7 +253,7 @@ func TestFleetRollingBatchesBehindAFrontLoadBalancer(t *testing.T) {
 		total += n
 	}
 	assert.Equal(t, map[int]int{200: total}, counts, "no failed request through the front load balancer")
-	testenv.Figure(t, "front load balancer at 200 requests/s during a rolling deploy over 3 hosts (batches of one) and a failed batch put back: %d requests, %d failed", total, total-counts[200])
+	testenv.Figure(t, "front load balancer at 200 requests/s during a rolling deploy over 3 hosts (batches of one), a switch back, a failed batch put back and a deploy without an unreachable host: %d requests, %d failed", total, total-counts[200])
 }
 
 // Rolling deploy time beyond its health gates and batch watches grows by

@@ -100,6 +100,9 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 			return err
 		}
 	}
+	if tr.isWorkerOnly() {
+		return d.switchBackWorker(ctx, tr, st, cur, hasCur, prev)
+	}
 	running, err := ensureRunning(ctx, h, tr.docker, prev.Container)
 	if err != nil {
 		return err
@@ -143,6 +146,19 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	}
 	if err := d.confirmServing(ctx, tr, "http://"+nginxAddr(tr.cfg.Nginx), b.HealthPath, prev.ID); err != nil {
 		return errors.Join(err, d.undoEnv(tr).replay(context.WithoutCancel(ctx), nil))
+	}
+	if tr.cfg.HasRole("worker") {
+		// The previous release's worker back, the switched-away one's stopped.
+		if _, err := h.Run(ctx, tr.docker.cmd("inspect", "--format", "{{.Name}}", l.Worker(prev.ID))...); err == nil {
+			if _, err := ensureRunning(ctx, h, tr.docker, l.Worker(prev.ID)); err != nil {
+				return err
+			}
+		}
+		if hasCur {
+			if _, err := h.Run(ctx, tr.docker.Stop(l.Worker(cur.ID), 30)...); err != nil && !strings.Contains(err.Error(), "No such container") {
+				return fmt.Errorf("stopping the worker of %s: %w", cur.ID, err)
+			}
+		}
 	}
 	st.InProgress = nil
 	if err := SaveState(h, l, st); err != nil {
@@ -196,4 +212,44 @@ func PrepareLocked(req Request, name, description string, work func(ctx context.
 	}
 	d.graph = g
 	return d, nil
+}
+
+// switchBackWorker puts a worker-only target back on its previous
+// release: its worker started again (it was stopped by the deploy), the
+// current one stopped, the history switched (journaled first).
+func (d *Deployment) switchBackWorker(ctx context.Context, tr *targetRun, st *State, cur Release, hasCur bool, prev Release) error {
+	h, l := tr.host, tr.layout
+	history := append([]Release(nil), st.Releases...)
+	st.InProgress = &Journal{ID: d.req.ID, Phase: StepSwitchBack, Started: time.Now().UTC(), Undo: []Undo{{Kind: UndoHistory, History: history}}}
+	if hasCur {
+		st.InProgress.Undo = append(st.InProgress.Undo, Undo{Kind: UndoStart, Container: cur.Container})
+	}
+	for i := range st.Releases {
+		switch st.Releases[i].ID {
+		case prev.ID:
+			st.Releases[i].Status = StatusCurrent
+		case cur.ID:
+			st.Releases[i].Status = StatusPrevious
+		}
+	}
+	if err := SaveState(h, l, st); err != nil {
+		return err
+	}
+	if _, err := ensureRunning(ctx, h, tr.docker, prev.Container); err != nil {
+		return errors.Join(err, d.undoEnv(tr).replay(context.WithoutCancel(ctx), nil))
+	}
+	if hasCur {
+		if _, err := h.Run(ctx, tr.docker.Stop(cur.Container, 30)...); err != nil {
+			return errors.Join(fmt.Errorf("stopping the worker of %s: %w", cur.ID, err), d.undoEnv(tr).replay(context.WithoutCancel(ctx), nil))
+		}
+	}
+	st.InProgress = nil
+	if err := SaveState(h, l, st); err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	tr.previous = &cur
+	tr.release, tr.image, tr.container = prev.ID, prev.Image, prev.Container
+	tr.mu.Unlock()
+	return nil
 }
