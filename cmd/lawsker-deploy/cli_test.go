@@ -82,7 +82,7 @@ func TestValidateBadFileExitsTwoWithEveryProblem(t *testing.T) {
  "backend": {"image": "ghcr.io/a/b", "colour": 1}}`), 0o644))
 	r := runIn(t, dir, nil, "validate", "--config", bad)
 	assert.Equal(t, exitUsage, r.code)
-	assert.Equal(t, "config: 2 problems:\n  targets[0].ssh.port: must be 1-65535, got 70000 (line 2)\n  backend.colour: unknown key; known keys: asgi_app, context, dockerfile, env, extra_ports, health_expect, health_gate, health_path, host_port_max, host_port_min, image, keep_releases, migrate_command, migrate_entrypoint, network, port, port_env, rollback_window, routes, secret_env (line 3)\n", r.stderr)
+	assert.Equal(t, "config: 2 problems:\n  targets[0].ssh.port: must be 1-65535, got 70000 (line 2)\n  backend.colour: unknown key; known keys: asgi_app, context, dockerfile, env, extra_ports, health_expect, health_gate, health_path, host_port_max, host_port_min, image, keep_releases, migrate_command, migrate_entrypoint, network, port, port_env, rollback_window, routes, secret_env, worker_command (line 3)\n", r.stderr)
 
 	j := runIn(t, dir, nil, "validate", "--json", "--config", bad)
 	assert.Equal(t, exitUsage, j.code)
@@ -140,7 +140,7 @@ func TestPlanText(t *testing.T) {
 	r := runCLI(t, nil, "plan", "--config", abs(t, "../../examples/local.deploy.json"))
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "Deploy plan for sample (local) to local: ")
-	assert.Contains(t, r.stdout, "stage 3  (3 in parallel)\n  pull:local ")
+	assert.Contains(t, r.stdout, "stage 3  (4 in parallel)\n  pull:local ")
 	assert.Contains(t, r.stdout, "on failure: the previous release keeps serving")
 	assert.Contains(t, r.stdout, "  snapshot-before ")
 	data, err := os.ReadDir(filepath.Join(r.dir, "reports"))
