@@ -50,3 +50,14 @@ func TestEngineAPIOverSSH(t *testing.T) {
 	assert.ErrorIs(t, unreachable.hasImage(ctx, v1), errAskCLI)
 	assert.ErrorIs(t, (engine{h, Docker{Host: "ssh://elsewhere"}}).hasImage(ctx, v1), errAskCLI)
 }
+
+func TestCountRepeats(t *testing.T) {
+	in := "sample backend v3 listening on 127.0.0.1:1\nERROR health: down\nERROR health: down\nERROR health: down\nbye"
+	assert.Equal(t, "sample backend v3 listening on 127.0.0.1:1\nERROR health: down  (3 times)\nbye", CountRepeats(in, 40))
+	var many []string
+	for i := range 50 {
+		many = append(many, fmt.Sprintf("line %d", i))
+	}
+	got := strings.Split(CountRepeats(strings.Join(many, "\n"), 8), "\n")
+	assert.Equal(t, []string{"line 0", "line 1", "... (42 more distinct lines)", "line 44", "line 45", "line 46", "line 47", "line 48", "line 49"}, got)
+}

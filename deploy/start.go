@@ -211,12 +211,40 @@ func (d *Deployment) health(ctx context.Context, tr *targetRun) error {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
-	// The container's stdout and stderr both, in order.
-	logs, lerr := tr.host.Run(cctx, "sh", "-c", remote.Quote(tr.docker.Logs(tr.container, 40)...)+" 2>&1")
+	// The container's stdout and stderr both, in order; a line repeated
+	// (an error printed at every check) is counted, not repeated, so the
+	// line saying how the backend started stays in view.
+	logs, lerr := tr.host.Run(cctx, "sh", "-c", remote.Quote(tr.docker.Logs(tr.container, 400)...)+" 2>&1")
 	if lerr != nil {
 		logs = "(its logs could not be read: " + lerr.Error() + ")"
 	}
-	return fmt.Errorf("%w\n--- last lines of %s ---\n%s", err, tr.container, strings.TrimSpace(logs))
+	return fmt.Errorf("%w\n--- last lines of %s ---\n%s", err, tr.container, CountRepeats(logs, 40))
+}
+
+// CountRepeats gives each distinct line of text once, in the order it
+// first came, with how many times it came when more than once; of more
+// than max distinct lines, the first and the last are kept.
+func CountRepeats(text string, max int) string {
+	var order []string
+	count := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+		if count[l] == 0 {
+			order = append(order, l)
+		}
+		count[l]++
+	}
+	if len(order) > max {
+		head := max / 4
+		order = append(append(order[:head:head], fmt.Sprintf("... (%d more distinct lines)", len(order)-max)), order[len(order)-(max-head):]...)
+	}
+	out := make([]string, len(order))
+	for i, l := range order {
+		out[i] = l
+		if n := count[l]; n > 1 {
+			out[i] = fmt.Sprintf("%s  (%d times)", l, n)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // crashOf says what went wrong with a target's new backend ("" when it
