@@ -256,8 +256,10 @@ func (r *Restore) databaseOnly(cfg *config.Config, req RestoreRequest, restoreDB
 				}
 				// The log store runs with the settings the snapshot holds.
 				l := deploy.NewLayout(cfg, t)
+				// A store that cannot start is a warning, as in a deploy: the
+				// app's output stays in docker logs.
 				if _, err := monitoring.RestoreLogStore(ctx, monitoring.Target{Host: h, Base: l.Base, App: cfg.App, Name: l.Name, Docker: deploy.Docker{Host: t.Docker.Host}}); err != nil {
-					return fmt.Errorf("the log store with the restored settings: %w", err)
+					r.warn("the log store with the restored settings is not running on %s (the rollback went on; the backend's output is in docker logs): %v", t.Name, err)
 				}
 			}
 			return r.verify(ctx, h)
