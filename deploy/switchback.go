@@ -121,18 +121,7 @@ func (d *Deployment) switchBack(ctx context.Context, tr *targetRun) error {
 	if hasCur {
 		was = &cur
 	}
-	history := append([]Release(nil), st.Releases...)
-	st.InProgress = &Journal{ID: d.req.ID, Phase: StepSwitchBack, Started: time.Now().UTC(),
-		Undo: []Undo{{Kind: UndoSite, To: was}, {Kind: UndoHistory, History: history}}}
-	for i := range st.Releases {
-		switch st.Releases[i].ID {
-		case prev.ID:
-			st.Releases[i].Status = StatusCurrent
-		case cur.ID:
-			st.Releases[i].Status = StatusPrevious
-		}
-	}
-	if err := SaveState(h, l, st); err != nil {
+	if err := d.journalSwitchBack(tr, st, prev, cur, func(history Undo) []Undo { return []Undo{{Kind: UndoSite, To: was}, history} }); err != nil {
 		return err
 	}
 	// The release switched away from is kept warm for the rollback window.
@@ -219,20 +208,12 @@ func PrepareLocked(req Request, name, description string, work func(ctx context.
 // current one stopped, the history switched (journaled first).
 func (d *Deployment) switchBackWorker(ctx context.Context, tr *targetRun, st *State, cur Release, hasCur bool, prev Release) error {
 	h, l := tr.host, tr.layout
-	history := append([]Release(nil), st.Releases...)
-	st.InProgress = &Journal{ID: d.req.ID, Phase: StepSwitchBack, Started: time.Now().UTC(), Undo: []Undo{{Kind: UndoHistory, History: history}}}
-	if hasCur {
-		st.InProgress.Undo = append(st.InProgress.Undo, Undo{Kind: UndoStart, Container: cur.Container})
-	}
-	for i := range st.Releases {
-		switch st.Releases[i].ID {
-		case prev.ID:
-			st.Releases[i].Status = StatusCurrent
-		case cur.ID:
-			st.Releases[i].Status = StatusPrevious
+	if err := d.journalSwitchBack(tr, st, prev, cur, func(history Undo) []Undo {
+		if hasCur {
+			return []Undo{history, {Kind: UndoStart, Container: cur.Container}}
 		}
-	}
-	if err := SaveState(h, l, st); err != nil {
+		return []Undo{history}
+	}); err != nil {
 		return err
 	}
 	if _, err := ensureRunning(ctx, h, tr.docker, prev.Container); err != nil {
@@ -252,4 +233,22 @@ func (d *Deployment) switchBackWorker(ctx context.Context, tr *targetRun, st *St
 	tr.release, tr.image, tr.container = prev.ID, prev.Image, prev.Container
 	tr.mu.Unlock()
 	return nil
+}
+
+// journalSwitchBack records how to undo a switch back (undo gets the
+// entry that puts the history back, and places it among the others),
+// makes prev current and cur previous, and saves state.json: write-ahead,
+// before anything on the host changes.
+func (d *Deployment) journalSwitchBack(tr *targetRun, st *State, prev, cur Release, undo func(history Undo) []Undo) error {
+	history := Undo{Kind: UndoHistory, History: append([]Release(nil), st.Releases...)}
+	st.InProgress = &Journal{ID: d.req.ID, Phase: StepSwitchBack, Started: time.Now().UTC(), Undo: undo(history)}
+	for i := range st.Releases {
+		switch st.Releases[i].ID {
+		case prev.ID:
+			st.Releases[i].Status = StatusCurrent
+		case cur.ID:
+			st.Releases[i].Status = StatusPrevious
+		}
+	}
+	return SaveState(tr.host, tr.layout, st)
 }
