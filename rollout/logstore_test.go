@@ -74,8 +74,14 @@ func TestLogsGoToTheStoreOnTheTarget(t *testing.T) {
 			sent.Add(1)
 		}
 	})
-	wrote := countLines(t, hostLog) - before
 	loadTime := time.Since(startLoad)
+	// nginx writes a request's line once its answer is sent: the last
+	// lines may reach its file a moment after the client had them.
+	wrote := countLines(t, hostLog) - before
+	for deadline := time.Now().Add(5 * time.Second); wrote < int(sent.Load()) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		wrote = countLines(t, hostLog) - before
+	}
 	var access []LogLine
 	deadline := time.Now().Add(10 * time.Second)
 	for {
