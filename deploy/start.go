@@ -250,7 +250,13 @@ func CountRepeats(text string, max int) string {
 // crashOf says what went wrong with a target's new backend ("" when it
 // runs steadily, or its state cannot be read).
 func (d *Deployment) crashOf(ctx context.Context, tr *targetRun) string {
-	st, err := (engine{tr.host, tr.docker}).container(ctx, tr.container)
+	return crashOfContainer(ctx, tr, tr.container)
+}
+
+// crashOfContainer says what went wrong with one of a target's containers
+// ("" when it runs steadily, or its state cannot be read).
+func crashOfContainer(ctx context.Context, tr *targetRun, name string) string {
+	st, err := (engine{tr.host, tr.docker}).container(ctx, name)
 	if err != nil {
 		return ""
 	}

@@ -49,13 +49,7 @@ func (d *Deployment) startWorker(ctx context.Context, tr *targetRun) error {
 	}
 	gctx, cancel := context.WithTimeout(ctx, d.workerGate())
 	defer cancel()
-	crash := WatchCrashes(gctx, func(ctx context.Context) string {
-		st, err := (engine{tr.host, tr.docker}).container(ctx, name)
-		if err != nil {
-			return ""
-		}
-		return st.crash()
-	})
+	crash := WatchCrashes(gctx, func(ctx context.Context) string { return crashOfContainer(ctx, tr, name) })
 	if why, ok := <-crash; ok {
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		defer ccancel()

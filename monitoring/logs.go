@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -274,12 +273,6 @@ func ReadErrorLines(ctx context.Context, c *logstore.Client, target, name, relea
 	}
 	return out, nil
 }
-
-// ErrStoreDown is logstore.ErrDown, for callers that only import this.
-var ErrStoreDown = logstore.ErrDown
-
-// IsDown says the store does not answer.
-func IsDown(err error) bool { return errors.Is(err, logstore.ErrDown) }
 
 // lastLines is s on one line.
 func lastLines(s string) string {

@@ -21,13 +21,12 @@ func ApplyMonitoring(ctx context.Context, cfg *config.Config, res *config.Resolv
 	}
 	defer h.Close()
 	t := cfg.Primary()
-	l := deploy.NewLayout(cfg, t)
 	if check {
 		if err := monitoring.Check(ctx, files); err != nil {
 			return nil, files, err
 		}
 	}
-	r, err := monitoring.Apply(ctx, cfg, res, monitoring.Target{Host: h, Base: l.Base, App: cfg.App, Name: l.Name, Docker: deploy.Docker{Host: t.Docker.Host}}, files)
+	r, err := monitoring.Apply(ctx, cfg, res, monitoringTarget(cfg, t, h), files)
 	if err != nil || !cfg.Monitoring.LogsOn() {
 		return r, files, err
 	}
@@ -57,8 +56,7 @@ func ensureLogStores(ctx context.Context, cfg *config.Config, res *config.Resolv
 			}
 			defer h.Close()
 		}
-		l := deploy.NewLayout(cfg, t)
-		state, serr := monitoring.EnsureLogStore(ctx, monitoring.Target{Host: h, Base: l.Base, App: cfg.App, Name: l.Name, Docker: deploy.Docker{Host: t.Docker.Host}}, s)
+		state, serr := monitoring.EnsureLogStore(ctx, monitoringTarget(cfg, t, h), s)
 		if serr != nil {
 			state = "not running: " + serr.Error()
 		}
@@ -111,4 +109,10 @@ func monitoringFiles(ctx context.Context, cfg *config.Config, res *config.Resolv
 // RenderMonitoring renders the monitoring of a release.
 func RenderMonitoring(cfg *config.Config, r deploy.Release) (monitoring.Files, error) {
 	return monitoring.Render(cfg, monitoring.Input{Backends: []string{fmt.Sprintf("127.0.0.1:%d", r.Port)}, Release: r.ID, Name: deploy.PrimaryLayout(cfg).Name})
+}
+
+// monitoringTarget is a target as package monitoring sees it.
+func monitoringTarget(cfg *config.Config, t config.Target, h *remote.Host) monitoring.Target {
+	l := deploy.NewLayout(cfg, t)
+	return monitoring.Target{Host: h, Base: l.Base, App: cfg.App, Name: l.Name, Docker: deploy.Docker{Host: t.Docker.Host}}
 }
